@@ -1,0 +1,318 @@
+"""One typed, validated config object built from Invoke's `dr` config section.
+
+Defaults live in `DEFAULTS` and are declared on the collection with
+`ns.configure`, so every key exists (null where unset) and Invoke's
+`INVOKE_DR_<KEY>` environment variables can override any of them.
+Validation happens here, before any request is sent, and each problem is one
+line naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from .errors import ConfigError
+
+# Keys the package keeps for itself in the primary bucket (locks, backup
+# state). Live excludes them, like the snapshot prefix.
+META_PREFIX = ".dr-tasks/"
+
+DEFAULT_INDEX = "state/log/snapshots.ndjson"
+
+DEFAULTS: dict[str, Any] = {
+    "bucket": None,
+    "prefix": "",
+    "snapshot_prefix": "snapshots/",
+    "endpoint_url": None,
+    "region": None,
+    "profile": None,
+    "root": ".",
+    "index": DEFAULT_INDEX,
+    "units": "state/skills/",
+    "restore_dir": "_restore",
+    "sync_allow": ["state/**"],
+    "sync_deny": ["_restore/**"],
+    # null means "the index": history must survive a rollback.
+    "preserve": None,
+    "retention_days": 30,
+    "concurrency": 16,
+    "backup": {
+        "bucket": None,
+        "prefix": "",
+        "endpoint_url": None,
+        "region": None,
+        "profile": None,
+        "access_key_id": None,
+        "secret_access_key": None,
+        "max_age_days": 7,
+    },
+    "hooks": {},
+}
+
+TASK_NAMES = (
+    "snapshot",
+    "list",
+    "show",
+    "restore",
+    "rollback",
+    "backup",
+    "freshness",
+    "versioning",
+    "verify",
+    "drill",
+    "reindex",
+    "prune",
+    "pin",
+)
+for _task in TASK_NAMES:
+    DEFAULTS["hooks"][f"pre_{_task}"] = []
+    DEFAULTS["hooks"][f"post_{_task}"] = []
+
+# S3 bucket naming rules (the subset every provider accepts).
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to talk S3."""
+
+    bucket: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    endpoint: Endpoint | None
+    prefix: str
+    max_age_days: float
+
+
+@dataclass(frozen=True)
+class DrConfig:
+    """Everything an operation needs, validated. Paths in `root` terms."""
+
+    endpoint: Endpoint
+    prefix: str
+    snapshot_prefix: str
+    root: Path
+    index: str
+    units: str
+    restore_dir: str
+    sync_allow: tuple[str, ...]
+    sync_deny: tuple[str, ...]
+    preserve: tuple[str, ...]
+    retention_days: int
+    concurrency: int
+    backup: BackupConfig
+    hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def bucket(self) -> str:
+        return self.endpoint.bucket
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / self.index
+
+    @property
+    def restore_path(self) -> Path:
+        return self.root / self.restore_dir
+
+    def key_for(self, rel: str) -> str:
+        """Bucket key of a root-relative local path."""
+        return self.prefix + rel
+
+    def rel_for(self, key: str) -> str:
+        """Root-relative local path of a live key."""
+        return key[len(self.prefix) :]
+
+    def reserved_prefixes(self) -> tuple[str, ...]:
+        """Keys under `prefix` that are not live: snapshots and our own bookkeeping."""
+        return (self.snapshot_prefix, META_PREFIX)
+
+    def is_live_key(self, key: str) -> bool:
+        return key.startswith(self.prefix) and not key.startswith(self.reserved_prefixes())
+
+    def with_endpoint(self, endpoint: Endpoint) -> DrConfig:
+        return replace(self, endpoint=endpoint)
+
+
+def _str(raw: Mapping[str, Any], key: str, *, required: bool = False, name: str = "") -> str | None:
+    value = raw.get(key)
+    name = name or key
+    if value is None or value == "":
+        if required:
+            raise ConfigError(
+                name,
+                "is not set",
+                f"add `{name.replace('.', ': ')}: <value>` under `dr:` in invoke.yaml "
+                f"or export INVOKE_DR_{name.replace('.', '_').upper()}",
+            )
+        return None if value is None else ""
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be a string, got {type(value).__name__}", "quote the value")
+    return value
+
+
+def _prefix(raw: Mapping[str, Any], key: str, name: str = "") -> str:
+    value = _str(raw, key, name=name) or ""
+    name = name or key
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ConfigError(name, f"{value!r} is not a relative key prefix", "use e.g. `backups/`")
+    if value and not value.endswith("/"):
+        raise ConfigError(name, f"{value!r} must end with '/'", f"use `{value}/`")
+    return value
+
+
+def _endpoint_url(raw: Mapping[str, Any], name: str) -> str | None:
+    value = _str(raw, "endpoint_url", name=name)
+    if not value:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(
+            name,
+            f"{value!r} is not an http(s) URL",
+            "use e.g. `https://tor1.digitaloceanspaces.com` (scheme and host, no bucket)",
+        )
+    return value
+
+
+def _bucket(raw: Mapping[str, Any], name: str) -> str:
+    value = _str(raw, "bucket", required=True, name=name)
+    assert value is not None
+    if not _BUCKET_RE.match(value) or ".." in value:
+        raise ConfigError(
+            name,
+            f"{value!r} is not a valid bucket name",
+            "use 3-63 lowercase letters, digits, '.' or '-' (no slashes, no s3:// prefix)",
+        )
+    return value
+
+
+def _int(raw: Mapping[str, Any], key: str, minimum: int) -> int:
+    value = raw.get(key, DEFAULTS[key])
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"must be a whole number, got {value!r}", f"set e.g. `{key}: {DEFAULTS[key]}`")
+    if value < minimum:
+        raise ConfigError(key, f"must be at least {minimum}, got {value}", f"set e.g. `{key}: {DEFAULTS[key]}`")
+    return value
+
+
+def _patterns(raw: Mapping[str, Any], key: str, default: list[str]) -> tuple[str, ...]:
+    value = raw.get(key)
+    if value is None:
+        return tuple(default)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(key, f"must be a list of patterns, got {value!r}", f'use e.g. `{key}: ["state/**"]`')
+    return tuple(value)
+
+
+def _hooks(raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    value = raw.get("hooks") or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError("hooks", "must be a mapping", 'use e.g. `hooks: {post_snapshot: ["inv sync.push"]}`')
+    hooks: dict[str, tuple[str, ...]] = {}
+    for name, cmds in value.items():
+        if not re.fullmatch(r"(pre|post)_[a-z_]+", str(name)):
+            raise ConfigError(f"hooks.{name}", "is not a hook name", "use pre_<task> or post_<task>")
+        if cmds is None:
+            cmds = []
+        if isinstance(cmds, str):
+            cmds = [cmds]
+        if not isinstance(cmds, (list, tuple)) or not all(isinstance(c, str) for c in cmds):
+            raise ConfigError(f"hooks.{name}", f"must be a list of commands, got {cmds!r}", 'use e.g. `["inv sync.push"]`')
+        hooks[str(name)] = tuple(cmds)
+    return hooks
+
+
+def _backup(raw: Mapping[str, Any]) -> BackupConfig:
+    b = raw.get("backup") or {}
+    if not isinstance(b, Mapping):
+        raise ConfigError("backup", "must be a mapping", "use `backup: {bucket: ..., endpoint_url: ...}`")
+    age = b.get("max_age_days", 7)
+    try:
+        max_age = float(age)
+    except (TypeError, ValueError):
+        raise ConfigError("backup.max_age_days", f"must be a number, got {age!r}", "set e.g. `max_age_days: 7`") from None
+    if max_age <= 0:
+        raise ConfigError("backup.max_age_days", f"must be positive, got {age!r}", "set e.g. `max_age_days: 7`")
+    endpoint = None
+    if b.get("bucket"):
+        endpoint = Endpoint(
+            bucket=_bucket(b, "backup.bucket"),
+            endpoint_url=_endpoint_url(b, "backup.endpoint_url"),
+            region=_str(b, "region", name="backup.region"),
+            profile=_str(b, "profile", name="backup.profile"),
+            access_key_id=_str(b, "access_key_id", name="backup.access_key_id"),
+            secret_access_key=_str(b, "secret_access_key", name="backup.secret_access_key"),
+        )
+    return BackupConfig(endpoint=endpoint, prefix=_prefix(b, "prefix", "backup.prefix"), max_age_days=max_age)
+
+
+def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: Any) -> DrConfig:
+    """Build a `DrConfig` from the `dr` section (a mapping) plus flag overrides.
+
+    `base` is where a relative `root` is resolved from: the host project's
+    directory when run through Invoke, the working directory otherwise.
+    """
+    merged: dict[str, Any] = {**DEFAULTS, **dict(raw or {})}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+
+    prefix = _prefix(merged, "prefix")
+    snapshot_prefix = _prefix(merged, "snapshot_prefix")
+    if not snapshot_prefix:
+        raise ConfigError("snapshot_prefix", "must not be empty", "use the default `snapshots/`")
+    if prefix.startswith(snapshot_prefix):
+        raise ConfigError(
+            "prefix", f"{prefix!r} lies inside snapshot_prefix {snapshot_prefix!r}", "pick prefixes that do not nest that way"
+        )
+
+    root_raw = _str(merged, "root") or "."
+    root = Path(root_raw)
+    if not root.is_absolute():
+        root = (base or Path.cwd()) / root
+    root = root.resolve()
+
+    index = _str(merged, "index") or DEFAULT_INDEX
+    units = _prefix(merged, "units") or ""
+    restore_dir = (_str(merged, "restore_dir") or "_restore").rstrip("/")
+    if not restore_dir or restore_dir.startswith("/") or ".." in restore_dir.split("/"):
+        raise ConfigError("restore_dir", f"{restore_dir!r} must be a relative directory inside root", "use `_restore`")
+
+    preserve = _patterns(merged, "preserve", [index])
+    deny = _patterns(merged, "sync_deny", [])
+    return DrConfig(
+        endpoint=Endpoint(
+            bucket=_bucket(merged, "bucket"),
+            endpoint_url=_endpoint_url(merged, "endpoint_url"),
+            region=_str(merged, "region"),
+            profile=_str(merged, "profile"),
+        ),
+        prefix=prefix,
+        snapshot_prefix=snapshot_prefix,
+        root=root,
+        index=index,
+        units=units,
+        restore_dir=restore_dir,
+        sync_allow=_patterns(merged, "sync_allow", ["state/**"]),
+        sync_deny=deny,
+        preserve=preserve,
+        retention_days=_int(merged, "retention_days", 1),
+        concurrency=_int(merged, "concurrency", 1),
+        backup=_backup(merged),
+        hooks=_hooks(merged),
+    )

@@ -1,0 +1,133 @@
+"""`snapshots.ndjson`: the append-only index of DR events.
+
+One JSON object a line. Appends are whole lines, flushed and fsynced; nothing
+here ever rewrites or truncates the file. A torn or garbled line is reported by
+its line number and the good rows around it are kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonlines
+
+from .errors import DrError
+
+VERSION = 1
+KINDS = ("snapshot", "rollback", "cross-region-backup", "prune", "pin")
+
+
+@dataclass(frozen=True)
+class BadLine:
+    lineno: int
+    text: str
+    reason: str
+
+    def describe(self) -> str:
+        shown = self.text if len(self.text) <= 80 else self.text[:77] + "..."
+        return f"line {self.lineno}: {self.reason}: {shown!r}"
+
+
+@dataclass
+class IndexRead:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    bad: list[BadLine] = field(default_factory=list)
+    # The last line has no newline: a crash cut it (it is in `bad` too when
+    # it does not parse).
+    torn_tail: bool = False
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r.get("kind") == kind]
+
+    def find(self, kind: str, row_id: str) -> dict[str, Any] | None:
+        for r in self.rows:
+            if r.get("kind") == kind and r.get("id") == row_id:
+                return r
+        return None
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+class Index:
+    """The index file at `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> IndexRead:
+        result = IndexRead()
+        if not self.path.exists():
+            return result
+        try:
+            data = self.path.read_bytes()
+        except OSError as err:
+            raise DrError(f"cannot read the index {self.path}: {err.strerror}", "check its permissions") from None
+        result.torn_tail = bool(data) and not data.endswith(b"\n")
+        text = data.decode("utf-8", errors="replace")
+        reader = jsonlines.Reader(io.StringIO(text))
+        while True:
+            try:
+                row = reader.read(skip_empty=True)
+            except EOFError:
+                break
+            except jsonlines.InvalidLineError as err:
+                result.bad.append(BadLine(err.lineno, err.line.rstrip("\n"), "not valid JSON"))
+                continue
+            if not isinstance(row, dict) or "kind" not in row:
+                result.bad.append(BadLine(reader._lineno, json.dumps(row)[:200], "not an index row"))
+                continue
+            result.rows.append(row)
+        if result.torn_tail and not any(b.lineno == text.count("\n") + 1 for b in result.bad):
+            # A cut that still parses as JSON (e.g. `{}` truncated after a
+            # closing brace) is still a torn line.
+            result.bad.append(BadLine(text.count("\n") + 1, text.rsplit("\n", 1)[-1], "no newline at end (torn write)"))
+        return result
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append one row as one whole line, flushed and fsynced."""
+        line = {"v": VERSION, **row}
+        payload = json.dumps(line, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+        if "\n" in payload:
+            raise DrError("refusing to write an index row that spans lines", "this is a bug; report it")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # O_APPEND: concurrent appenders never interleave within a line.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as fh:
+                prefix = "\n" if self._needs_newline() else ""
+                # Terminating a torn tail keeps it (still reported on read)
+                # rather than gluing our row onto it.
+                writer = jsonlines.Writer(fh, flush=True, compact=True, sort_keys=False)
+                fh.write(prefix)
+                writer.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:
+            raise DrError(f"cannot append to the index {self.path}: {err.strerror}", "check disk space and permissions") from None
+
+    def _needs_newline(self) -> bool:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return False
+        if size == 0:
+            return False
+        with open(self.path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"

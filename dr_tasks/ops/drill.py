@@ -1,0 +1,206 @@
+"""`dr.drill`: a full recovery exercise on an embedded S3 server and a scratch copy of state/.
+
+It never touches the repo's own files or its real bucket: it copies `state/`
+(or generates sample data where the repo has none) into a temp dir, seeds a
+fresh versioned bucket on moto's server on 127.0.0.1, and runs the real
+operations against it, timing each step and checking every byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import config as config_mod
+from ..config import DrConfig
+from ..embedded import ACCESS_KEY, SECRET_KEY, EmbeddedS3
+from ..errors import DrError
+from ..guard import Guard
+from ..parallel import run_parallel
+from ..s3 import S3
+from .snapshot import snapshot_dir, take_snapshot
+
+PRIMARY_BUCKET = "dr-drill-primary"
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class DrillResult:
+    steps: list[Step] = field(default_factory=list)
+    bytes_lost: int = 0
+    seconds: float = 0.0
+    scratch: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(s.ok for s in self.steps) and self.bytes_lost == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+class _StepFailed(Exception):
+    pass
+
+
+def sample_state(root: Path) -> None:
+    """Generate a small substrate: two units of text, JSON and binary files, and an index."""
+    units = {
+        "snappy-image": {
+            "README.md": "# snappy-image\n\nResizes images quickly.\n",
+            "config.json": json.dumps({"quality": 85, "formats": ["png", "jpeg"]}, indent=2) + "\n",
+            "model.bin": bytes(range(256)) * 64,
+        },
+        "notes": {
+            "todo.txt": "".join(f"item {i}\n" for i in range(50)),
+            "settings.yaml": "retries: 3\nmode: fast\n",
+            "deep/nested/data.ndjson": "".join(json.dumps({"n": i}) + "\n" for i in range(20)),
+        },
+    }
+    for unit, files in units.items():
+        for name, content in files.items():
+            path = root / "state" / "skills" / unit / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+    (root / "state" / "log").mkdir(parents=True, exist_ok=True)
+    (root / "state" / "log" / "snapshots.ndjson").touch()
+
+
+def _local_files(cfg: DrConfig, guard: Guard) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(cfg.root):
+        dirnames[:] = sorted(d for d in dirnames if d not in (".git", cfg.restore_dir))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(cfg.root).as_posix()
+            if guard.allow.match_file(rel) and not guard.is_denied(rel):
+                yield path
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def run_drill(
+    source_root: Path,
+    raw: dict[str, Any],
+    *,
+    keep: bool = False,
+    on_step: Callable[[Step], None] | None = None,
+) -> DrillResult:
+    """Run the exercise. `raw` is the host's `dr` config: its layout keys are honoured, its bucket is not used."""
+    result = DrillResult()
+    started = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix="dr-drill-"))
+
+    def step(name: str, fn: Callable[[], str]) -> None:
+        t0 = time.monotonic()
+        try:
+            detail, ok = fn(), True
+        except (DrError, _StepFailed) as err:
+            detail, ok = str(err), False
+        s = Step(name, round(time.monotonic() - t0, 3), ok, detail)
+        result.steps.append(s)
+        if on_step:
+            on_step(s)
+        if not ok:
+            raise _StepFailed(detail)
+
+    try:
+        with EmbeddedS3() as url:
+            layout = {k: raw[k] for k in ("units", "index", "restore_dir", "sync_allow", "sync_deny", "preserve", "concurrency") if raw.get(k) is not None}
+            cfg = config_mod.load({**layout, "bucket": PRIMARY_BUCKET, "endpoint_url": url, "region": "us-east-1"}, scratch)
+            cfg = cfg.with_endpoint(replace(cfg.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY))
+            s3 = S3(cfg.endpoint, cfg.concurrency)
+            guard = Guard(cfg)
+            original: dict[str, bytes] = {}
+            ctx: dict[str, Any] = {}
+
+            def prepare() -> str:
+                src_state = source_root / "state"
+                if src_state.is_dir() and any(p.is_file() for p in src_state.rglob("*")):
+                    shutil.copytree(src_state, scratch / "state", symlinks=True)
+                    how = f"copied {src_state}"
+                else:
+                    sample_state(scratch)
+                    how = "generated sample data (the repo has no state/)"
+                (scratch / ".gitignore").write_text(f"{cfg.restore_dir}/\n")
+                return how
+
+            def seed() -> str:
+                s3.create_bucket(cfg.bucket, versioned=True)
+                files = list(_local_files(cfg, guard))
+
+                def up(path: Path) -> int:
+                    permit = guard.check_upload(path)
+                    s3.upload_file(permit, cfg.bucket, cfg.key_for(permit.rel))
+                    return path.stat().st_size
+
+                done, failed = run_parallel(up, files, cfg.concurrency)
+                if failed:
+                    raise _StepFailed(f"{len(failed)} uploads failed: {failed[0].error}")
+                for path in files:
+                    original[cfg.key_for(path.relative_to(cfg.root).as_posix())] = path.read_bytes()
+                return f"{len(done)} files, {sum(n for _, n in done)} bytes into a versioned bucket at {url}"
+
+            def snap() -> str:
+                r = take_snapshot(cfg, "drill", s3=s3)
+                ctx["snapshot"] = r
+                return f"{r.id}: {r.objects} objects, {r.bytes} bytes"
+
+            def damage() -> str:
+                keys = sorted(k for k in original if k != cfg.key_for(cfg.index))
+                overwritten = keys[0::3]
+                deleted = keys[1::3]
+                for k in overwritten:
+                    s3.put_bytes(cfg.bucket, k, b"corrupted by the drill\n")
+                s3.delete_keys(cfg.bucket, deleted)
+                s3.put_bytes(cfg.bucket, cfg.key_for("state/skills/intruder/new.txt"), b"should not be here\n")
+                ctx["damaged"] = (overwritten, deleted)
+                return f"overwrote {len(overwritten)}, deleted {len(deleted)}, added 1"
+
+            def check_snapshot() -> str:
+                snap_dir = snapshot_dir(cfg, ctx["snapshot"].id)
+
+                def compare(key: str) -> int:
+                    got = s3.get_bytes(cfg.bucket, snap_dir + cfg.rel_for(key))
+                    return 0 if _digest(got) == _digest(original[key]) else len(original[key])
+
+                done, failed = run_parallel(compare, sorted(original), cfg.concurrency)
+                lost = sum(n for _, n in done) + sum(len(original[f.item]) for f in failed)
+                result.bytes_lost = max(result.bytes_lost, lost)
+                if lost:
+                    raise _StepFailed(f"{lost} bytes differ between the snapshot and the pre-damage state")
+                return f"every byte of {len(original)} objects matches the pre-damage state"
+
+            step("prepare scratch state", prepare)
+            step("seed bucket", seed)
+            step("snapshot", snap)
+            step("damage live", damage)
+            step("check snapshot bytes", check_snapshot)
+    except _StepFailed:
+        pass
+    finally:
+        result.seconds = round(time.monotonic() - started, 3)
+        if keep:
+            result.scratch = str(scratch)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return result

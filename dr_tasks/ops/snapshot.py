@@ -1,0 +1,214 @@
+"""`dr.snapshot`: copy every live key, server-side, to `<snapshot_prefix><id>/`.
+
+Order of work, which is what makes it safe to interrupt:
+1. list the current version of every live key once (the snapshot's contents),
+2. copy exactly those version ids in parallel,
+3. write the manifest beside the snapshot (the bucket alone can rebuild the index),
+4. append the `snapshot` row: the commit point. No row, no snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..config import DrConfig
+from ..errors import DrError
+from ..index import Index, iso, utc_now
+from ..parallel import run_parallel
+from ..progress import NULL_PROGRESS, Progress
+from ..s3 import S3, ObjectVersion
+
+LABEL_RULE = "[a-z0-9][a-z0-9._-]{0,62}"
+_LABEL_RE = re.compile(LABEL_RULE)
+MANIFEST_SUFFIX = ".manifest.json"
+UNVERSIONED_WARNING = (
+    "bucket versioning is not enabled: this snapshot is a plain copy, and point-in-time "
+    "restore needs versioning; run `inv dr.versioning --enable`"
+)
+
+
+def validate_label(label: str) -> str:
+    """The label itself, or a DrError that shows the rule."""
+    if not isinstance(label, str) or not _LABEL_RE.fullmatch(label) or ".." in label:
+        shown = repr(label)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        raise DrError(
+            f"invalid label {shown}: labels must match {LABEL_RULE} with no '..' "
+            "(lowercase letters, digits, '.', '_', '-'; at most 63; no '/', spaces or newlines)",
+            "use e.g. --label=pre-migration",
+        )
+    return label
+
+
+def snapshot_id(ts: datetime, label: str) -> str:
+    return f"{iso(ts)}-{label}"
+
+
+def manifest_key(cfg: DrConfig, snap_id: str) -> str:
+    return f"{cfg.snapshot_prefix}{snap_id}{MANIFEST_SUFFIX}"
+
+
+def snapshot_dir(cfg: DrConfig, snap_id: str) -> str:
+    return f"{cfg.snapshot_prefix}{snap_id}/"
+
+
+@dataclass
+class SnapshotResult:
+    id: str
+    label: str
+    ts: str
+    bucket: str
+    source: str
+    dest: str
+    objects: int
+    bytes: int
+    manifest: str
+    versioned: bool
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "kind": "snapshot",
+            "id": self.id,
+            "ts": self.ts,
+            "label": self.label,
+            "bucket": self.bucket,
+            "source": self.source,
+            "dest": self.dest,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "manifest": self.manifest,
+            "versioned": self.versioned,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_live(cfg: DrConfig, s3: S3, versioned: bool) -> list[ObjectVersion]:
+    """The current version of every live key (snapshots and our bookkeeping excluded)."""
+    return [o for o in s3.iter_current(cfg.bucket, cfg.prefix, versioned) if cfg.is_live_key(o.key)]
+
+
+def build_manifest(cfg: DrConfig, snap_id: str, label: str, ts: str, versioned: bool, objects: list[ObjectVersion]) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": snap_id,
+        "label": label,
+        "ts": ts,
+        "bucket": cfg.bucket,
+        "prefix": cfg.prefix,
+        "source": f"s3://{cfg.bucket}/{cfg.prefix}",
+        "dest": f"s3://{cfg.bucket}/{snapshot_dir(cfg, snap_id)}",
+        "versioned": versioned,
+        "objects": [
+            {
+                "key": cfg.rel_for(o.key),
+                "size": o.size,
+                "etag": o.etag_plain,
+                "version_id": o.version_id,
+                "last_modified": iso(o.last_modified),
+                # No store returns a sha256 in a listing; `dr.verify --deep` fills it in.
+                "sha256": None,
+            }
+            for o in objects
+        ],
+    }
+
+
+def take_snapshot(
+    cfg: DrConfig,
+    label: str,
+    *,
+    progress: Progress = NULL_PROGRESS,
+    s3: S3 | None = None,
+    now: datetime | None = None,
+    check_label: bool = True,
+) -> SnapshotResult:
+    """Take a snapshot labelled `label` and record it. Raises DrError on any refusal or failure."""
+    if check_label:
+        validate_label(label)
+    started = time.monotonic()
+    ts_dt = (now or utc_now()).replace(microsecond=0)
+    ts = iso(ts_dt)
+    snap_id = snapshot_id(ts_dt, label)
+    index = Index(cfg.index_path)
+    existing = index.read()
+    if existing.find("snapshot", snap_id):
+        raise DrError(f"snapshot {snap_id} already exists in the index", "wait a second or pick another label")
+
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    versioned = s3.versioning(cfg.bucket) == "Enabled"
+    mkey = manifest_key(cfg, snap_id)
+    if s3.exists(cfg.bucket, mkey):
+        raise DrError(f"snapshot {snap_id} already exists in the bucket (s3://{cfg.bucket}/{mkey})", "pick another label")
+
+    progress.start("listing live keys")
+    objects = list_live(cfg, s3, versioned)
+    progress.stop()
+    dest_dir = snapshot_dir(cfg, snap_id)
+
+    def copy_one(o: ObjectVersion) -> int:
+        s3.copy(cfg.bucket, o, cfg.bucket, dest_dir + cfg.rel_for(o.key))
+        return o.size
+
+    progress.start(f"copying {len(objects)} objects to {dest_dir}", total=len(objects))
+    try:
+        done, failed = run_parallel(copy_one, objects, cfg.concurrency, progress)
+    finally:
+        progress.stop()
+    if failed:
+        # Leave no half snapshot behind; what cannot be removed now is garbage
+        # without a manifest or row, which no operation ever reads.
+        s3.delete_keys(cfg.bucket, [dest_dir + cfg.rel_for(o.key) for o, _ in done])
+        names = ", ".join(f.item.key for f in failed[:5]) + (" ..." if len(failed) > 5 else "")
+        raise DrError(
+            f"snapshot {snap_id} failed: {len(failed)} of {len(objects)} copies failed ({names}); "
+            f"first error: {failed[0].error.message}; no index row was written",
+            "run the same command again once the cause is fixed",
+        )
+
+    manifest = build_manifest(cfg, snap_id, label, ts, versioned, objects)
+    s3.put_bytes(cfg.bucket, mkey, json.dumps(manifest, separators=(",", ":")).encode(), "application/json")
+    result = SnapshotResult(
+        id=snap_id,
+        label=label,
+        ts=ts,
+        bucket=cfg.bucket,
+        source=f"s3://{cfg.bucket}/{cfg.prefix}",
+        dest=f"s3://{cfg.bucket}/{dest_dir}",
+        objects=len(objects),
+        bytes=sum(o.size for o in objects),
+        manifest=mkey,
+        versioned=versioned,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    if not versioned:
+        result.warnings.append(UNVERSIONED_WARNING)
+    if existing.bad:
+        result.warnings.append(
+            "the index has unreadable lines (" + "; ".join(b.describe() for b in existing.bad[:3]) + "); "
+            "they were kept as they are"
+        )
+    index.append(result.row())
+    return result
+
+
+def load_manifest(cfg: DrConfig, s3: S3, snap_id: str) -> dict[str, Any]:
+    raw = s3.get_bytes_or_none(cfg.bucket, manifest_key(cfg, snap_id))
+    if raw is None:
+        raise DrError(
+            f"snapshot {snap_id} has no manifest at s3://{cfg.bucket}/{manifest_key(cfg, snap_id)}",
+            "the snapshot is incomplete or was pruned; pick another with `inv dr.list`",
+        )
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise DrError(f"the manifest of snapshot {snap_id} is not valid JSON", "pick another snapshot") from None

@@ -1,0 +1,434 @@
+"""The only module that imports boto3: clients, listings, copies and streams.
+
+Everything here speaks the S3 that S3-compatible stores speak (AWS, DigitalOcean
+Spaces, MinIO, Ceph RGW): request checksums only when required, path-style
+addressing on custom endpoints, retries with backoff in botocore's standard
+mode, and no per-object HEAD where a listing already gave the answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+)
+
+from .config import Endpoint
+from .errors import DrError
+
+if TYPE_CHECKING:
+    from .guard import UploadPermit
+
+# CopyObject's own limit; bigger objects need UploadPartCopy.
+MAX_SINGLE_COPY = 5 * 1024**3
+# How many times botocore tries a request in all (first try included).
+MAX_ATTEMPTS = 8
+
+# (event name, handler) pairs attached to every client made from now on. Tests
+# and the benchmark use it to count requests with a botocore event hook.
+_CLIENT_HOOKS: list[tuple[str, Callable[..., Any]]] = []
+
+
+class S3Error(DrError):
+    """A permanent S3 failure, naming the operation and the key."""
+
+    def __init__(self, operation: str, bucket: str, key: str | None, detail: str, hint: str | None = None) -> None:
+        where = f"s3://{bucket}/{key}" if key is not None else f"s3://{bucket}"
+        super().__init__(f"{operation} {where} failed: {detail}", hint)
+        self.operation = operation
+        self.bucket = bucket
+        self.key = key
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One entry of a listing: an object version or a delete marker."""
+
+    key: str
+    version_id: str | None
+    size: int
+    etag: str
+    last_modified: datetime
+    is_latest: bool = True
+    is_delete_marker: bool = False
+
+    @property
+    def etag_plain(self) -> str:
+        return self.etag.strip('"')
+
+
+@contextlib.contextmanager
+def count_requests() -> Iterator[Counter[str]]:
+    """Count HTTP attempts by operation name on every client created inside the block."""
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def hook(event_name: str, **_: Any) -> None:
+        with lock:
+            counts[event_name.rsplit(".", 1)[-1]] += 1
+
+    entry = ("before-send.s3", hook)
+    _CLIENT_HOOKS.append(entry)
+    try:
+        yield counts
+    finally:
+        _CLIENT_HOOKS.remove(entry)
+
+
+def _describe(err: Exception) -> tuple[str, str | None]:
+    """A short, secret-free description of a botocore error, and a hint."""
+    if isinstance(err, ClientError):
+        e = err.response.get("Error", {})
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = e.get("Code", "?")
+        hint = {
+            "NoSuchBucket": "check dr.bucket (and dr.endpoint_url / dr.region): the bucket does not exist there",
+            "AccessDenied": "check the credentials' permissions for this bucket",
+            "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / dr.profile: the server does not know this key",
+            "SignatureDoesNotMatch": "check the secret key for this access key id",
+        }.get(code)
+        return f"{code} (HTTP {status}): {e.get('Message', '')}".rstrip(": "), hint
+    if isinstance(err, NoCredentialsError):
+        return "no credentials found", "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or dr.profile"
+    if isinstance(err, EndpointConnectionError):
+        return f"cannot connect: {err}", "check dr.endpoint_url and that the server is reachable"
+    return f"{type(err).__name__}: {err}", None
+
+
+def _record_server_order() -> Callable[..., None]:
+    """Keep the (key, version id) order of a ListObjectVersions page as the server sent it.
+
+    botocore parses versions and delete markers into two separate lists, which
+    loses their interleaving; the server's newest-first order is the contract
+    for "the version current at T", including entries with equal timestamps.
+    """
+
+    def handler(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+        body = response_dict.get("body") or b""
+        if response_dict.get("status_code") != 200 or not body:
+            return
+        order: list[tuple[str, str]] = []
+        try:
+            for el in ET.fromstring(body):
+                tag = el.tag.rsplit("}", 1)[-1]
+                if tag in ("Version", "DeleteMarker"):
+                    key = vid = ""
+                    for child in el:
+                        ctag = child.tag.rsplit("}", 1)[-1]
+                        if ctag == "Key":
+                            key = child.text or ""
+                        elif ctag == "VersionId":
+                            vid = child.text or ""
+                    order.append((key, vid))
+        except ET.ParseError:
+            return
+        customized_response_dict["DrServerOrder"] = order
+
+    return handler
+
+
+class S3:
+    """A boto3 S3 client for one endpoint, sized for `concurrency` parallel requests."""
+
+    def __init__(self, endpoint: Endpoint, concurrency: int = 16) -> None:
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        try:
+            session = boto3.session.Session(
+                profile_name=endpoint.profile,
+                region_name=endpoint.region,
+                aws_access_key_id=endpoint.access_key_id,
+                aws_secret_access_key=endpoint.secret_access_key,
+            )
+        except ProfileNotFound:
+            raise DrError(
+                f"credentials profile {endpoint.profile!r} was not found",
+                "define it in ~/.aws/credentials or unset dr.profile",
+            ) from None
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+            max_pool_connections=max(10, concurrency + 2),
+            connect_timeout=10,
+            read_timeout=120,
+            # botocore >= 1.36 sends CRC trailers by default; RGW (and so
+            # Spaces), MinIO and others answer 411 or ignore them.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path" if endpoint.endpoint_url else "auto"},
+            signature_version="s3v4",
+        )
+        self.client = session.client("s3", endpoint_url=endpoint.endpoint_url, config=config)
+        for event, hook in list(_CLIENT_HOOKS):
+            self.client.meta.events.register(event, hook)
+        self.client.meta.events.register(
+            "before-parse.s3.ListObjectVersions", _record_server_order()
+        )
+
+    # ------------------------------------------------------------------ errors
+    def _fail(self, operation: str, bucket: str, key: str | None, err: Exception) -> S3Error:
+        detail, hint = _describe(err)
+        return S3Error(operation, bucket, key, detail, hint)
+
+    def call(self, operation: str, bucket: str, key: str | None, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        """Run one client call; a failure left after retries becomes an `S3Error`."""
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail(operation, bucket, key, err) from None
+
+    # ------------------------------------------------------------------ bucket
+    def versioning(self, bucket: str) -> str | None:
+        """'Enabled', 'Suspended' or None (never enabled)."""
+        r = self.call("GetBucketVersioning", bucket, None, self.client.get_bucket_versioning, Bucket=bucket)
+        return r.get("Status")
+
+    def create_bucket(self, bucket: str, versioned: bool = True) -> None:
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        region = self.client.meta.region_name
+        if region and region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        self.call("CreateBucket", bucket, None, self.client.create_bucket, **kwargs)
+        if versioned:
+            self.call(
+                "PutBucketVersioning", bucket, None, self.client.put_bucket_versioning,
+                Bucket=bucket, VersioningConfiguration={"Status": "Enabled"},
+            )
+
+    # ------------------------------------------------------------------ listings
+    def iter_versions(self, bucket: str, prefix: str) -> Iterator[ObjectVersion]:
+        """Every version and delete marker under `prefix`, page by page, in the server's order.
+
+        The server sends keys in ascending order and each key's entries newest
+        first; a key's entries may continue on the next page.
+        """
+        paginator = self.client.get_paginator("list_object_versions")
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}):
+                yield from _merge_page(page)
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("ListObjectVersions", bucket, prefix, err) from None
+
+    def iter_objects(self, bucket: str, prefix: str) -> Iterator[ObjectVersion]:
+        """Current objects under `prefix` (ListObjectsV2: no version ids)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}):
+                for o in page.get("Contents", []):
+                    yield ObjectVersion(
+                        key=o["Key"],
+                        version_id=None,
+                        size=o["Size"],
+                        etag=o.get("ETag", ""),
+                        last_modified=o["LastModified"],
+                    )
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("ListObjectsV2", bucket, prefix, err) from None
+
+    def iter_current(self, bucket: str, prefix: str, versioned: bool) -> Iterator[ObjectVersion]:
+        """The current version of every key under `prefix`, with its version id when versioned."""
+        if not versioned:
+            yield from self.iter_objects(bucket, prefix)
+            return
+        for v in self.iter_versions(bucket, prefix):
+            if v.is_latest and not v.is_delete_marker:
+                yield v
+
+    def list_prefixes(self, bucket: str, prefix: str) -> tuple[list[str], list[ObjectVersion]]:
+        """One level of a "directory": (common prefixes, objects) under `prefix` with '/' as delimiter."""
+        prefixes: list[str] = []
+        objects: list[ObjectVersion] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+                prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+                objects.extend(
+                    ObjectVersion(o["Key"], None, o["Size"], o.get("ETag", ""), o["LastModified"])
+                    for o in page.get("Contents", [])
+                )
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("ListObjectsV2", bucket, prefix, err) from None
+        return prefixes, objects
+
+    # ------------------------------------------------------------------ objects
+    def copy(self, src_bucket: str, src: ObjectVersion, dst_bucket: str, dst_key: str) -> None:
+        """Server-side copy of exactly `src` (its version id when it has one)."""
+        source: dict[str, str] = {"Bucket": src_bucket, "Key": src.key}
+        if src.version_id and src.version_id != "null":
+            source["VersionId"] = src.version_id
+        try:
+            if src.size <= MAX_SINGLE_COPY:
+                self.client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
+            else:
+                # The transfer manager splits it into UploadPartCopy requests.
+                self.client.copy(
+                    source,
+                    dst_bucket,
+                    dst_key,
+                    Config=TransferConfig(
+                        multipart_threshold=MAX_SINGLE_COPY,
+                        multipart_chunksize=512 * 1024**2,
+                        max_concurrency=self.concurrency,
+                    ),
+                )
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("CopyObject", dst_bucket, f"{dst_key} (from {src.key})", err) from None
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> dict[str, Any]:
+        return self.call(
+            "PutObject", bucket, key, self.client.put_object, Bucket=bucket, Key=key, Body=data, ContentType=content_type
+        )
+
+    def get_bytes(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        try:
+            return self.client.get_object(**kwargs)["Body"].read()
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("GetObject", bucket, key, err) from None
+
+    def get_bytes_or_none(self, bucket: str, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such key."""
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise self._fail("GetObject", bucket, key, err) from None
+        except BotoCoreError as err:
+            raise self._fail("GetObject", bucket, key, err) from None
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as err:
+            if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return False
+            raise self._fail("HeadObject", bucket, key, err) from None
+        except BotoCoreError as err:
+            raise self._fail("HeadObject", bucket, key, err) from None
+
+    def upload_file(self, permit: UploadPermit, bucket: str, key: str) -> None:
+        """Upload a local file. Takes only a guard-issued permit, so no path skips the guard."""
+        try:
+            self.client.upload_file(str(permit.path), bucket, key)
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("PutObject", bucket, key, err) from None
+
+    def download_file(self, bucket: str, key: str, version_id: str | None, dest: Path) -> None:
+        """Stream one object (version) to `dest`; the caller picks a temp name and renames."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        try:
+            body = self.client.get_object(**kwargs)["Body"]
+            with open(dest, "wb") as fh:
+                for chunk in body.iter_chunks(1024 * 1024):
+                    fh.write(chunk)
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("GetObject", bucket, key, err) from None
+
+    def delete_keys(self, bucket: str, keys: Iterable[str]) -> list[S3Error]:
+        """Delete keys (delete markers on a versioned bucket), 1,000 per request."""
+        errors: list[S3Error] = []
+        batch: list[str] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            r = self.call(
+                "DeleteObjects",
+                bucket,
+                batch[0],
+                self.client.delete_objects,
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            for e in r.get("Errors", []):
+                errors.append(S3Error("DeleteObject", bucket, e.get("Key"), f"{e.get('Code')}: {e.get('Message')}"))
+            batch.clear()
+
+        for k in keys:
+            batch.append(k)
+            if len(batch) == 1000:
+                flush()
+        flush()
+        return errors
+
+    def delete_versions(self, bucket: str, entries: Iterable[tuple[str, str | None]]) -> list[S3Error]:
+        """Permanently delete (key, version id) pairs, 1,000 per request."""
+        errors: list[S3Error] = []
+        objs: list[dict[str, str]] = []
+
+        def flush() -> None:
+            if not objs:
+                return
+            r = self.call(
+                "DeleteObjects", bucket, objs[0]["Key"], self.client.delete_objects,
+                Bucket=bucket, Delete={"Objects": list(objs), "Quiet": True},
+            )
+            for e in r.get("Errors", []):
+                errors.append(S3Error("DeleteObject", bucket, e.get("Key"), f"{e.get('Code')}: {e.get('Message')}"))
+            objs.clear()
+
+        for key, vid in entries:
+            obj = {"Key": key}
+            if vid:
+                obj["VersionId"] = vid
+            objs.append(obj)
+            if len(objs) == 1000:
+                flush()
+        flush()
+        return errors
+
+
+def _merge_page(page: dict[str, Any]) -> Iterator[ObjectVersion]:
+    """Versions and delete markers of one page, back in the order the server sent them."""
+    entries: dict[tuple[str, str], ObjectVersion] = {}
+    for v in page.get("Versions", []):
+        ov = ObjectVersion(
+            key=v["Key"],
+            version_id=v.get("VersionId"),
+            size=v.get("Size", 0),
+            etag=v.get("ETag", ""),
+            last_modified=v["LastModified"],
+            is_latest=bool(v.get("IsLatest")),
+        )
+        entries[(ov.key, ov.version_id or "")] = ov
+    for d in page.get("DeleteMarkers", []):
+        ov = ObjectVersion(
+            key=d["Key"],
+            version_id=d.get("VersionId"),
+            size=0,
+            etag="",
+            last_modified=d["LastModified"],
+            is_latest=bool(d.get("IsLatest")),
+            is_delete_marker=True,
+        )
+        entries[(ov.key, ov.version_id or "")] = ov
+    order = page.get("DrServerOrder")
+    if order is not None and len(order) == len(entries) and all(k in entries for k in order):
+        for k in order:
+            yield entries[k]
+        return
+    # No raw order (or it did not line up): key ascending, newest first, the
+    # latest entry first among equal timestamps.
+    yield from sorted(entries.values(), key=lambda e: (e.key, -e.last_modified.timestamp(), not e.is_latest))
