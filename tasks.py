@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from invoke import Collection, Context, task
 
 from dr_tasks import dr
@@ -15,7 +17,7 @@ def test(c: Context, k: str = "", fast: bool = False) -> None:
         args += ["-k", repr(k)]
     if fast:
         args += ["-m", "'not rgw'"]
-    c.run("python -m pytest " + " ".join(args), pty=False)
+    c.run(f"{sys.executable} -m pytest " + " ".join(args), pty=False)
 
 
 @task
@@ -32,7 +34,7 @@ def bench(c: Context, n: int = 0, quick: bool = False) -> None:
         args.append(f"--n={n}")
     if quick:
         args.append("--quick")
-    c.run("python -m bench " + " ".join(args), pty=False)
+    c.run(f"{sys.executable} -m bench " + " ".join(args), pty=False)
 
 
 ns = Collection(dr, test, lint, bench)

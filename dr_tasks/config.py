@@ -234,7 +234,9 @@ def _hooks(raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
         if isinstance(cmds, str):
             cmds = [cmds]
         if not isinstance(cmds, (list, tuple)) or not all(isinstance(c, str) for c in cmds):
-            raise ConfigError(f"hooks.{name}", f"must be a list of commands, got {cmds!r}", 'use e.g. `["inv sync.push"]`')
+            raise ConfigError(
+                f"hooks.{name}", f"must be a list of commands, got {cmds!r}", 'use e.g. `["inv sync.push"]`'
+            )
         hooks[str(name)] = tuple(cmds)
     return hooks
 
@@ -247,7 +249,9 @@ def _backup(raw: Mapping[str, Any]) -> BackupConfig:
     try:
         max_age = float(age)
     except (TypeError, ValueError):
-        raise ConfigError("backup.max_age_days", f"must be a number, got {age!r}", "set e.g. `max_age_days: 7`") from None
+        raise ConfigError(
+            "backup.max_age_days", f"must be a number, got {age!r}", "set e.g. `max_age_days: 7`"
+        ) from None
     if max_age <= 0:
         raise ConfigError("backup.max_age_days", f"must be positive, got {age!r}", "set e.g. `max_age_days: 7`")
     endpoint = None
@@ -278,7 +282,9 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
         raise ConfigError("snapshot_prefix", "must not be empty", "use the default `snapshots/`")
     if prefix.startswith(snapshot_prefix):
         raise ConfigError(
-            "prefix", f"{prefix!r} lies inside snapshot_prefix {snapshot_prefix!r}", "pick prefixes that do not nest that way"
+            "prefix",
+            f"{prefix!r} lies inside snapshot_prefix {snapshot_prefix!r}",
+            "pick prefixes that do not nest that way",
         )
 
     root_raw = _str(merged, "root") or "."

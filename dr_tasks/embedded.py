@@ -34,5 +34,7 @@ class EmbeddedS3:
         self.url = f"http://{host}:{port}"
         return self.url
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._server.stop()

@@ -69,7 +69,8 @@ class Guard:
         for rel in {literal, resolved}:
             if self.deny.match_file(rel):
                 raise GuardError(
-                    f"refusing to upload {literal}" + (f" (resolves to {resolved})" if resolved != literal else "")
+                    f"refusing to upload {literal}"
+                    + (f" (resolves to {resolved})" if resolved != literal else "")
                     + ": it matches SYNC_DENY",
                     f"nothing under {self.restore_dir}/ or matching dr.sync_deny is ever pushed; "
                     "move the file into live state by hand if you mean to",
@@ -125,5 +126,7 @@ class Guard:
         try:
             target.resolve().relative_to(base_resolved)
         except ValueError:
-            raise GuardError(f"refusing key {rel_key!r}: resolves outside {base}", "it would escape the holding dir") from None
+            raise GuardError(
+                f"refusing key {rel_key!r}: resolves outside {base}", "it would escape the holding dir"
+            ) from None
         return target

@@ -119,7 +119,9 @@ class Index:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as err:
-            raise DrError(f"cannot append to the index {self.path}: {err.strerror}", "check disk space and permissions") from None
+            raise DrError(
+                f"cannot append to the index {self.path}: {err.strerror}", "check disk space and permissions"
+            ) from None
 
     def _needs_newline(self) -> bool:
         try:

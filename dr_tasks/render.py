@@ -16,8 +16,9 @@ from .progress import Progress as ProgressProtocol
 
 
 def stdout() -> Console:
-    # soft_wrap keeps ids and keys on one line for grep and copy-paste.
-    return Console(soft_wrap=True, highlight=False)
+    # soft_wrap and a wide page when piped keep ids and keys on one line for
+    # grep and copy-paste.
+    return Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 240)
 
 
 def stderr() -> Console:

@@ -177,9 +177,7 @@ class S3:
         self.client = session.client("s3", endpoint_url=endpoint.endpoint_url, config=config)
         for event, hook in list(_CLIENT_HOOKS):
             self.client.meta.events.register(event, hook)
-        self.client.meta.events.register(
-            "before-parse.s3.ListObjectVersions", _record_server_order()
-        )
+        self.client.meta.events.register("before-parse.s3.ListObjectVersions", _record_server_order())
 
     # ------------------------------------------------------------------ errors
     def _fail(self, operation: str, bucket: str, key: str | None, err: Exception) -> S3Error:
@@ -207,8 +205,12 @@ class S3:
         self.call("CreateBucket", bucket, None, self.client.create_bucket, **kwargs)
         if versioned:
             self.call(
-                "PutBucketVersioning", bucket, None, self.client.put_bucket_versioning,
-                Bucket=bucket, VersioningConfiguration={"Status": "Enabled"},
+                "PutBucketVersioning",
+                bucket,
+                None,
+                self.client.put_bucket_versioning,
+                Bucket=bucket,
+                VersioningConfiguration={"Status": "Enabled"},
             )
 
     # ------------------------------------------------------------------ listings
@@ -290,9 +292,18 @@ class S3:
         except (ClientError, BotoCoreError) as err:
             raise self._fail("CopyObject", dst_bucket, f"{dst_key} (from {src.key})", err) from None
 
-    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> dict[str, Any]:
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> dict[str, Any]:
         return self.call(
-            "PutObject", bucket, key, self.client.put_object, Bucket=bucket, Key=key, Body=data, ContentType=content_type
+            "PutObject",
+            bucket,
+            key,
+            self.client.put_object,
+            Bucket=bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
         )
 
     def get_bytes(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
@@ -382,8 +393,12 @@ class S3:
             if not objs:
                 return
             r = self.call(
-                "DeleteObjects", bucket, objs[0]["Key"], self.client.delete_objects,
-                Bucket=bucket, Delete={"Objects": list(objs), "Quiet": True},
+                "DeleteObjects",
+                bucket,
+                objs[0]["Key"],
+                self.client.delete_objects,
+                Bucket=bucket,
+                Delete={"Objects": list(objs), "Quiet": True},
             )
             for e in r.get("Errors", []):
                 errors.append(S3Error("DeleteObject", bucket, e.get("Key"), f"{e.get('Code')}: {e.get('Message')}"))

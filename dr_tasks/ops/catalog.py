@@ -37,7 +37,11 @@ def find_snapshot(cfg: DrConfig, snap_id: str) -> dict[str, Any]:
     ids = [r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)]
     near = difflib.get_close_matches(snap_id, ids, n=3, cutoff=0.3) or ids[-3:]
     shown = snap_id if len(snap_id) <= 80 else snap_id[:77] + "..."
-    hint = ("nearest: " + ", ".join(near)) if near else "the index has no snapshots; take one with `inv dr.snapshot --label=...`"
+    hint = (
+        ("nearest: " + ", ".join(near))
+        if near
+        else "the index has no snapshots; take one with `inv dr.snapshot --label=...`"
+    )
     raise DrError(f"unknown snapshot id {shown!r}", hint + " (all: `inv dr.list`)")
 
 

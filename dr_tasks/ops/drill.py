@@ -125,8 +125,14 @@ def run_drill(
 
     try:
         with EmbeddedS3() as url:
-            layout = {k: raw[k] for k in ("units", "index", "restore_dir", "sync_allow", "sync_deny", "preserve", "concurrency") if raw.get(k) is not None}
-            cfg = config_mod.load({**layout, "bucket": PRIMARY_BUCKET, "endpoint_url": url, "region": "us-east-1"}, scratch)
+            layout = {
+                k: raw[k]
+                for k in ("units", "index", "restore_dir", "sync_allow", "sync_deny", "preserve", "concurrency")
+                if raw.get(k) is not None
+            }
+            cfg = config_mod.load(
+                {**layout, "bucket": PRIMARY_BUCKET, "endpoint_url": url, "region": "us-east-1"}, scratch
+            )
             cfg = cfg.with_endpoint(replace(cfg.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY))
             s3 = S3(cfg.endpoint, cfg.concurrency)
             guard = Guard(cfg)

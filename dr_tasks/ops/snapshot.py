@@ -75,6 +75,7 @@ class SnapshotResult:
 
     def row(self) -> dict[str, Any]:
         return {
+            "v": 1,
             "kind": "snapshot",
             "id": self.id,
             "ts": self.ts,
@@ -97,7 +98,9 @@ def list_live(cfg: DrConfig, s3: S3, versioned: bool) -> list[ObjectVersion]:
     return [o for o in s3.iter_current(cfg.bucket, cfg.prefix, versioned) if cfg.is_live_key(o.key)]
 
 
-def build_manifest(cfg: DrConfig, snap_id: str, label: str, ts: str, versioned: bool, objects: list[ObjectVersion]) -> dict[str, Any]:
+def build_manifest(
+    cfg: DrConfig, snap_id: str, label: str, ts: str, versioned: bool, objects: list[ObjectVersion]
+) -> dict[str, Any]:
     return {
         "v": 1,
         "id": snap_id,
@@ -148,7 +151,9 @@ def take_snapshot(
     versioned = s3.versioning(cfg.bucket) == "Enabled"
     mkey = manifest_key(cfg, snap_id)
     if s3.exists(cfg.bucket, mkey):
-        raise DrError(f"snapshot {snap_id} already exists in the bucket (s3://{cfg.bucket}/{mkey})", "pick another label")
+        raise DrError(
+            f"snapshot {snap_id} already exists in the bucket (s3://{cfg.bucket}/{mkey})", "pick another label"
+        )
 
     progress.start("listing live keys")
     objects = list_live(cfg, s3, versioned)

@@ -1,0 +1,60 @@
+"""What every task shares: config from `c.config.dr`, hooks, and DrError -> exit 1."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Context, task
+from invoke.exceptions import Exit
+
+from .. import config as config_mod
+from ..config import DrConfig
+from ..errors import DrError
+from ..hooks import run_hooks
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _plain(value: Any) -> Any:
+    """Invoke's DataProxy -> plain dicts and lists."""
+    if isinstance(value, Mapping) or hasattr(value, "_config"):
+        return {k: _plain(value[k]) for k in value}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def raw_config(c: Context) -> dict[str, Any]:
+    return _plain(c.config.get("dr") or {})
+
+
+def project_dir(c: Context) -> Path:
+    prefix = getattr(c.config, "_project_prefix", None)
+    return Path(prefix) if prefix else Path.cwd()
+
+
+def load_config(c: Context, **overrides: Any) -> DrConfig:
+    return config_mod.load(raw_config(c), project_dir(c), **overrides)
+
+
+def dr_task(*args: Any, **kwargs: Any) -> Callable[[F], Any]:
+    """`@task` that turns a DrError into a one-line message and exit code 1, never a traceback."""
+
+    def decorate(fn: F) -> Any:
+        @functools.wraps(fn)
+        def wrapper(c: Context, *a: Any, **kw: Any) -> Any:
+            try:
+                return fn(c, *a, **kw)
+            except DrError as err:
+                raise Exit(f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: {err}", code=1) from None
+
+        return task(*args, **kwargs)(wrapper)
+
+    return decorate
+
+
+def hooks(c: Context, cfg: DrConfig, phase: str, name: str, result: Any = None) -> None:
+    run_hooks(c, cfg.hooks, phase, name, result)

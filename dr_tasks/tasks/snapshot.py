@@ -1,0 +1,66 @@
+"""`dr.snapshot`, `dr.list`, `dr.show`."""
+
+from __future__ import annotations
+
+from invoke import Context
+
+from .. import render
+from .base import dr_task, hooks, load_config
+
+
+# ---------------------------------------------------------------------- snapshot
+@dr_task(help={"label": "what this snapshot is for, e.g. pre-migration", "json": "print the index row as JSON"})
+def snapshot(c: Context, label: str, json_: bool = False) -> None:
+    """Copy every live key, server-side, to <snapshot_prefix><id>/ and record it."""
+    from ..ops.snapshot import take_snapshot, validate_label
+
+    validate_label(label)
+    cfg = load_config(c)
+    hooks(c, cfg, "pre", "snapshot")
+    result = take_snapshot(cfg, label, progress=render.progress_for_terminal())
+    render.warn(result.warnings)
+    if json_:
+        render.print_json(result.row())
+    else:
+        render.stdout().print(
+            f"snapshot {result.id}: {result.objects} objects, {result.bytes} bytes -> {result.dest} "
+            f"({result.seconds:.2f}s)"
+        )
+    hooks(c, cfg, "post", "snapshot", result)
+
+
+# ---------------------------------------------------------------------- list / show
+@dr_task(name="list", help={"json": "print the rows as JSON"})
+def list_(c: Context, json_: bool = False) -> None:
+    """Snapshots recorded in the index."""
+    from ..ops.catalog import list_snapshots
+
+    result = list_snapshots(load_config(c))
+    render.warn(b.describe() for b in result.bad_lines)
+    if json_:
+        render.print_json(result.to_dict())
+        return
+    render.table(
+        f"{len(result.snapshots)} snapshots",
+        ["id", "label", "objects", "bytes", "dest"],
+        ([r.get("id"), r.get("label"), r.get("objects"), r.get("bytes"), r.get("dest")] for r in result.snapshots),
+    )
+
+
+@dr_task(help={"id": "snapshot id, as `dr.list` shows it", "json": "print as JSON"})
+def show(c: Context, id: str, json_: bool = False) -> None:
+    """One snapshot's index row, and the rollbacks that involve it."""
+    from ..ops.catalog import show_snapshot
+
+    result = show_snapshot(load_config(c), id)
+    if json_:
+        render.print_json(result.to_dict())
+        return
+    render.table(f"snapshot {id}", ["field", "value"], sorted(result.snapshot.items()))
+    for r in result.rollbacks:
+        render.stdout().print(
+            f"rollback {r.get('id')} at {r.get('ts')}: snapshot={r.get('snapshot')} safety={r.get('safety_snapshot')}"
+        )
+
+
+TASKS = (snapshot, list_, show)

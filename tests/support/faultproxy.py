@@ -1,0 +1,219 @@
+"""A small HTTP proxy on 127.0.0.1 that injects S3 faults in front of a real server.
+
+The client under test (a subprocess running `inv dr.*`) talks to the proxy
+exactly as it would talk to the server; the proxy forwards every request
+unchanged (the Host header too, so SigV4 signatures still verify) unless a
+rule says to answer 503 SlowDown, 500, 403, or to reset the connection.
+It also counts requests by S3 operation, as the server sees them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+_BODIES = {
+    503: ("SlowDown", "Please reduce your request rate."),
+    500: ("InternalError", "We encountered an internal error. Please try again."),
+    403: ("AccessDenied", "Access Denied"),
+}
+
+
+def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> str:
+    """The S3 operation a path-style request is, as far as these tests need."""
+    parts = [p for p in path.split("/") if p]
+    has_key = len(parts) > 1
+    if method == "PUT":
+        if "x-amz-copy-source" in headers:
+            return "UploadPartCopy" if "partNumber" in query else "CopyObject"
+        if "partNumber" in query:
+            return "UploadPart"
+        if not has_key:
+            for sub in ("versioning", "lifecycle", "policy", "tagging"):
+                if sub in query:
+                    return f"PutBucket{sub.capitalize()}"
+            return "CreateBucket"
+        return "PutObject"
+    if method == "GET":
+        if not has_key:
+            if "versions" in query:
+                return "ListObjectVersions"
+            if "versioning" in query:
+                return "GetBucketVersioning"
+            if "lifecycle" in query:
+                return "GetBucketLifecycle"
+            return "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"
+        return "GetObject"
+    if method == "HEAD":
+        return "HeadObject" if has_key else "HeadBucket"
+    if method == "POST":
+        if "delete" in query:
+            return "DeleteObjects"
+        if "uploads" in query:
+            return "CreateMultipartUpload"
+        if "uploadId" in query:
+            return "CompleteMultipartUpload"
+        return "Post"
+    if method == "DELETE":
+        return "AbortMultipartUpload" if "uploadId" in query else ("DeleteObject" if has_key else "DeleteBucket")
+    return method
+
+
+@dataclass
+class Rule:
+    """Answer `fault` (503, 500, 403 or "reset") to matching requests.
+
+    `op` matches the S3 operation, `key` a substring of the decoded key; the
+    first `skip` matches pass through, then `times` matches fault (-1: all).
+    `delay` seconds are slept before any matching request is handled.
+    """
+
+    op: str | None = None
+    key: str | None = None
+    fault: int | str | None = 503
+    times: int = 1
+    skip: int = 0
+    delay: float = 0.0
+    matched: int = 0
+    fired: int = 0
+
+    def matches(self, op: str, key: str) -> bool:
+        return (self.op is None or self.op == op) and (self.key is None or self.key in key)
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        u = urlsplit(upstream)
+        self.upstream_host = u.hostname or "127.0.0.1"
+        self.upstream_port = u.port or 80
+        self.rules: list[Rule] = []
+        self.counts: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                proxy._serve(self)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def add(self, rule: Rule) -> Rule:
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+            self.counts.clear()
+            self.faults.clear()
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ serving
+    def _decide(self, op: str, key: str) -> tuple[int | str | None, float]:
+        """The first rule that fires decides; skipped or spent rules let later ones try."""
+        delay = 0.0
+        with self._lock:
+            self.counts[op] += 1
+            for rule in self.rules:
+                if not rule.matches(op, key):
+                    continue
+                rule.matched += 1
+                delay = max(delay, rule.delay)
+                if rule.matched <= rule.skip or not (rule.times < 0 or rule.fired < rule.times):
+                    continue
+                rule.fired += 1
+                if rule.fault is not None:
+                    self.faults[f"{op}:{rule.fault}"] += 1
+                    return rule.fault, delay
+        return None, delay
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        split = urlsplit(h.path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        op = s3_operation(h.command, split.path, query, headers)
+        key = unquote(split.path.split("/", 2)[2]) if split.path.count("/") >= 2 else ""
+        length = int(headers.get("content-length") or 0)
+        body = h.rfile.read(length) if length else b""
+        fault, delay = self._decide(op, key)
+        if delay:
+            time.sleep(delay)
+        if fault == "reset":
+            # SO_LINGER 0: close() sends RST, the client sees "connection reset".
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.close_connection = True
+            h.connection.close()
+            return
+        if isinstance(fault, int):
+            code, message = _BODIES.get(fault, ("Fault", "injected"))
+            payload = (
+                f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                f"<Message>{message}</Message><Key>{key}</Key></Error>"
+            ).encode()
+            h.send_response(fault)
+            h.send_header("Content-Type", "application/xml")
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            if h.command != "HEAD":
+                h.wfile.write(payload)
+            return
+        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=120)
+        try:
+            fwd_headers = {k: v for k, v in h.headers.items() if k.lower() not in ("connection", "keep-alive")}
+            conn.request(
+                h.command, h.path, body=body if body or h.command in ("PUT", "POST") else None, headers=fwd_headers
+            )
+            resp = conn.getresponse()
+            data = resp.read()
+            h.send_response(resp.status, resp.reason)
+            for k, v in resp.getheaders():
+                if k.lower() not in (
+                    "transfer-encoding",
+                    "connection",
+                    "content-length",
+                    "keep-alive",
+                    "server",
+                    "date",
+                ):
+                    h.send_header(k, v)
+            if h.command == "HEAD":
+                h.send_header("Content-Length", resp.getheader("Content-Length") or "0")
+            else:
+                h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            if h.command != "HEAD":
+                h.wfile.write(data)
+        finally:
+            conn.close()
