@@ -7,7 +7,6 @@ its line number and the good rows around it are kept.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -80,17 +79,18 @@ class Index:
             raise DrError(f"cannot read the index {self.path}: {err.strerror}", "check its permissions") from None
         result.torn_tail = bool(data) and not data.endswith(b"\n")
         text = data.decode("utf-8", errors="replace")
-        reader = jsonlines.Reader(io.StringIO(text))
-        while True:
+        # Line by line, so a bad line is reported by its number and the rows
+        # around it are kept (jsonlines' reader stops at the first bad line).
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
             try:
-                row = reader.read(skip_empty=True)
-            except EOFError:
-                break
-            except jsonlines.InvalidLineError as err:
-                result.bad.append(BadLine(err.lineno, err.line.rstrip("\n"), "not valid JSON"))
+                row = json.loads(line)
+            except ValueError:
+                result.bad.append(BadLine(lineno, line, "not valid JSON"))
                 continue
             if not isinstance(row, dict) or "kind" not in row:
-                result.bad.append(BadLine(reader._lineno, json.dumps(row)[:200], "not an index row"))
+                result.bad.append(BadLine(lineno, line[:200], "not an index row"))
                 continue
             result.rows.append(row)
         if result.torn_tail and not any(b.lineno == text.count("\n") + 1 for b in result.bad):

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 # CopyObject's own limit; bigger objects need UploadPartCopy.
 MAX_SINGLE_COPY = 5 * 1024**3
+# Part size for those: 10,000 parts of it cover S3's 5 TiB object limit.
+COPY_PART_SIZE = 512 * 1024**2
 # How many times botocore tries a request in all (first try included).
 MAX_ATTEMPTS = 8
 
@@ -285,7 +287,7 @@ class S3:
                     dst_key,
                     Config=TransferConfig(
                         multipart_threshold=MAX_SINGLE_COPY,
-                        multipart_chunksize=512 * 1024**2,
+                        multipart_chunksize=COPY_PART_SIZE,
                         max_concurrency=self.concurrency,
                     ),
                 )
@@ -416,34 +418,44 @@ class S3:
 
 
 def _merge_page(page: dict[str, Any]) -> Iterator[ObjectVersion]:
-    """Versions and delete markers of one page, back in the order the server sent them."""
-    entries: dict[tuple[str, str], ObjectVersion] = {}
+    """Versions and delete markers of one page in newest-first order, key by key.
+
+    Sorted by key, then newest first; among equal timestamps the latest entry
+    first, then the order the server sent them in. AWS and RGW interleave
+    versions and markers in true order (which the raw order keeps); moto
+    writes all versions before all markers, so the timestamps must decide.
+    """
+    entries: list[ObjectVersion] = []
     for v in page.get("Versions", []):
-        ov = ObjectVersion(
-            key=v["Key"],
-            version_id=v.get("VersionId"),
-            size=v.get("Size", 0),
-            etag=v.get("ETag", ""),
-            last_modified=v["LastModified"],
-            is_latest=bool(v.get("IsLatest")),
+        entries.append(
+            ObjectVersion(
+                key=v["Key"],
+                version_id=v.get("VersionId"),
+                size=v.get("Size", 0),
+                etag=v.get("ETag", ""),
+                last_modified=v["LastModified"],
+                is_latest=bool(v.get("IsLatest")),
+            )
         )
-        entries[(ov.key, ov.version_id or "")] = ov
     for d in page.get("DeleteMarkers", []):
-        ov = ObjectVersion(
-            key=d["Key"],
-            version_id=d.get("VersionId"),
-            size=0,
-            etag="",
-            last_modified=d["LastModified"],
-            is_latest=bool(d.get("IsLatest")),
-            is_delete_marker=True,
+        entries.append(
+            ObjectVersion(
+                key=d["Key"],
+                version_id=d.get("VersionId"),
+                size=0,
+                etag="",
+                last_modified=d["LastModified"],
+                is_latest=bool(d.get("IsLatest")),
+                is_delete_marker=True,
+            )
         )
-        entries[(ov.key, ov.version_id or "")] = ov
-    order = page.get("DrServerOrder")
-    if order is not None and len(order) == len(entries) and all(k in entries for k in order):
-        for k in order:
-            yield entries[k]
-        return
-    # No raw order (or it did not line up): key ascending, newest first, the
-    # latest entry first among equal timestamps.
-    yield from sorted(entries.values(), key=lambda e: (e.key, -e.last_modified.timestamp(), not e.is_latest))
+    raw = {k: i for i, k in enumerate(page.get("DrServerOrder") or [])}
+    fallback = len(raw)
+
+    def order(item: tuple[int, ObjectVersion]) -> tuple[str, float, bool, int]:
+        i, e = item
+        pos = raw.get((e.key, e.version_id or ""), fallback + i)
+        return (e.key, -e.last_modified.timestamp(), not e.is_latest, pos)
+
+    for _, e in sorted(enumerate(entries), key=order):
+        yield e
