@@ -1,0 +1,759 @@
+"""`dr.restore`: a unit (or a path, or everything) as it was at an instant, into the holding dir.
+
+Nothing live changes: the bucket gets only ListObjectVersions, GetBucketVersioning
+and GetObject requests, the live files are only read (for the diff), and no
+index row is written. The operator reviews the holding dir and moves files by hand.
+
+Order of work:
+1. parse TS and refuse, before any request, what cannot end well: a holding
+   dir that git or SYNC_DENY would not ignore, one that exists already (unless
+   `force`), a restore dir reached through a symlink;
+2. stream the version listing under the scope's prefix and decide key by key
+   which entry was current at TS (see `versions_at`);
+3. download those exact version ids in parallel into a staging dir next to the
+   holding dir, each through a temp file that is checked (size, MD5 ETag) and
+   renamed into place, with mtime = the version's LastModified;
+4. diff the staged tree against the live local files;
+5. rename the staging dir to the holding dir (with `force`, swap out the old
+   one), then write the receipt `<restore_dir>/<name>.json` beside it.
+
+Keys that would land outside the holding dir (`..`, absolute, empty segment,
+NUL, backslash, a file that is also a directory) are never written: they are
+listed in `refused`, every other key is still restored, and `ok` is False (the
+task then exits 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pathspec
+
+from ..config import DrConfig
+from ..errors import DrError
+from ..guard import Guard, GuardError
+from ..parallel import run_parallel
+from ..progress import NULL_PROGRESS, Progress
+from ..s3 import S3, ObjectVersion
+from ..timeparse import compact_utc, iso_utc, parse_ts
+
+# Diff output per modified file, unless `full`.
+DIFF_LINE_CAP = 60
+# Files bigger than this get the binary summary (size, SHA-256) instead of a content diff.
+DIFF_MAX_BYTES = 4 * 1024 * 1024
+STRUCTURED = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+# Names of holding dirs for the scopes that are not a unit.
+ALL_STEM = "_all"
+PATH_STEM = "_path-"
+UNVERSIONED_WARNING = (
+    "bucket versioning is not enabled: only each key's current object exists, so keys written after TS "
+    "cannot be restored as they were; run `inv dr.versioning --enable`"
+)
+
+
+# ---------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class RestoredFile:
+    name: str  # relative to the holding dir (and to the live dir it is diffed against)
+    key: str
+    version_id: str | None
+    size: int
+    etag: str
+    last_modified: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RefusedKey:
+    key: str
+    reason: str
+
+
+@dataclass
+class FileDiff:
+    """How one modified file differs: lines are unified diff (text) or `~ + -` changes (structured)."""
+
+    name: str
+    kind: str  # "text", "structured" or "binary"
+    lines: list[str] = field(default_factory=list)
+    # Lines left out because of the cap (`full` shows them).
+    truncated: int = 0
+    format: str | None = None  # json / yaml / ndjson for structured diffs
+    live: dict[str, Any] | None = None  # {"size", "sha256"}
+    restored: dict[str, Any] | None = None
+    note: str | None = None
+
+
+@dataclass
+class DiffResult:
+    """Live -> restored: `added` exist only in the restore, `removed` only live."""
+
+    live_dir: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    files: list[FileDiff] = field(default_factory=list)
+    # Live files the guard would never push (outside SYNC_ALLOW or in SYNC_DENY): not compared.
+    ignored_live: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "removed": len(self.removed),
+            "modified": len(self.modified),
+            "unchanged": len(self.unchanged),
+        }
+
+
+@dataclass
+class RestoreResult:
+    scope: str  # "unit", "path" or "all"
+    unit: str | None
+    path: str | None
+    ts: str
+    ts_input: str
+    future: bool
+    bucket: str
+    key_prefix: str
+    versioned: bool
+    holding_dir: str  # root-relative, with a trailing "/"
+    holding_path: str  # absolute
+    receipt: str  # root-relative
+    restored: list[RestoredFile]
+    deleted_at_ts: list[str]
+    born_after_ts: list[str]
+    directory_markers: list[str]
+    refused: list[RefusedKey]
+    diff: DiffResult
+    replaced_existing: bool = False
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.restored)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "restored": len(self.restored),
+            "bytes": self.bytes,
+            "deleted_at_ts": len(self.deleted_at_ts),
+            "born_after_ts": len(self.born_after_ts),
+            "refused": len(self.refused),
+            **self.diff.counts(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok, "counts": self.counts()}
+
+    def receipt_dict(self, created: str) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "kind": "restore",
+            "created": created,
+            "scope": self.scope,
+            "unit": self.unit,
+            "path": self.path,
+            "ts": self.ts,
+            "ts_input": self.ts_input,
+            "future": self.future,
+            "bucket": self.bucket,
+            "key_prefix": self.key_prefix,
+            "versioned": self.versioned,
+            "holding_dir": self.holding_dir,
+            "live_dir": self.diff.live_dir,
+            "counts": self.counts(),
+            "versions": [asdict(f) for f in self.restored],
+            "deleted_at_ts": self.deleted_at_ts,
+            "born_after_ts": self.born_after_ts,
+            "refused": [asdict(r) for r in self.refused],
+        }
+
+
+# ---------------------------------------------------------------------- version selection
+@dataclass(frozen=True)
+class KeyAtTs:
+    """One key's state at TS: `entry` is the version then current, None when absent."""
+
+    key: str
+    entry: ObjectVersion | None
+    state: str  # "present", "deleted" (a delete marker was current) or "not-yet" (born after TS)
+    oldest: datetime  # the key's oldest LastModified seen (for "pick a later time" hints)
+
+
+def versions_at(entries: Iterable[ObjectVersion], ts: datetime) -> Iterator[KeyAtTs]:
+    """Decide, key by key as the listing streams, which entry was current at `ts`.
+
+    The contract: the first entry in the server's newest-first order with
+    LastModified <= TS (exactly at TS counts); a delete marker there means
+    absent; no such entry means the key was born after TS. Implemented as
+    "the newest entry with LastModified <= TS, the first such in server order
+    among equal timestamps (the latest one first)", which is the same thing
+    when the server lists newest first (AWS, RGW) and still right when a
+    server lists a page's delete markers after its versions (moto). Memory is
+    one key's state, whatever the number of versions or pages.
+    """
+    key: str | None = None
+    best: ObjectVersion | None = None
+    oldest: datetime | None = None
+
+    def decide() -> KeyAtTs:
+        assert key is not None and oldest is not None
+        if best is None:
+            return KeyAtTs(key, None, "not-yet", oldest)
+        if best.is_delete_marker:
+            return KeyAtTs(key, None, "deleted", oldest)
+        return KeyAtTs(key, best, "present", oldest)
+
+    for e in entries:
+        if e.key != key:
+            if key is not None:
+                if e.key < key:
+                    # A key decided already could come back with other
+                    # versions; never guess, the listing contract is broken.
+                    raise DrError(
+                        f"the server listed key {e.key!r} after {key!r}: versions are not in key order",
+                        "this S3 server does not list versions as S3 does; restore cannot pick versions safely",
+                    )
+                yield decide()
+            key, best, oldest = e.key, None, e.last_modified
+        oldest = min(oldest, e.last_modified) if oldest else e.last_modified
+        if e.last_modified <= ts and (
+            best is None
+            or e.last_modified > best.last_modified
+            or (e.last_modified == best.last_modified and e.is_latest and not best.is_latest)
+        ):
+            best = e
+    if key is not None:
+        yield decide()
+
+
+# ---------------------------------------------------------------------- scope
+@dataclass(frozen=True)
+class Scope:
+    """What to restore: keys under `key_prefix`, named relative to the root-relative dir `base`."""
+
+    kind: str
+    unit: str | None
+    path: str | None
+    key_prefix: str
+    base: str  # "" (root) or ends with "/"
+    only: str | None  # a last path segment the names must start with (`--path a/b` without a slash)
+    stem: str
+
+    def name_for(self, cfg: DrConfig, key: str) -> str | None:
+        """The key's name relative to `base`, or None when it is outside the scope."""
+        if not key.startswith(self.key_prefix) or not cfg.is_live_key(key):
+            return None
+        rel = cfg.rel_for(key)
+        name = rel[len(self.base) :]
+        if self.only is not None and name != self.only and not name.startswith(self.only + "/"):
+            return None
+        if self.kind == "all" and (rel == cfg.restore_dir or rel.startswith(cfg.restore_dir + "/")):
+            # The holding dir is never pushed; whatever is there is not state.
+            return None
+        return name
+
+    def covers_local(self, name: str) -> bool:
+        return self.only is None or name == self.only or name.startswith(self.only + "/")
+
+
+def _check_segment_path(what: str, value: str) -> None:
+    problem = Guard.key_problem(value)
+    if problem:
+        raise DrError(
+            f"{what} {value!r} is not usable: {problem}", f"give {what} relative to dr.root, e.g. state/notes/"
+        )
+
+
+def resolve_scope(cfg: DrConfig, unit: str | None, path: str | None, all_: bool) -> Scope:
+    given = [n for n, v in (("a unit", unit), ("--path", path), ("--all", all_)) if v]
+    if len(given) != 1:
+        raise DrError(
+            "say what to restore: a unit, --path or --all (exactly one)"
+            + (f"; got {' and '.join(given)}" if given else ""),
+            "e.g. `inv dr.restore snappy-image 2026-04-15T18:00:00Z` or "
+            "`inv dr.restore --path state/notes/ 2026-04-15T18:00:00Z`",
+        )
+    if unit:
+        if "/" in unit or Guard.key_problem(unit):
+            raise DrError(
+                f"unit {unit!r} is not a unit name: a unit is one directory under {cfg.units or 'the root'}",
+                "for a deeper path use --path, e.g. --path state/notes/",
+            )
+        return Scope("unit", unit, None, cfg.key_for(cfg.units + unit + "/"), cfg.units + unit + "/", None, unit)
+    if path:
+        p = path[2:] if path.startswith("./") else path
+        if p in ("", ".", "./", "/"):
+            raise DrError(f"--path {path!r} is the whole repo", "use --all for the whole substrate")
+        _check_segment_path("--path", p[:-1] if p.endswith("/") else p)
+        slug = re.sub(r"[^\w.-]+", "-", p.strip("/")).strip("-.") or "root"
+        if p.endswith("/"):
+            base, only = p, None
+        else:
+            parent, _, only = p.rpartition("/")
+            base = parent + "/" if parent else ""
+        scope = Scope("path", None, path, cfg.key_for(p), base, only, PATH_STEM + slug)
+        if cfg.key_for(p).startswith(cfg.reserved_prefixes()):
+            raise DrError(
+                f"--path {path!r} is not live state (it is where snapshots or dr-tasks' own keys live)",
+                "a snapshot is brought back with `inv dr.rollback`",
+            )
+        return scope
+    return Scope("all", None, None, cfg.prefix, "", None, ALL_STEM)
+
+
+# ---------------------------------------------------------------------- safety checks
+def gitignore_covers(root: Path, rel: str) -> bool:
+    """Whether git would ignore the root-relative file path `rel`, reading only the repo's own files.
+
+    `.git/info/exclude`, then every `.gitignore` from the root down to the
+    file's directory (each applied relative to its own directory); the last
+    one with an opinion wins, as in git. A user's global excludes are not
+    read: they protect one clone, not the repo.
+    """
+    parts = rel.split("/")
+    sources: list[tuple[str, Path]] = [("", root / ".git" / "info" / "exclude")]
+    for i in range(len(parts)):
+        d = "/".join(parts[:i])
+        sources.append((d + "/" if d else "", root / d / ".gitignore" if d else root / ".gitignore"))
+    verdict: bool | None = None
+    for base, f in sources:
+        if not f.is_file():
+            continue
+        lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
+        include = pathspec.GitIgnoreSpec.from_lines(lines).check_file(rel[len(base) :]).include
+        if include is not None:
+            verdict = include
+    return bool(verdict)
+
+
+def _check_restore_dir(cfg: DrConfig, name: str) -> None:
+    d = cfg.restore_dir
+    if not Guard(cfg).restore_dir_denied():
+        raise DrError(
+            f"the holding dir {d}/ is not covered by dr.sync_deny (now {list(cfg.sync_deny)}), so a sync "
+            "tool reading that list could push restored files",
+            f'add "{d}/**" to dr.sync_deny in invoke.yaml, e.g. `sync_deny: ["{d}/**"]`',
+        )
+    if not (gitignore_covers(cfg.root, f"{d}/{name}/x") and gitignore_covers(cfg.root, f"{d}/{name}.json")):
+        raise DrError(
+            f"the holding dir {d}/ is not ignored by git, so restored files could be committed",
+            f"add this line to {cfg.root / '.gitignore'}:  /{d}/",
+        )
+    # Every directory from the root down to the restore dir must be real:
+    # through a symlink, "inside the holding dir" could be anywhere.
+    cur = cfg.root
+    for part in d.split("/"):
+        cur = cur / part
+        if cur.is_symlink():
+            raise DrError(
+                f"refusing to restore: {cur} is a symlink, so the holding dir would be outside the repo",
+                f"make {d}/ a real directory inside {cfg.root}",
+            )
+        if cur.exists() and not cur.is_dir():
+            raise DrError(f"refusing to restore: {cur} is not a directory", f"move it away so {d}/ can be created")
+
+
+# ---------------------------------------------------------------------- diff
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _live_files(cfg: DrConfig, scope: Scope, guard: Guard) -> tuple[dict[str, Path], list[str]]:
+    """Live files under the scope's base dir, by name; and those the guard would never push."""
+    base_dir = cfg.root / scope.base if scope.base else cfg.root
+    found: dict[str, Path] = {}
+    ignored: list[str] = []
+    if not base_dir.is_dir():
+        return found, ignored
+    for dirpath, dirnames, filenames in os.walk(base_dir):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(cfg.root).as_posix()
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        dirnames[:] = sorted(
+            dn for dn in dirnames if dn != ".git" and (rel_dir + dn) != cfg.restore_dir and not (here / dn).is_symlink()
+        )
+        for fn in filenames:
+            p = here / fn
+            rel = rel_dir + fn
+            name = rel[len(scope.base) :]
+            if not scope.covers_local(name) or not p.is_file():
+                continue
+            if guard.is_denied(rel) or not guard.allow.match_file(rel):
+                ignored.append(name)
+                continue
+            found[name] = p
+    return found, sorted(ignored)
+
+
+def _text(data: bytes) -> str | None:
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:  # Invoke carries its own copy; it reads invoke.yaml with it
+        from invoke.vendor import yaml  # type: ignore[no-redef]
+    docs = list(yaml.safe_load_all(text))
+    return docs[0] if len(docs) == 1 else docs
+
+
+def _parse(fmt: str, text: str) -> Any:
+    if fmt == "json":
+        return json.loads(text)
+    if fmt == "ndjson":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return _load_yaml(text)
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    try:
+        s = json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+    except (TypeError, ValueError):
+        s = repr(value)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def structural_changes(live: Any, restored: Any) -> list[str]:
+    """What changed between two parsed documents, by path: `~` changed, `+` only at TS, `-` only live."""
+    from deepdiff import DeepDiff
+
+    dd = DeepDiff(live, restored, view="tree", verbose_level=2)
+    out: list[tuple[str, str]] = []
+    for report, levels in dd.items():
+        for level in levels:
+            path = level.path()
+            if report.endswith("_added"):
+                out.append((path, f"+ {path}: {_short(level.t2)}"))
+            elif report.endswith("_removed"):
+                out.append((path, f"- {path}: {_short(level.t1)}"))
+            else:
+                out.append((path, f"~ {path}: {_short(level.t1)} -> {_short(level.t2)}"))
+    return [line for _, line in sorted(out)]
+
+
+def _cap(lines: list[str], full: bool) -> tuple[list[str], int]:
+    if full or len(lines) <= DIFF_LINE_CAP:
+        return lines, 0
+    return lines[:DIFF_LINE_CAP], len(lines) - DIFF_LINE_CAP
+
+
+def diff_file(name: str, live: Path, restored: Path, ts_label: str, full: bool) -> FileDiff:
+    lsize, rsize = live.stat().st_size, restored.stat().st_size
+    summary_live = {"size": lsize, "sha256": _sha256_file(live)}
+    summary_restored = {"size": rsize, "sha256": _sha256_file(restored)}
+    if max(lsize, rsize) > DIFF_MAX_BYTES:
+        return FileDiff(
+            name, "binary", live=summary_live, restored=summary_restored, note="too large for a content diff"
+        )
+    ldata, rdata = live.read_bytes(), restored.read_bytes()
+    ltext, rtext = _text(ldata), _text(rdata)
+    if ltext is None or rtext is None:
+        return FileDiff(name, "binary", live=summary_live, restored=summary_restored)
+    note = None
+    fmt = STRUCTURED.get(Path(name).suffix.lower())
+    if fmt:
+        try:
+            lobj = _parse(fmt, ltext)
+        except Exception as err:  # any parser error means "not valid <fmt>": fall back to text
+            lobj, note = None, f"live file is not valid {fmt.upper()} ({type(err).__name__}); text diff"
+        try:
+            robj = _parse(fmt, rtext) if note is None else None
+        except Exception as err:
+            note = f"restored file is not valid {fmt.upper()} ({type(err).__name__}); text diff"
+        if note is None:
+            changes = structural_changes(lobj, robj) or ["(same data, different formatting)"]
+            shown, cut = _cap(changes, full)
+            return FileDiff(name, "structured", shown, cut, fmt, summary_live, summary_restored)
+    lines = list(
+        difflib.unified_diff(ltext.splitlines(), rtext.splitlines(), f"live/{name}", f"{ts_label}/{name}", lineterm="")
+    )
+    if not lines:
+        # splitlines() hides these; the bytes still differ.
+        lines = ["(differs only in line endings or the final newline)"]
+    shown, cut = _cap(lines, full)
+    return FileDiff(name, "text", shown, cut, None, summary_live, summary_restored, note)
+
+
+def compute_diff(
+    cfg: DrConfig, scope: Scope, staged: Path, restored: list[RestoredFile], ts_label: str, full: bool
+) -> DiffResult:
+    live, ignored = _live_files(cfg, scope, Guard(cfg))
+    result = DiffResult(live_dir=scope.base or "./", ignored_live=ignored)
+    by_name = {f.name: f for f in restored}
+    for name in sorted(set(by_name) | set(live)):
+        if name not in live:
+            result.added.append(name)
+        elif name not in by_name:
+            result.removed.append(name)
+        else:
+            path = staged.joinpath(*name.split("/"))
+            if live[name].stat().st_size == by_name[name].size and _sha256_file(live[name]) == by_name[name].sha256:
+                result.unchanged.append(name)
+            else:
+                result.modified.append(name)
+                result.files.append(diff_file(name, live[name], path, ts_label, full))
+    return result
+
+
+# ---------------------------------------------------------------------- the operation
+def _refuse_empty(cfg: DrConfig, s3: S3, scope: Scope, ts: str, decided: list[KeyAtTs]) -> DrError:
+    where = f"s3://{cfg.bucket}/{scope.key_prefix}"
+    what = f"unit {scope.unit}" if scope.unit else (f"path {scope.path}" if scope.path else "the repo")
+    if not decided:
+        hint = "check the name and dr.prefix / dr.units"
+        if scope.kind == "unit":
+            units_prefix = cfg.key_for(cfg.units)
+            prefixes, _ = s3.list_prefixes(cfg.bucket, units_prefix)
+            names = [p[len(units_prefix) :].rstrip("/") for p in prefixes]
+            if names:
+                shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+                hint = f"units in the bucket: {shown}"
+        return DrError(f"{what} had no objects at {ts}: there are no keys under {where} at all", hint)
+    born = [d for d in decided if d.state == "not-yet"]
+    deleted = [d for d in decided if d.state == "deleted"]
+    detail = []
+    hint = "pick another time"
+    if born:
+        earliest = min(d.oldest for d in born)
+        detail.append(f"{len(born)} keys were created later (the earliest at {iso_utc(earliest)})")
+        hint = f"pick a time at or after {iso_utc(earliest)}"
+    if deleted:
+        detail.append(f"{len(deleted)} keys were deleted (a delete marker was current)")
+    if not detail:
+        detail.append("its keys are only empty directory markers")
+    return DrError(f"{what} had no objects at {ts}: " + "; ".join(detail), hint)
+
+
+def restore_at(
+    cfg: DrConfig,
+    ts: str | datetime,
+    *,
+    unit: str | None = None,
+    path: str | None = None,
+    all_: bool = False,
+    force: bool = False,
+    full: bool = False,
+    progress: Progress = NULL_PROGRESS,
+    s3: S3 | None = None,
+    now: datetime | None = None,
+) -> RestoreResult:
+    """Restore `unit` (or `path`, or everything) as it was at `ts` into the holding dir.
+
+    Raises DrError on any refusal (bad TS, unsafe or existing holding dir,
+    nothing at TS) or download failure, leaving no holding dir behind. Keys
+    refused for safety do not raise: they are in `result.refused`, every other
+    key was restored, and `result.ok` is False.
+    """
+    started = time.monotonic()
+    now = now or datetime.now(timezone.utc)
+    ts_input = ts if isinstance(ts, str) else iso_utc(ts)
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            raise DrError("the point in time has no timezone", "pass an aware datetime, e.g. with tzinfo=timezone.utc")
+        ts_dt = ts.astimezone(timezone.utc)
+    else:
+        ts_dt = parse_ts(ts, now)
+    scope = resolve_scope(cfg, unit, path, all_)
+    ts_iso = iso_utc(ts_dt)
+    name = f"{scope.stem}-{compact_utc(ts_dt)}"
+    holding = cfg.restore_path / name
+    receipt = cfg.restore_path / f"{name}.json"
+    _check_restore_dir(cfg, name)
+    exists = holding.exists() or holding.is_symlink()
+    if exists and not force:
+        raise DrError(
+            f"the holding dir {cfg.restore_dir}/{name}/ exists already (from an earlier restore)",
+            "review it and remove it, or pass --force to replace it",
+        )
+    if exists and (holding.is_symlink() or not holding.is_dir()):
+        raise DrError(f"{holding} is not a directory; --force only replaces an earlier holding dir", "move it away")
+
+    warnings: list[str] = []
+    future = ts_dt > now
+    if future:
+        warnings.append(
+            f"{ts_iso} is in the future (now {iso_utc(now.replace(microsecond=0))}): restoring the current state"
+        )
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    versioned = s3.versioning(cfg.bucket) == "Enabled"
+    if not versioned:
+        warnings.append(UNVERSIONED_WARNING)
+
+    # 2. which version of each key was current at TS
+    progress.start(f"listing versions under s3://{cfg.bucket}/{scope.key_prefix}")
+    decided: list[KeyAtTs] = []
+    present: list[tuple[str, ObjectVersion]] = []
+    refused: list[RefusedKey] = []
+    markers: list[str] = []
+    try:
+        in_scope = ((scope.name_for(cfg, e.key), e) for e in s3.iter_versions(cfg.bucket, scope.key_prefix))
+        names: dict[str, str] = {}
+        for d in versions_at((e for n, e in in_scope if n is not None), ts_dt):
+            decided.append(d)
+            progress.advance()
+            n = scope.name_for(cfg, d.key)
+            assert n is not None
+            names[d.key] = n
+            if d.entry is None:
+                continue
+            if (n == "" or n.endswith("/")) and d.entry.size == 0:
+                markers.append(d.key)  # a "folder" object some consoles create: nothing to write
+                continue
+            problem = Guard.key_problem(n)
+            if problem:
+                refused.append(RefusedKey(d.key, problem))
+            else:
+                present.append((n, d.entry))
+    finally:
+        progress.stop()
+    if not present and not refused:
+        raise _refuse_empty(cfg, s3, scope, ts_iso, decided)
+
+    # A name that is a file and also a directory (keys `a` and `a/b`) cannot be written as both.
+    dirs = {n.rsplit("/", 1)[0] for n, _ in present if "/" in n}
+    parents: set[str] = set()
+    for dname in dirs:
+        parts = dname.split("/")
+        parents.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    for n, e in [p for p in present if p[0] in parents]:
+        refused.append(RefusedKey(e.key, f"{n!r} is both a file and a directory at TS; the directory was restored"))
+    present = [p for p in present if p[0] not in parents]
+
+    # 3. download into a staging dir beside the holding dir
+    cfg.restore_path.mkdir(parents=True, exist_ok=True)
+    staging = cfg.restore_path / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        restored = _download_all(cfg, s3, staging, present, refused, progress)
+        ts_label = f"at-{compact_utc(ts_dt)}"
+        diff = compute_diff(cfg, scope, staging, restored, ts_label, full)
+        replaced = _publish(cfg, staging, holding, force)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+    result = RestoreResult(
+        scope=scope.kind,
+        unit=scope.unit,
+        path=scope.path,
+        ts=ts_iso,
+        ts_input=ts_input,
+        future=future,
+        bucket=cfg.bucket,
+        key_prefix=scope.key_prefix,
+        versioned=versioned,
+        holding_dir=f"{cfg.restore_dir}/{name}/",
+        holding_path=str(holding),
+        receipt=f"{cfg.restore_dir}/{name}.json",
+        restored=sorted(restored, key=lambda f: f.name),
+        deleted_at_ts=sorted(names[d.key] for d in decided if d.state == "deleted"),
+        born_after_ts=sorted(names[d.key] for d in decided if d.state == "not-yet"),
+        directory_markers=markers,
+        refused=sorted(refused, key=lambda r: r.key),
+        diff=diff,
+        replaced_existing=replaced,
+        warnings=warnings,
+    )
+    result.seconds = round(time.monotonic() - started, 3)
+    _write_json(receipt, result.receipt_dict(iso_utc(now.replace(microsecond=0))))
+    return result
+
+
+def _download_all(
+    cfg: DrConfig,
+    s3: S3,
+    staging: Path,
+    present: list[tuple[str, ObjectVersion]],
+    refused: list[RefusedKey],
+    progress: Progress,
+) -> list[RestoredFile]:
+    def fetch(item: tuple[str, ObjectVersion]) -> RestoredFile | None:
+        name, v = item
+        try:
+            target = Guard.safe_join(staging, name)
+        except GuardError as err:
+            refused.append(RefusedKey(v.key, err.message))
+            return None
+        tmp = target.parent / f".{target.name}.dr-part-{uuid.uuid4().hex[:8]}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sha = s3.download_version(cfg.bucket, v, tmp)
+            mtime = v.last_modified.timestamp()
+            os.utime(tmp, (mtime, mtime))
+            os.replace(tmp, target)
+        except OSError as err:
+            raise DrError(
+                f"cannot write {name} (from {v.key}): {err.strerror}", "check disk space and permissions"
+            ) from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return RestoredFile(name, v.key, v.version_id, v.size, v.etag_plain, iso_utc(v.last_modified), sha)
+
+    progress.start(f"restoring {len(present)} files", total=len(present))
+    try:
+        done, failed = run_parallel(fetch, present, cfg.concurrency, progress)
+    finally:
+        progress.stop()
+    if failed:
+        names = ", ".join(f.item[1].key for f in failed[:5]) + (" ..." if len(failed) > 5 else "")
+        raise DrError(
+            f"restore failed: {len(failed)} of {len(present)} downloads failed ({names}); "
+            f"first error: {failed[0].error.message}; nothing was left in {cfg.restore_dir}/",
+            "run the same command again once the cause is fixed",
+        )
+    return [r for _, r in done if r is not None]
+
+
+def _publish(cfg: DrConfig, staging: Path, holding: Path, force: bool) -> bool:
+    """Move the staged tree to its final name; with `force`, swap out (then delete) the old one."""
+    old: Path | None = None
+    if holding.exists():
+        if not force:
+            raise DrError(f"the holding dir {holding} appeared while restoring", "another restore ran; check it")
+        old = holding.with_name(f".{holding.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(holding, old)
+    try:
+        os.rename(staging, holding)
+    except OSError as err:
+        if old is not None:
+            os.rename(old, holding)
+        raise DrError(f"cannot create {holding}: {err.strerror}", "check the restore dir's permissions") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return old is not None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,161 @@
+"""`dr.restore UNIT TS` (and `--path P TS`, `--all TS`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Context
+from invoke.parser import Argument
+from invoke.tasks import Task
+
+from .. import render
+from ..errors import DrError
+from .base import dr_task, hooks, load_config
+
+
+# ---------------------------------------------------------------------- optional positional UNIT
+class _ScopedPositional(Argument):
+    """A positional argument that `--path` or `--all` stands in for.
+
+    Invoke treats every positional as required: one whose value is None eats
+    the next bare word, and one still None at the end is a parse error. With
+    `--path` or `--all` given there is no UNIT, so UNIT reads as "" and the
+    bare TS goes to TS (`inv dr.restore --all 2026-04-15T18:00:00Z`). When the
+    flag comes after TS instead, TS has landed in UNIT: then TS reads as "" too
+    and the task moves the value over.
+    """
+
+    scope_args: tuple[Argument, ...] = ()
+    # Set on TS: it may stay unset only when this (UNIT) took its value.
+    took_my_value: Argument | None = None
+
+    def _get(self) -> Any:
+        value = Argument.value.fget(self)  # type: ignore[attr-defined]
+        scoped = any(a.got_value for a in self.scope_args)
+        if value is None and scoped and (self.took_my_value is None or self.took_my_value.got_value):
+            return ""
+        return value
+
+    value = property(_get, Argument.value.fset)  # type: ignore[attr-defined,assignment]
+
+
+class RestoreTask(Task):
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        args = super().get_arguments(ignore_unknown_help)
+        by_name = {a.name: a for a in args}
+        for name in ("unit", "ts"):
+            arg = by_name[name]
+            arg.__class__ = _ScopedPositional
+            arg.scope_args = (by_name["path"], by_name["all_"])  # type: ignore[attr-defined]
+        by_name["ts"].took_my_value = by_name["unit"]  # type: ignore[attr-defined]
+        return args
+
+
+# ---------------------------------------------------------------------- restore
+@dr_task(
+    klass=RestoreTask,
+    positional=["unit", "ts"],
+    help={
+        "unit": "the unit: a directory under dr.units (state/skills/ by default)",
+        "ts": "the instant, ISO 8601 with a timezone: 2026-04-15T18:00:00Z or 2026-04-15T18:00:00+02:00",
+        "path": "restore this root-relative path instead of a unit, e.g. state/notes/",
+        "all": "restore the whole substrate instead of a unit",
+        "force": "replace an existing holding dir for the same unit and time",
+        "full": "show whole diffs (by default each file's diff is capped)",
+        "json": "print the whole result as JSON",
+    },
+)
+def restore(
+    c: Context,
+    unit: str | None = None,
+    ts: str | None = None,
+    path: str | None = None,
+    all_: bool = False,
+    force: bool = False,
+    full: bool = False,
+    json_: bool = False,
+) -> None:
+    """Write a unit as it was at TS into the holding dir and diff it against live; nothing live changes.
+
+    inv dr.restore UNIT TS | inv dr.restore --path state/notes/ TS | inv dr.restore --all TS
+    (TS: 2026-04-15T18:00:00Z or 2026-04-15T18:00:00+02:00)
+    """
+    from ..ops.restore import restore_at
+
+    if (path or all_) and unit and not ts:
+        # `inv dr.restore TS --all`: the bare TS came before the flag, so it filled UNIT.
+        unit, ts = None, unit
+    cfg = load_config(c)
+    hooks(c, cfg, "pre", "restore")
+    result = restore_at(
+        cfg,
+        ts or "",
+        unit=unit or None,
+        path=path or None,
+        all_=all_,
+        force=force,
+        full=full,
+        progress=render.progress_for_terminal(),
+    )
+    render.warn(result.warnings)
+    if json_:
+        render.print_json(result.to_dict())
+    else:
+        for line in summary_lines(result):
+            render.stdout().print(line, markup=False, highlight=False)
+    if not result.ok:
+        shown = "; ".join(f"{r.key!r} ({r.reason})" for r in result.refused[:10])
+        more = f" and {len(result.refused) - 10} more" if len(result.refused) > 10 else ""
+        raise DrError(
+            f"{len(result.refused)} keys were NOT restored because they would land outside the holding dir: "
+            f"{shown}{more}",
+            f"every other key was restored into {result.holding_dir}; rename or delete those keys in the bucket",
+        )
+    hooks(c, cfg, "post", "restore", result)
+
+
+def summary_lines(result: Any) -> list[str]:
+    """The human report: what was restored, the diff against live, where the receipt is."""
+    what = {"unit": f"unit {result.unit}", "path": f"path {result.path}", "all": "the whole substrate"}[result.scope]
+    d = result.diff
+    c = result.counts()
+    lines = [
+        f"restored {what} as it was at {result.ts} into {result.holding_dir}",
+        f"  {c['restored']} files, {c['bytes']:,} bytes; absent at TS: {c['deleted_at_ts']} deleted, "
+        f"{c['born_after_ts']} not yet created" + (f"; {c['refused']} REFUSED" if c["refused"] else ""),
+        f"diff against live {d.live_dir} (- live, + at {result.ts}): {c['added']} added, {c['removed']} removed, "
+        f"{c['modified']} modified, {c['unchanged']} unchanged",
+    ]
+    kinds = {f.name: f for f in d.files}
+    for name in d.added:
+        lines.append(f"  added     {name}")
+    for name in d.removed:
+        lines.append(f"  removed   {name}")
+    for name in d.modified:
+        f = kinds[name]
+        label = f"{f.format.upper()}, structural" if f.kind == "structured" and f.format else f.kind
+        lines.append(f"  modified  {name} ({label})")
+    for r in result.refused:
+        lines.append(f"  REFUSED   {r.key!r}: {r.reason}")
+    for f in d.files:
+        lines.append("")
+        if f.kind == "text":
+            lines.extend(f.lines)
+        elif f.kind == "structured":
+            lines.append(f"{f.name} ({f.format.upper()}, by path; ~ changed, - live only, + at TS only):")
+            lines.extend(f"  {line}" for line in f.lines)
+        else:
+            lines.append(f"{f.name} (binary{', ' + f.note if f.note else ''}):")
+            lines.append(f"  live   {f.live['size']:>12,} bytes  sha256 {f.live['sha256']}")
+            lines.append(f"  at TS  {f.restored['size']:>12,} bytes  sha256 {f.restored['sha256']}")
+        if f.kind == "text" and f.note:
+            lines.append(f"  ({f.note})")
+        if f.truncated:
+            lines.append(f"  ... {f.truncated} more lines (--full shows all)")
+    lines.append("")
+    lines.append(f"receipt: {result.receipt}")
+    lines.append("nothing live was changed; review the files and move what you need by hand")
+    return lines
+
+
+TASKS = (restore,)

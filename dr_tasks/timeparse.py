@@ -1,0 +1,112 @@
+"""Point-in-time arguments: ISO 8601 with a timezone, nothing else.
+
+A restore picks versions by comparing LastModified (UTC) with the time the
+operator gives, so a time without a zone would silently mean different
+instants on different machines. It is refused, like words (`yesterday`) and
+impossible dates, with an example of the accepted form.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from .errors import DrError
+
+# Extended form, e.g. 2026-04-15T18:00:00Z, 2026-04-15T18:00:00.250+02:00,
+# 2026-04-15T18:00Z; a space instead of the T is accepted (RFC 3339 allows it).
+_EXTENDED = re.compile(
+    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[Tt ](?P<h>\d{2}):(?P<mi>\d{2})"
+    r"(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?"
+    r"(?P<tz>[Zz]|[+-]\d{2}(?::?\d{2})?)?"
+)
+# Basic form, e.g. 20260415T180000Z: the form the holding dir's name uses,
+# so a name can be pasted back.
+_BASIC = re.compile(
+    r"(?P<y>\d{4})(?P<mo>\d{2})(?P<d>\d{2})[Tt](?P<h>\d{2})(?P<mi>\d{2})"
+    r"(?:(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?"
+    r"(?P<tz>[Zz]|[+-]\d{2}(?:\d{2})?)?"
+)
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+FORMS = "ISO 8601 with a timezone, e.g. 2026-04-15T18:00:00Z (UTC) or 2026-04-15T18:00:00+02:00"
+
+
+def _example(now: datetime | None = None) -> str:
+    """A concrete, copy-pasteable example: this time yesterday, in UTC."""
+    when = (now or datetime.now(timezone.utc)) - timedelta(days=1)
+    return iso_utc(when.replace(microsecond=0))
+
+
+def _shown(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def parse_ts(text: str, now: datetime | None = None) -> datetime:
+    """The instant `text` names, as an aware UTC datetime, or a DrError that shows the accepted form."""
+    if not isinstance(text, str) or not text.strip():
+        raise DrError("no point in time given", f"pass {FORMS}; this time yesterday is {_example(now)}")
+    raw = text.strip()
+    m = _EXTENDED.fullmatch(raw) or _BASIC.fullmatch(raw)
+    if m is None:
+        if _DATE_ONLY.fullmatch(raw):
+            raise DrError(
+                f"timestamp {_shown(raw)} has no time of day and no timezone",
+                f"pass {FORMS}; for the start of that day in UTC: {raw}T00:00:00Z",
+            )
+        raise DrError(
+            f"{_shown(raw)} is not an ISO 8601 timestamp",
+            f"pass {FORMS}; this time yesterday is {_example(now)}",
+        )
+    if m.group("tz") is None:
+        raise DrError(
+            f"timestamp {_shown(raw)} has no timezone, so it names a different instant on every machine",
+            f"add one: {raw}Z for UTC, or an offset such as {raw}+02:00",
+        )
+    frac = (m.group("f") or "").ljust(6, "0")[:6]
+    try:
+        local = datetime(
+            int(m.group("y")),
+            int(m.group("mo")),
+            int(m.group("d")),
+            int(m.group("h")),
+            int(m.group("mi")),
+            int(m.group("s") or 0),
+            int(frac or 0),
+            tzinfo=_zone(m.group("tz")),
+        )
+    except ValueError as err:
+        raise DrError(
+            f"timestamp {_shown(raw)} is not a real date and time ({err})",
+            f"pass {FORMS}; this time yesterday is {_example(now)}",
+        ) from None
+    return local.astimezone(timezone.utc)
+
+
+def _zone(tz: str) -> timezone:
+    if tz in ("Z", "z"):
+        return timezone.utc
+    sign = -1 if tz[0] == "-" else 1
+    digits = tz[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    if hours > 23 or minutes > 59:
+        # datetime() reports it as a ValueError, which parse_ts words for the user.
+        raise ValueError(f"UTC offset {tz} is out of range")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def _fraction(dt: datetime) -> str:
+    return f".{dt.microsecond:06d}".rstrip("0") if dt.microsecond else ""
+
+
+def iso_utc(dt: datetime) -> str:
+    """2026-04-15T18:00:00Z, with the fraction of a second only when there is one."""
+    u = dt.astimezone(timezone.utc)
+    return u.strftime("%Y-%m-%dT%H:%M:%S") + _fraction(u) + "Z"
+
+
+def compact_utc(dt: datetime) -> str:
+    """20260415T180000Z: the instant in a holding dir's name (a fraction only when there is one)."""
+    u = dt.astimezone(timezone.utc)
+    return u.strftime("%Y%m%dT%H%M%S") + _fraction(u) + "Z"

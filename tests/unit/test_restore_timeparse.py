@@ -1,0 +1,95 @@
+"""TS for `dr.restore`: ISO 8601 with a timezone, anything else refused with an example."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from dr_tasks.errors import DrError
+from dr_tasks.timeparse import compact_utc, iso_utc, parse_ts
+
+UTC = timezone.utc
+AT = datetime(2026, 4, 15, 18, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-04-15T18:00:00Z", AT),
+        ("2026-04-15t18:00:00z", AT),
+        ("2026-04-15 18:00:00Z", AT),
+        ("2026-04-15T18:00Z", AT),
+        ("2026-04-15T20:00:00+02:00", AT),
+        ("2026-04-15T20:00:00+0200", AT),
+        ("2026-04-15T20:00:00+02", AT),
+        ("2026-04-15T13:30:00-04:30", AT),
+        ("2026-04-15T18:00:00.250Z", AT.replace(microsecond=250000)),
+        ("2026-04-15T18:00:00,5Z", AT.replace(microsecond=500000)),
+        ("2026-04-15T18:00:00.123456789Z", AT.replace(microsecond=123456)),
+        ("20260415T180000Z", AT),  # the holding dir's own form, pasted back
+        ("20260415T200000+0200", AT),
+        ("  2026-04-15T18:00:00Z\n", AT),
+        ("2024-02-29T00:00:00Z", datetime(2024, 2, 29, tzinfo=UTC)),
+    ],
+)
+def test_accepted_forms(text: str, expected: datetime) -> None:
+    got = parse_ts(text)
+    assert got == expected and got.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("2026-04-15T18:00:00", "has no timezone"),
+        ("2026-04-15T18:00", "has no timezone"),
+        ("20260415T180000", "has no timezone"),
+        ("2026-04-15", "no time of day and no timezone"),
+        ("yesterday", "is not an ISO 8601 timestamp"),
+        ("now", "is not an ISO 8601 timestamp"),
+        ("1713204000", "is not an ISO 8601 timestamp"),
+        ("2026-04-15T18:00:00 UTC", "is not an ISO 8601 timestamp"),
+        ("15/04/2026 18:00", "is not an ISO 8601 timestamp"),
+        ("2026-02-30T18:00:00Z", "is not a real date and time"),
+        ("2025-02-29T18:00:00Z", "is not a real date and time"),
+        ("2026-13-01T18:00:00Z", "is not a real date and time"),
+        ("2026-04-15T24:00:00Z", "is not a real date and time"),
+        ("2026-04-15T18:60:00Z", "is not a real date and time"),
+        ("2026-04-15T18:00:61Z", "is not a real date and time"),
+        ("2026-04-15T18:00:00+24:00", "is not a real date and time"),
+        ("2026-04-15T18:00:00+02:75", "is not a real date and time"),
+        ("", "no point in time given"),
+        ("x" * 500, "is not an ISO 8601 timestamp"),
+    ],
+)
+def test_refused_forms_say_what_to_type(text: str, needle: str) -> None:
+    with pytest.raises(DrError) as err:
+        parse_ts(text, now=AT)
+    assert needle in err.value.message
+    assert err.value.hint and "Z" in err.value.hint
+    assert len(err.value.message) < 200  # a huge argument is not echoed whole
+
+
+def test_naive_hint_offers_the_same_time_with_a_zone() -> None:
+    with pytest.raises(DrError) as err:
+        parse_ts("2026-04-15T18:00:00")
+    assert "2026-04-15T18:00:00Z" in err.value.hint and "2026-04-15T18:00:00+02:00" in err.value.hint
+
+
+def test_garbled_hint_is_a_concrete_example() -> None:
+    with pytest.raises(DrError) as err:
+        parse_ts("yesterday", now=AT)
+    assert "2026-04-14T18:00:00Z" in err.value.hint
+    assert parse_ts("2026-04-14T18:00:00Z") == AT - timedelta(days=1)
+
+
+def test_formats() -> None:
+    assert iso_utc(AT) == "2026-04-15T18:00:00Z"
+    assert compact_utc(AT) == "20260415T180000Z"
+    assert compact_utc(AT.replace(microsecond=250000)) == "20260415T180000.25Z"
+    assert iso_utc(AT.replace(microsecond=123000)) == "2026-04-15T18:00:00.123Z"
+    plus2 = AT.astimezone(timezone(timedelta(hours=2)))
+    assert compact_utc(plus2) == "20260415T180000Z"
+    # every printed form parses back to the same instant
+    for dt in (AT, AT.replace(microsecond=1), AT.replace(microsecond=999999)):
+        assert parse_ts(iso_utc(dt)) == dt and parse_ts(compact_utc(dt)) == dt
