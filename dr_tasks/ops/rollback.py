@@ -1,0 +1,544 @@
+"""`dr.rollback`: make live equal to a snapshot, with a plan first, label friction and an undo.
+
+Order of work, which is what makes it safe to interrupt:
+1. find the snapshot in the index and check the confirm label (no request yet),
+2. read its manifest and check, with ONE listing of the snapshot dir, that every
+   object it names is there with the recorded size and ETag,
+3. plan: the manifest against ONE listing of live current versions (ETag and
+   size; no per-object HEAD or GET): copy back, delete, unchanged, preserved,
+4. take a `pre-rollback-<label>` safety snapshot of live (its own index row),
+5. server-side copies from the snapshot dir, then deletes, in parallel,
+6. append the `rollback` row: the commit point. No row, no rollback.
+
+A rollback killed anywhere before 6 leaves no row; running the same command
+again recomputes the plan from what live is now and finishes the job (taking
+another safety snapshot, of the half-rolled-back state; the row names the
+earlier one under `interrupted_safety_snapshots`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pathspec
+
+from ..config import DrConfig
+from ..errors import DrError
+from ..index import Index, iso, utc_now
+from ..parallel import run_parallel
+from ..progress import NULL_PROGRESS, Progress
+from ..s3 import S3, ObjectVersion
+from .catalog import find_snapshot
+from .snapshot import (
+    LABEL_RULE,
+    list_live,
+    load_manifest,
+    snapshot_dir,
+    snapshot_id,
+    take_snapshot,
+    validate_label,
+)
+
+SAFETY_PREFIX = "pre-rollback-"
+# Snapshot labels are at most 63 characters (see LABEL_RULE).
+MAX_LABEL = 63
+# A safety label too long to fit keeps this many hex digits of the full label's
+# sha256, so two long labels that share a beginning still get distinct labels.
+_HASH_CHARS = 8
+_LABEL_RE = re.compile(LABEL_RULE)
+# How many DeleteObjects keys one request carries (the S3 maximum).
+_DELETE_BATCH = 1000
+
+UNVERSIONED_LOUD = (
+    "THE BUCKET IS NOT VERSIONED: deletes and overwrites made by this rollback are PERMANENT. "
+    "Only the pre-rollback safety snapshot will hold what live has now"
+)
+
+
+# ---------------------------------------------------------------------- labels
+def safety_label(label: str) -> str:
+    """The label of the safety snapshot taken before rolling back to a snapshot labelled `label`.
+
+    `pre-rollback-<label>` when that is a valid label. Otherwise (the label is
+    longer than 50 characters, or was recorded by a tool that allowed other
+    characters) the label is cut (and lowercased, other characters becoming
+    '-') to fit 63 characters, and ends with `-<first 8 hex digits of the full
+    label's sha256>` so it stays distinct and traceable.
+    """
+    candidate = SAFETY_PREFIX + label
+    if _LABEL_RE.fullmatch(candidate) and ".." not in candidate:
+        return candidate
+    digest = hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    clean = re.sub(r"[^a-z0-9._-]", "-", label.lower())
+    while ".." in clean:
+        clean = clean.replace("..", ".")
+    budget = MAX_LABEL - len(SAFETY_PREFIX) - 1 - _HASH_CHARS
+    clean = clean[:budget].rstrip(".-_")
+    return validate_label(f"{SAFETY_PREFIX}{clean}-{digest}" if clean else f"{SAFETY_PREFIX}{digest}")
+
+
+def _first_difference(a: str, b: str) -> int:
+    """Byte offset (UTF-8) of the first difference between two labels."""
+    ab, bb = a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    for i, (x, y) in enumerate(zip(ab, bb, strict=False)):
+        if x != y:
+            return i
+    return min(len(ab), len(bb))
+
+
+def check_confirm_label(recorded: str, given: str | None, snap_id: str) -> None:
+    """Refuse unless `given` equals the snapshot's recorded label byte for byte (no trimming, no case folding)."""
+    if given is None:
+        raise DrError(
+            f"--apply needs --confirm-label: snapshot {snap_id} is labelled {recorded!r}, "
+            "and no --confirm-label was given; nothing was changed",
+            f"type the label to confirm: --confirm-label={shlex.quote(recorded)}",
+        )
+    if given.encode("utf-8", "surrogatepass") != recorded.encode("utf-8", "surrogatepass"):
+        at = _first_difference(given, recorded)
+        raise DrError(
+            f"--confirm-label {given!r} does not match snapshot {snap_id}'s label {recorded!r} "
+            f"(they differ at byte {at}; the label must match byte for byte: no trimming, no case folding); "
+            "nothing was changed",
+            f"check the snapshot id, then use --confirm-label={shlex.quote(recorded)}",
+        )
+
+
+def rollback_command(
+    snap_id: str, label: str, allow_unversioned: bool = False, program: str = "inv dr.rollback"
+) -> str:
+    """The exact command that applies a rollback to `snap_id`, quoted for a POSIX shell."""
+    args = [snap_id, "--apply", f"--confirm-label={label}"]
+    if allow_unversioned:
+        args.append("--allow-unversioned")
+    return " ".join([program, *(shlex.quote(a) for a in args)])
+
+
+# ---------------------------------------------------------------------- plan
+@dataclass(frozen=True)
+class PlanItem:
+    """One key of the plan, relative to `prefix` (the local path)."""
+
+    key: str
+    size: int
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"key": self.key, "size": self.size}
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+
+@dataclass
+class RollbackPlan:
+    """What a rollback to `snapshot` would do to live, computed from one listing of each side."""
+
+    snapshot: str
+    label: str
+    snapshot_ts: str | None
+    bucket: str
+    prefix: str
+    versioned: bool
+    copy: list[PlanItem] = field(default_factory=list)
+    delete: list[PlanItem] = field(default_factory=list)
+    unchanged: list[PlanItem] = field(default_factory=list)
+    preserved: list[PlanItem] = field(default_factory=list)
+    # The snapshot-dir object each copy reads from, by plan key (not in to_dict).
+    sources: dict[str, ObjectVersion] = field(default_factory=dict, repr=False)
+
+    @property
+    def changes(self) -> int:
+        return len(self.copy) + len(self.delete)
+
+    @property
+    def copy_bytes(self) -> int:
+        return sum(i.size for i in self.copy)
+
+    @property
+    def overwrites(self) -> int:
+        return sum(1 for i in self.copy if i.reason == "changed")
+
+    @property
+    def needs_allow_unversioned(self) -> bool:
+        """Deleting or overwriting on an unversioned bucket destroys data the bucket cannot give back."""
+        return not self.versioned and (bool(self.delete) or self.overwrites > 0)
+
+    def apply_command(self, program: str = "inv dr.rollback") -> str:
+        return rollback_command(self.snapshot, self.label, self.needs_allow_unversioned, program)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot,
+            "label": self.label,
+            "snapshot_ts": self.snapshot_ts,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "versioned": self.versioned,
+            "counts": {
+                "copy": len(self.copy),
+                "delete": len(self.delete),
+                "unchanged": len(self.unchanged),
+                "preserved": len(self.preserved),
+            },
+            "copy_bytes": self.copy_bytes,
+            "copy": [i.to_dict() for i in self.copy],
+            "delete": [i.to_dict() for i in self.delete],
+            "unchanged": [i.to_dict() for i in self.unchanged],
+            "preserved": [i.to_dict() for i in self.preserved],
+            "needs_allow_unversioned": self.needs_allow_unversioned,
+            "apply_command": self.apply_command(),
+        }
+
+
+def preserve_spec(cfg: DrConfig) -> pathspec.PathSpec:
+    """`preserve` patterns read the way the guard reads SYNC_ALLOW/SYNC_DENY (gitignore style)."""
+    return pathspec.GitIgnoreSpec.from_lines(list(cfg.preserve))
+
+
+def _manifest_objects(cfg: DrConfig, snap_id: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's objects, checked for shape and for keys a rollback may write."""
+    if not isinstance(manifest, dict) or manifest.get("id") != snap_id:
+        raise DrError(
+            f"the manifest of snapshot {snap_id} names another id ({manifest.get('id')!r})"
+            if isinstance(manifest, dict)
+            else f"the manifest of snapshot {snap_id} is not a JSON object",
+            "the snapshot is damaged; pick another with `inv dr.list`",
+        )
+    if manifest.get("prefix", cfg.prefix) != cfg.prefix:
+        raise DrError(
+            f"snapshot {snap_id} was taken of prefix {manifest.get('prefix')!r}, but dr.prefix is now {cfg.prefix!r}",
+            "roll back with the config the snapshot was taken under",
+        )
+    objects = manifest.get("objects")
+    if not isinstance(objects, list):
+        raise DrError(f"the manifest of snapshot {snap_id} has no object list", "pick another snapshot")
+    seen: set[str] = set()
+    for o in objects:
+        ok = (
+            isinstance(o, dict)
+            and isinstance(o.get("key"), str)
+            and o["key"]
+            and isinstance(o.get("size"), int)
+            and isinstance(o.get("etag"), str)
+        )
+        if not ok:
+            raise DrError(f"the manifest of snapshot {snap_id} has a malformed entry: {o!r:.120}", "pick another")
+        # A key that would land in the snapshot prefix or our bookkeeping is
+        # not live: a rollback must never write there.
+        if not cfg.is_live_key(cfg.key_for(o["key"])):
+            raise DrError(
+                f"the manifest of snapshot {snap_id} names {o['key']!r}, which is not a live key",
+                "the manifest is damaged; pick another snapshot",
+            )
+        if o["key"] in seen:
+            raise DrError(f"the manifest of snapshot {snap_id} names {o['key']!r} twice", "pick another snapshot")
+        seen.add(o["key"])
+    return objects
+
+
+def _etag_matches(recorded: str, actual: str) -> bool:
+    """Whether a copy's ETag proves it holds the recorded bytes.
+
+    A multipart ETag (`<md5>-<parts>`) is not a hash of the bytes, and a
+    server-side copy gets a new one, so for those the size has to do.
+    """
+    return actual == recorded or "-" in recorded
+
+
+def check_snapshot_objects(
+    cfg: DrConfig, snap_id: str, objects: Sequence[dict[str, Any]], listing: Iterable[ObjectVersion]
+) -> dict[str, ObjectVersion]:
+    """Every manifest object is in the snapshot dir with its recorded size and ETag, or a DrError naming them."""
+    base = snapshot_dir(cfg, snap_id)
+    present = {o.key[len(base) :]: o for o in listing if o.key.startswith(base)}
+    problems: list[str] = []
+    for m in objects:
+        got = present.get(m["key"])
+        if got is None:
+            problems.append(f"{m['key']} (missing)")
+        elif got.size != m["size"]:
+            problems.append(f"{m['key']} (size {got.size}, manifest says {m['size']})")
+        elif not _etag_matches(m["etag"], got.etag_plain):
+            problems.append(f"{m['key']} (ETag {got.etag_plain}, manifest says {m['etag']})")
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise DrError(
+            f"snapshot {snap_id} is incomplete: {len(problems)} of {len(objects)} objects in its manifest are not "
+            f"intact under s3://{cfg.bucket}/{base}: {shown}; nothing was changed",
+            "pick another snapshot with `inv dr.list`, or bring the objects back (a noncurrent version or the "
+            "cross-region backup) first",
+        )
+    return present
+
+
+def build_plan(
+    cfg: DrConfig,
+    snap_id: str,
+    label: str,
+    snapshot_ts: str | None,
+    versioned: bool,
+    objects: Sequence[dict[str, Any]],
+    snapshot_objects: dict[str, ObjectVersion],
+    live: Iterable[ObjectVersion],
+) -> RollbackPlan:
+    """Compare the manifest with live by ETag and size: no request is made here."""
+    keep = preserve_spec(cfg)
+    plan = RollbackPlan(snap_id, label, snapshot_ts, cfg.bucket, cfg.prefix, versioned)
+    live_by_rel = {cfg.rel_for(o.key): o for o in live if cfg.is_live_key(o.key)}
+    wanted = {m["key"]: m for m in objects}
+    for rel in sorted(set(wanted) | set(live_by_rel)):
+        m, cur = wanted.get(rel), live_by_rel.get(rel)
+        if keep.match_file(rel):
+            size = cur.size if cur is not None else (m["size"] if m else 0)
+            plan.preserved.append(PlanItem(rel, size))
+        elif m is None:
+            assert cur is not None
+            plan.delete.append(PlanItem(rel, cur.size, "not in snapshot"))
+        elif cur is None:
+            plan.copy.append(PlanItem(rel, m["size"], "missing"))
+            plan.sources[rel] = snapshot_objects[rel]
+        else:
+            # Live matches when its ETag is the recorded one or the snapshot
+            # copy's (after a rollback live holds a copy of the copy, whose
+            # ETag differs from the original's for multipart objects).
+            etags = {m["etag"], snapshot_objects[rel].etag_plain}
+            if cur.size == m["size"] and cur.etag_plain in etags:
+                plan.unchanged.append(PlanItem(rel, cur.size))
+            else:
+                plan.copy.append(PlanItem(rel, m["size"], "changed"))
+                plan.sources[rel] = snapshot_objects[rel]
+    return plan
+
+
+def _plan(cfg: DrConfig, s3: S3, snap_id: str, label: str, row: dict[str, Any], progress: Progress) -> RollbackPlan:
+    versioned = s3.versioning(cfg.bucket) == "Enabled"
+    manifest = load_manifest(cfg, s3, snap_id)
+    objects = _manifest_objects(cfg, snap_id, manifest)
+    progress.start(f"checking snapshot {snap_id}")
+    try:
+        # ONE listing of the snapshot dir checks every object: no HEAD per object.
+        present = check_snapshot_objects(cfg, snap_id, objects, s3.iter_objects(cfg.bucket, snapshot_dir(cfg, snap_id)))
+        progress.start("listing live keys")
+        live = list_live(cfg, s3, versioned)
+    finally:
+        progress.stop()
+    return build_plan(cfg, snap_id, label, row.get("ts"), versioned, objects, present, live)
+
+
+def label_of(row: dict[str, Any], snap_id: str) -> str:
+    label = row.get("label")
+    if not isinstance(label, str):
+        raise DrError(f"the index row of snapshot {snap_id} records no label", "pick another snapshot")
+    return label
+
+
+def plan_rollback(
+    cfg: DrConfig, snap_id: str, *, s3: S3 | None = None, progress: Progress = NULL_PROGRESS
+) -> RollbackPlan:
+    """What `dr.rollback ID --apply` would do now. Changes nothing."""
+    row = find_snapshot(cfg, snap_id)
+    label = label_of(row, snap_id)
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    return _plan(cfg, s3, snap_id, label, row, progress)
+
+
+# ---------------------------------------------------------------------- apply
+@dataclass
+class RollbackResult:
+    id: str
+    ts: str
+    snapshot: str
+    label: str
+    safety_snapshot: str
+    safety_label: str
+    bucket: str
+    versioned: bool
+    copied: int
+    deleted: int
+    unchanged: int
+    preserved: int
+    bytes: int
+    seconds: float
+    plan: RollbackPlan
+    interrupted_safety_snapshots: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        r: dict[str, Any] = {
+            "v": 1,
+            "kind": "rollback",
+            "id": self.id,
+            "ts": self.ts,
+            "snapshot": self.snapshot,
+            "label": self.label,
+            "safety_snapshot": self.safety_snapshot,
+            "bucket": self.bucket,
+            "versioned": self.versioned,
+            "copied": self.copied,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "preserved": self.preserved,
+            "bytes": self.bytes,
+        }
+        if self.interrupted_safety_snapshots:
+            r["interrupted_safety_snapshots"] = list(self.interrupted_safety_snapshots)
+        return r
+
+    def undo_command(self, program: str = "inv dr.rollback") -> str:
+        """The command that rolls this rollback back (to the safety snapshot)."""
+        return rollback_command(self.safety_snapshot, self.safety_label, not self.versioned, program)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.row(),
+            "safety_label": self.safety_label,
+            "undo_command": self.undo_command(),
+            "seconds": self.seconds,
+            "warnings": list(self.warnings),
+            "plan": self.plan.to_dict(),
+        }
+
+
+def _interrupted_safety(cfg: DrConfig, safety: str, snapshot_ts: str | None) -> list[str]:
+    """Safety snapshots an earlier, interrupted attempt of this rollback left behind.
+
+    They carry this rollback's safety label, are no older than the target
+    snapshot, and no `rollback` row names them. The oldest holds live as it
+    was before any attempt, which the new safety snapshot no longer does.
+    """
+    read = Index(cfg.index_path).read()
+    claimed: set[str] = set()
+    for r in read.of_kind("rollback"):
+        claimed.add(str(r.get("safety_snapshot")))
+        claimed.update(str(x) for x in r.get("interrupted_safety_snapshots") or [])
+    return [
+        str(r["id"])
+        for r in read.of_kind("snapshot")
+        if r.get("label") == safety
+        and r.get("id") not in claimed
+        and (snapshot_ts is None or str(r.get("ts", "")) >= snapshot_ts)
+    ]
+
+
+def _take_safety(cfg: DrConfig, s3: S3, label: str, progress: Progress) -> str:
+    """The safety snapshot's id. Waits out the second when that id is already taken (a quick re-run)."""
+    index = Index(cfg.index_path)
+    deadline = time.monotonic() + 3
+    while index.read().find("snapshot", snapshot_id(utc_now(), label)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return take_snapshot(cfg, label, progress=progress, s3=s3, check_label=True).id
+
+
+def _chunks(items: Sequence[str], n: int) -> list[list[str]]:
+    return [list(items[i : i + n]) for i in range(0, len(items), n)]
+
+
+def apply_rollback(
+    cfg: DrConfig,
+    snap_id: str,
+    confirm_label: str | None,
+    *,
+    allow_unversioned: bool = False,
+    progress: Progress = NULL_PROGRESS,
+    s3: S3 | None = None,
+    now: datetime | None = None,
+) -> RollbackResult:
+    """Make live equal to snapshot `snap_id`. Raises DrError on any refusal or failure (then no row)."""
+    started = time.monotonic()
+    row = find_snapshot(cfg, snap_id)
+    label = label_of(row, snap_id)
+    # The friction comes before any request: a wrong label costs nothing.
+    check_confirm_label(label, confirm_label, snap_id)
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    plan = _plan(cfg, s3, snap_id, label, row, progress)
+    if plan.needs_allow_unversioned and not allow_unversioned:
+        raise DrError(
+            f"{UNVERSIONED_LOUD}: {len(plan.delete)} deletes and {plan.overwrites} overwrites would be permanent "
+            f"in s3://{cfg.bucket}; nothing was changed",
+            "turn versioning on first (`inv dr.versioning --enable`), or accept it: " + plan.apply_command(),
+        )
+    warnings: list[str] = []
+    if not plan.versioned:
+        warnings.append(UNVERSIONED_LOUD)
+
+    safety = safety_label(label)
+    interrupted = _interrupted_safety(cfg, safety, plan.snapshot_ts)
+    # The undo point: live exactly as it is before the first change.
+    try:
+        safety_id = _take_safety(cfg, s3, safety, progress)
+    except DrError as err:
+        raise DrError(
+            f"the pre-rollback safety snapshot failed, so live was not touched: {err.message}", err.hint
+        ) from None
+    undo = rollback_command(safety_id, safety, not plan.versioned)
+
+    def copy_one(item: PlanItem) -> int:
+        s3.copy(cfg.bucket, plan.sources[item.key], cfg.bucket, cfg.key_for(item.key))
+        return item.size
+
+    def delete_batch(keys: list[str]) -> int:
+        errors = s3.delete_keys(cfg.bucket, keys)
+        if errors:
+            raise DrError(f"{len(errors)} of {len(keys)} deletes failed; first: {errors[0].message}")
+        return len(keys)
+
+    failures: list[str] = []
+    progress.start(f"copying {len(plan.copy)} objects back from snapshot {snap_id}", total=len(plan.copy))
+    try:
+        _, failed = run_parallel(copy_one, plan.copy, cfg.concurrency, progress)
+    finally:
+        progress.stop()
+    failures += [f"copy {f.item.key}: {f.error.message}" for f in failed]
+    batches = _chunks([cfg.key_for(i.key) for i in plan.delete], _DELETE_BATCH)
+    progress.start(f"deleting {len(plan.delete)} keys the snapshot lacks", total=len(batches))
+    try:
+        _, failed_batches = run_parallel(delete_batch, batches, cfg.concurrency, progress)
+    finally:
+        progress.stop()
+    failures += [f"delete {f.item[0]}...: {f.error.message}" for f in failed_batches]
+    if failures:
+        raise DrError(
+            f"rollback to {snap_id} failed part-way: {len(failures)} operations failed ({failures[0]}"
+            + (f"; and {len(failures) - 1} more" if len(failures) > 1 else "")
+            + f"); live is partly rolled back and no rollback row was written; safety snapshot {safety_id} holds "
+            "live as it was before",
+            f"run the same command again once the cause is fixed (it converges), or undo with `{undo}`",
+        )
+
+    ts = iso((now or utc_now()).replace(microsecond=0))
+    result = RollbackResult(
+        id=f"{ts}-rollback-{label}",
+        ts=ts,
+        snapshot=snap_id,
+        label=label,
+        safety_snapshot=safety_id,
+        safety_label=safety,
+        bucket=cfg.bucket,
+        versioned=plan.versioned,
+        copied=len(plan.copy),
+        deleted=len(plan.delete),
+        unchanged=len(plan.unchanged),
+        preserved=len(plan.preserved),
+        bytes=plan.copy_bytes,
+        seconds=0.0,
+        plan=plan,
+        interrupted_safety_snapshots=interrupted,
+        warnings=warnings,
+    )
+    if interrupted:
+        result.warnings.append(
+            f"an earlier attempt of this rollback did not finish; its safety snapshot {interrupted[0]} holds live "
+            f"as it was before that attempt (the new one, {safety_id}, holds the half-rolled-back state)"
+        )
+    result.seconds = round(time.monotonic() - started, 3)
+    # The commit point, last of all.
+    Index(cfg.index_path).append(result.row())
+    return result

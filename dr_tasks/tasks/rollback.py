@@ -1,0 +1,122 @@
+"""`dr.rollback ID [--apply --confirm-label=L]`: the plan first, then, deliberately, the change."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from invoke import Context
+
+from .. import render
+from ..errors import DrError
+from .base import dr_task, hooks, load_config
+
+if TYPE_CHECKING:
+    from ..ops.rollback import PlanItem, RollbackPlan
+
+# Names shown per group in the text plan; `--json` lists all of them.
+NAMES_SHOWN = 10
+
+
+def _program() -> str:
+    """How the user called us, so the command we print can be pasted back as it is."""
+    return "dr rollback" if Path(sys.argv[0]).name == "dr" else "inv dr.rollback"
+
+
+def _group(title: str, items: list[PlanItem], detail: str = "", show_names: bool = True) -> list[str]:
+    lines = [f"  {title:<10} {len(items):>6}{detail}"]
+    if show_names:
+        for item in items[:NAMES_SHOWN]:
+            lines.append(f"      {item.key}" + (f"  ({item.reason})" if item.reason else ""))
+        if len(items) > NAMES_SHOWN:
+            lines.append(f"      ... and {len(items) - NAMES_SHOWN} more (--json lists all)")
+    return lines
+
+
+def plan_lines(plan: RollbackPlan) -> list[str]:
+    changed = plan.overwrites
+    where = f"s3://{plan.bucket}/{plan.prefix}"
+    deletes = "delete markers; versioned bucket" if plan.versioned else "PERMANENT: the bucket is not versioned"
+    return [
+        f"rollback plan: make {where} equal to snapshot {plan.snapshot} "
+        f"(label {plan.label!r}, taken {plan.snapshot_ts})",
+        *_group(
+            "copy back",
+            plan.copy,
+            f"  ({changed} changed, {len(plan.copy) - changed} missing; {plan.copy_bytes} bytes, server-side)",
+        ),
+        *_group("delete", plan.delete, f"  ({deletes})"),
+        *_group("unchanged", plan.unchanged, show_names=False),
+        *_group("preserved", plan.preserved, "  (dr.preserve: never touched)"),
+    ]
+
+
+# No short flags: `-a` for --apply would be friction thrown away.
+@dr_task(
+    auto_shortflags=False,
+    help={
+        "id": "snapshot id to roll live back to, as `dr.list` shows it",
+        "apply": "change live (without it: print the plan and change nothing)",
+        "confirm_label": "the snapshot's label, typed out: must match byte for byte",
+        "allow_unversioned": "accept that deletes and overwrites are permanent on an unversioned bucket",
+        "json": "print the plan (or the result) as JSON",
+    },
+)
+def rollback(
+    c: Context,
+    id: str,
+    apply: bool = False,
+    confirm_label: str | None = None,
+    allow_unversioned: bool = False,
+    json_: bool = False,
+) -> None:
+    """Make live equal to snapshot ID: a plan first; --apply takes a pre-rollback snapshot, then copies back."""
+    from ..ops.rollback import UNVERSIONED_LOUD, apply_rollback, plan_rollback
+
+    cfg = load_config(c)
+    if not apply:
+        plan = plan_rollback(cfg, id, progress=render.progress_for_terminal())
+        if json_:
+            data = plan.to_dict()
+            data["apply_command"] = plan.apply_command(_program())
+            render.print_json(data)
+        else:
+            out = render.stdout()
+            for line in plan_lines(plan):
+                out.print(line, markup=False, highlight=False)
+        if plan.needs_allow_unversioned:
+            render.warn([UNVERSIONED_LOUD])
+        if plan.changes:
+            what = f"that was the plan ({len(plan.copy)} to copy back, {len(plan.delete)} to delete)"
+        else:
+            what = f"live already equals snapshot {plan.snapshot} (preserved paths aside)"
+        raise DrError(
+            f"not applied: {what}; nothing was changed", f"to apply it, run: {plan.apply_command(_program())}"
+        )
+
+    # Label friction first, so a typo costs no request and runs no hook.
+    from ..ops.catalog import find_snapshot
+    from ..ops.rollback import check_confirm_label, label_of
+
+    check_confirm_label(label_of(find_snapshot(cfg, id), id), confirm_label, id)
+    hooks(c, cfg, "pre", "rollback")
+    result = apply_rollback(
+        cfg, id, confirm_label, allow_unversioned=allow_unversioned, progress=render.progress_for_terminal()
+    )
+    render.warn(result.warnings)
+    if json_:
+        render.print_json(result.to_dict())
+    else:
+        out = render.stdout()
+        out.print(
+            f"rolled back to {result.snapshot}: {result.copied} copied back, {result.deleted} deleted, "
+            f"{result.unchanged} unchanged, {result.preserved} preserved ({result.seconds:.2f}s)",
+            markup=False,
+            highlight=False,
+        )
+        out.print(f"undo with: {result.undo_command(_program())}", markup=False, highlight=False)
+    hooks(c, cfg, "post", "rollback", result)
+
+
+TASKS = (rollback,)
