@@ -1,0 +1,413 @@
+"""`dr.backup` (`dr.cross-region-backup`): a cold copy of the primary bucket in another region.
+
+The two ends are different endpoints (DigitalOcean Spaces has no bucket
+replication and no cross-region CopyObject), so every copied byte streams:
+GET from the primary, PutObject / multipart upload to the backup, one part of
+one object in memory per worker. Peak memory is concurrency x part size,
+whatever the objects' sizes.
+
+What is copied: every live key (under `prefix`, minus our own bookkeeping) and
+everything under `snapshot_prefix` (snapshot objects and their manifests), to
+`<backup.prefix><same key>` in `backup.bucket`.
+
+Incremental by a small state object at the destination,
+`<backup.prefix>.dr-tasks/backup-state.json`, mapping each source key to the
+source ETag and size it was copied from and the ETag the destination gave it.
+A key is skipped only when the destination listing still shows that exact
+object (same size and ETag as recorded) and the source listing shows the same
+source ETag and size as recorded. So a run over unchanged objects sends the
+listings, one GET of the state, and nothing per object; and an object changed
+or deleted behind our back at the destination is copied again.
+
+The destination is never pruned unless `--mirror`: then keys the primary no
+longer has are shown, and deleted only with `--apply`. The `cross-region-backup`
+row is appended last; a run where any object failed still appends a row,
+marked `partial`, so the operator sees what happened, and exits 1 (`dr.freshness`
+counts only complete rows). Running again copies what is still missing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..config import META_PREFIX, DrConfig, Endpoint
+from ..errors import ConfigError, DrError
+from ..index import Index, iso, utc_now
+from ..parallel import run_parallel
+from ..progress import NULL_PROGRESS, Progress
+from ..s3 import S3, ObjectVersion, S3Error
+from .freshness import newest_backup_row, parse_duration, row_time
+
+KIND = "cross-region-backup"
+# Per-worker part size of a streamed copy: peak memory is about
+# concurrency x this. S3's minimum part size is 5 MiB.
+PART_SIZE = 8 * 1024 * 1024
+STATE_NAME = META_PREFIX + "backup-state.json"
+STATE_VERSION = 1
+# A long first run saves its progress this often, so a kill does not lose it all.
+CHECKPOINT_SECONDS = 30.0
+# How many planned deletes a refusal or a result shows by name.
+SHOWN = 20
+
+
+@dataclass
+class BackupResult:
+    """One run of dr.backup. `row()` is what the index records."""
+
+    id: str
+    ts: str
+    source: str
+    source_endpoint: str | None
+    dest_bucket: str
+    dest: str
+    dest_endpoint: str | None
+    dest_region: str | None
+    objects: int = 0
+    copied: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    bytes: int = 0
+    failed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    mirror: bool = False
+    seconds: float = 0.0
+    # --if-older-than found a recent enough complete row: nothing was sent.
+    not_due: bool = False
+    last_complete: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.failed)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "kind": KIND,
+            "id": self.id,
+            "ts": self.ts,
+            "source": self.source,
+            "source_endpoint": self.source_endpoint,
+            "dest_bucket": self.dest_bucket,
+            "dest": self.dest,
+            "dest_endpoint": self.dest_endpoint,
+            "dest_region": self.dest_region,
+            "objects": self.objects,
+            "copied": self.copied,
+            "skipped": self.skipped,
+            "deleted": self.deleted,
+            "bytes": self.bytes,
+            "failed": len(self.failed),
+            "partial": self.partial,
+            "mirror": self.mirror,
+            "seconds": self.seconds,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "partial": self.partial, "ok": self.ok}
+
+
+@dataclass
+class BackupPlan:
+    """What a run would do, from the listings alone."""
+
+    sources: list[ObjectVersion]
+    to_copy: list[ObjectVersion]
+    skipped: int
+    deletes: list[str]
+    state: dict[str, list[Any]]
+    # Entries were dropped from the loaded state (their objects are gone), so it must be saved.
+    state_pruned: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+class MirrorNeedsApply(DrError):
+    """`--mirror` without `--apply`: the deletes are shown, nothing is sent."""
+
+    def __init__(self, plan: BackupPlan, dest: str) -> None:
+        shown = "\n".join(f"  delete {dest}{k}" for k in plan.deletes[:SHOWN])
+        more = f"\n  ... and {len(plan.deletes) - SHOWN} more" if len(plan.deletes) > SHOWN else ""
+        super().__init__(
+            f"--mirror would copy {len(plan.to_copy)} objects and delete {len(plan.deletes)} at the destination "
+            f"that the primary no longer has:\n{shown}{more}\nrefusing without --apply; nothing was copied or deleted"
+            if plan.deletes
+            else f"--mirror would copy {len(plan.to_copy)} objects and delete nothing; refusing without --apply; "
+            "nothing was copied",
+            "run it again with --mirror --apply",
+        )
+        self.plan = plan
+
+
+def backup_endpoint(cfg: DrConfig) -> Endpoint:
+    """The backup's endpoint, or the one-line config error that names `dr.backup.bucket`."""
+    ep = cfg.backup.endpoint
+    if ep is None:
+        raise ConfigError(
+            "backup.bucket",
+            "is not set, so there is nowhere to back up to",
+            "add `backup: {bucket: <name>, endpoint_url: <other region's endpoint>}` under `dr:` "
+            "in invoke.yaml or export INVOKE_DR_BACKUP_BUCKET",
+        )
+    if bool(ep.access_key_id) != bool(ep.secret_access_key):
+        missing = "backup.secret_access_key" if ep.access_key_id else "backup.access_key_id"
+        raise ConfigError(missing, "is not set while its pair is", "set both backup keys, or neither")
+    if ep.bucket == cfg.bucket and (ep.endpoint_url or None) == (cfg.endpoint.endpoint_url or None):
+        raise ConfigError(
+            "backup.bucket",
+            f"{ep.bucket!r} at the same endpoint is the primary bucket itself, not a cold copy",
+            "point backup.bucket and backup.endpoint_url at a bucket in another region",
+        )
+    return ep
+
+
+def _source_prefixes(cfg: DrConfig) -> list[str]:
+    """The listings that cover live keys and snapshots: one when snapshots lie under `prefix`."""
+    if cfg.snapshot_prefix.startswith(cfg.prefix):
+        return [cfg.prefix]
+    return [cfg.prefix, cfg.snapshot_prefix]
+
+
+def _is_source_key(cfg: DrConfig, key: str) -> bool:
+    return cfg.is_live_key(key) or key.startswith(cfg.snapshot_prefix)
+
+
+def list_sources(cfg: DrConfig, s3: S3) -> list[ObjectVersion]:
+    """The primary's current objects to back up: live keys, snapshots and manifests."""
+    out: list[ObjectVersion] = []
+    for prefix in _source_prefixes(cfg):
+        out.extend(o for o in s3.iter_objects(cfg.bucket, prefix) if _is_source_key(cfg, o.key))
+    return out
+
+
+def _state_key(cfg: DrConfig) -> str:
+    return cfg.backup.prefix + STATE_NAME
+
+
+def _source_id(cfg: DrConfig) -> str:
+    return f"{cfg.endpoint.endpoint_url or 'aws'}/{cfg.bucket}"
+
+
+def _load_state(cfg: DrConfig, dst: S3, dest_bucket: str, warnings: list[str]) -> dict[str, list[Any]]:
+    raw = dst.get_bytes_or_none(dest_bucket, _state_key(cfg))
+    if raw is None:
+        return {}
+    try:
+        doc = json.loads(raw)
+        objects = doc["objects"]
+        if doc.get("v") != STATE_VERSION or not isinstance(objects, dict):
+            raise ValueError("unknown layout")
+    except (ValueError, KeyError, TypeError):
+        warnings.append(
+            f"the backup state s3://{dest_bucket}/{_state_key(cfg)} is unreadable; every object is copied again"
+        )
+        return {}
+    if doc.get("source") != _source_id(cfg):
+        warnings.append(
+            f"the backup state was written for {doc.get('source')!r}, not {_source_id(cfg)!r}; "
+            "every object is copied again"
+        )
+        return {}
+    return {k: v for k, v in objects.items() if isinstance(v, list) and len(v) == 3}
+
+
+def _save_state(cfg: DrConfig, dst: S3, dest_bucket: str, state: dict[str, list[Any]]) -> None:
+    doc = {"v": STATE_VERSION, "source": _source_id(cfg), "updated": iso(utc_now()), "objects": state}
+    dst.put_bytes(
+        dest_bucket,
+        _state_key(cfg),
+        json.dumps(doc, separators=(",", ":"), sort_keys=True).encode(),
+        "application/json",
+    )
+
+
+def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan:
+    """Listings only (plus the one state object): what to copy, what to skip, what `--mirror` would delete."""
+    warnings: list[str] = []
+    sources = list_sources(cfg, src)
+    bp = cfg.backup.prefix
+    try:
+        dest = {o.key: o for o in dst.iter_objects(dest_bucket, bp)}
+    except S3Error as err:
+        if "NoSuchBucket" in err.detail:
+            raise DrError(
+                f"the backup bucket s3://{dest_bucket} does not exist at "
+                f"{cfg.backup.endpoint.endpoint_url if cfg.backup.endpoint else None}",
+                "create it (versioned) in the backup region, or fix dr.backup.bucket / dr.backup.endpoint_url",
+            ) from None
+        raise
+    state = _load_state(cfg, dst, dest_bucket, warnings)
+    to_copy: list[ObjectVersion] = []
+    skipped = 0
+    for o in sources:
+        have = dest.get(bp + o.key)
+        rec = state.get(o.key)
+        if (
+            have is not None
+            and rec is not None
+            and rec == [o.etag_plain, o.size, have.etag_plain]
+            and have.size == o.size
+        ):
+            skipped += 1
+        else:
+            to_copy.append(o)
+    # What the destination holds that the primary no longer has, within the
+    # prefixes this repo backs up (never another repo's keys, never our state).
+    wanted = {bp + o.key for o in sources}
+    scopes = [bp + p for p in _source_prefixes(cfg)]
+    deletes = sorted(
+        k
+        for k in dest
+        if k not in wanted
+        and k.startswith(tuple(scopes))
+        and _is_source_key(cfg, k[len(bp) :])
+        and not k.startswith(bp + META_PREFIX)
+    )
+    # Entries for objects the destination no longer holds are dropped, so the
+    # state never vouches for something that is not there.
+    kept = {k: v for k, v in state.items() if bp + k in dest}
+    return BackupPlan(sources, to_copy, skipped, deletes, kept, len(kept) != len(state), warnings)
+
+
+def _row_id(index_rows: list[dict[str, Any]], ts: str) -> str:
+    taken = {r.get("id") for r in index_rows if r.get("kind") == KIND}
+    base = f"{ts}-backup"
+    n, rid = 1, base
+    while rid in taken:
+        n += 1
+        rid = f"{base}-{n}"
+    return rid
+
+
+def run_backup(
+    cfg: DrConfig,
+    *,
+    mirror: bool = False,
+    apply: bool = False,
+    if_older_than: str | timedelta | None = None,
+    progress: Progress = NULL_PROGRESS,
+    src: S3 | None = None,
+    dst: S3 | None = None,
+    now: datetime | None = None,
+    part_size: int = PART_SIZE,
+) -> BackupResult:
+    """Back up the primary to `backup.bucket`; returns the result (check `.partial`) after appending its row.
+
+    Raises DrError before anything is sent on a config problem, and
+    `MirrorNeedsApply` when `mirror` is set without `apply`.
+    """
+    ep = backup_endpoint(cfg)
+    if apply and not mirror:
+        raise DrError("--apply only confirms the deletes of --mirror", "use --mirror --apply, or neither")
+    if part_size < 5 * 1024 * 1024:
+        raise DrError(f"part size {part_size} is below S3's 5 MiB minimum", "use at least 5 MiB")
+    max_age = parse_duration(if_older_than, "--if-older-than") if isinstance(if_older_than, str) else if_older_than
+    started = time.monotonic()
+    ts_dt = (now or utc_now()).replace(microsecond=0)
+    ts = iso(ts_dt)
+    index = Index(cfg.index_path)
+    existing = index.read()
+    result = BackupResult(
+        id=_row_id(existing.rows, ts),
+        ts=ts,
+        source=f"s3://{cfg.bucket}/{cfg.prefix}",
+        source_endpoint=cfg.endpoint.endpoint_url,
+        dest_bucket=ep.bucket,
+        dest=f"s3://{ep.bucket}/{cfg.backup.prefix}",
+        dest_endpoint=ep.endpoint_url,
+        dest_region=ep.region,
+        mirror=mirror,
+    )
+    if max_age is not None:
+        last = newest_backup_row(existing.rows, ep.bucket)
+        last_at = row_time(last) if last else None
+        if last is not None and last_at is not None and ts_dt - last_at < max_age:
+            result.not_due = True
+            result.last_complete = last.get("ts")
+            result.seconds = round(time.monotonic() - started, 3)
+            return result
+
+    src = src or S3(cfg.endpoint, cfg.concurrency)
+    dst = dst or S3(ep, cfg.concurrency)
+    if ep.endpoint_url == cfg.endpoint.endpoint_url:
+        result.warnings.append(
+            "the backup bucket is at the same endpoint as the primary: it is not a different failure domain"
+        )
+
+    progress.start("listing the primary and the backup")
+    try:
+        plan = plan_backup(cfg, src, dst, ep.bucket)
+    finally:
+        progress.stop()
+    result.warnings.extend(plan.warnings)
+    if mirror and not apply:
+        raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
+    result.objects = len(plan.sources)
+    result.skipped = plan.skipped
+
+    state = plan.state
+    lock = threading.Lock()
+    last_save = [time.monotonic()]
+    dirty = [False]
+    bp = cfg.backup.prefix
+
+    def copy_one(o: ObjectVersion) -> int:
+        moved = dst.stream_copy(src, cfg.bucket, o.key, ep.bucket, bp + o.key, part_size)
+        with lock:
+            # The ETag the GET returned, not the listing's: if the object
+            # changed in between, the next run's listing matches what we hold.
+            state[o.key] = [moved.src_etag, moved.size, moved.dst_etag]
+            dirty[0] = True
+            if time.monotonic() - last_save[0] > CHECKPOINT_SECONDS:
+                _save_state(cfg, dst, ep.bucket, dict(state))
+                last_save[0] = time.monotonic()
+        return moved.size
+
+    progress.start(f"copying {len(plan.to_copy)} objects to s3://{ep.bucket}/{bp}", total=len(plan.to_copy))
+    try:
+        done, failed = run_parallel(copy_one, plan.to_copy, cfg.concurrency, progress)
+    finally:
+        progress.stop()
+    result.copied = len(done)
+    result.bytes = sum(n for _, n in done)
+    result.failed = [f.item.key for f in failed]
+    result.errors = [f.error.message for f in failed[:SHOWN]]
+
+    if mirror and plan.deletes:
+        if failed:
+            result.warnings.append(
+                f"{len(plan.deletes)} deletes were skipped because copies failed; run again to mirror"
+            )
+        else:
+            errors = dst.delete_keys(ep.bucket, plan.deletes)
+            failed_deletes = {e.key for e in errors}
+            for k in plan.deletes:
+                if k in failed_deletes:
+                    continue
+                state.pop(k[len(bp) :], None)
+                dirty[0] = True
+            result.deleted = len(plan.deletes) - len(failed_deletes)
+            result.failed.extend(sorted(k for k in failed_deletes if k))
+            result.errors.extend(e.message for e in errors[:SHOWN])
+    if dirty[0] or plan.state_pruned:
+        try:
+            _save_state(cfg, dst, ep.bucket, state)
+        except S3Error as err:
+            # The copies are there; only the next run's skip list is lost.
+            result.warnings.append(f"could not save the backup state ({err.message}); the next run copies more")
+    if existing.bad:
+        result.warnings.append(
+            "the index has unreadable lines (" + "; ".join(b.describe() for b in existing.bad[:3]) + "); "
+            "they were kept as they are"
+        )
+    result.seconds = round(time.monotonic() - started, 3)
+    index.append(result.row())
+    return result

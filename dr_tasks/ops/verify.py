@@ -1,0 +1,314 @@
+"""`dr.verify [--deep] [--id=ID]`: the whole "is DR working" checklist, one line per check.
+
+Checks, each independent (one failing or erroring never hides the others):
+- versioning: versioning Enabled and a noncurrent-version rule of `retention_days`;
+- snapshot: the newest snapshot's objects match its manifest (one listing of the
+  snapshot dir; size and ETag of every object; nothing missing, nothing extra);
+- index: every line of the index reads clean;
+- backup: the newest complete cross-region-backup row is within backup.max_age_days;
+- restore-dir: `<restore_dir>/` is in .gitignore and denied by `sync_deny`.
+
+`--deep` re-reads every object of a snapshot (the newest, or `--id`) and checks
+its SHA-256 against the manifest. Where the manifest has no SHA-256 yet (the
+snapshot was taken without one: no S3-compatible store returns it in a
+listing), the object's MD5 is checked against its single-part ETag instead and
+the SHA-256 is then recorded IN THE MANIFEST OBJECT ITSELF, rewritten in the
+bucket with the null fields filled in (and `sha256_recorded_at`). The manifest
+is bucket-side metadata, not the index (which is never rewritten); a rewrite
+only fills nulls, never changes a recorded value, and on a versioned bucket the
+previous manifest stays as a noncurrent version. A corrupted object is never
+recorded: its SHA-256 stays null and the check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pathspec
+
+from ..config import DrConfig
+from ..errors import DrError
+from ..guard import Guard
+from ..index import Index, IndexRead, iso, utc_now
+from ..parallel import run_parallel
+from ..progress import NULL_PROGRESS, Progress
+from ..s3 import S3
+from .freshness import Check, backup_check, index_check, row_time
+from .snapshot import load_manifest, manifest_key, snapshot_dir
+from .versioning import FIX as VERSIONING_FIX
+from .versioning import versioning_status
+
+SHOWN = 5
+
+
+@dataclass
+class VerifyResult:
+    checks: list[Check] = field(default_factory=list)
+    snapshot: str | None = None
+    deep: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "snapshot": self.snapshot,
+            "checks": [c.to_dict() for c in self.checks],
+            "deep": self.deep,
+        }
+
+
+def _names(keys: list[str]) -> str:
+    return ", ".join(keys[:SHOWN]) + (f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
+
+
+def _newest_snapshot_id(read: IndexRead) -> str | None:
+    best: tuple[datetime, str] | None = None
+    for r in read.of_kind("snapshot"):
+        at = row_time(r)
+        if at is not None and isinstance(r.get("id"), str) and (best is None or at >= best[0]):
+            best = (at, r["id"])
+    return best[1] if best else None
+
+
+# ---------------------------------------------------------------------- checks
+def check_versioning(cfg: DrConfig, s3: S3) -> Check:
+    r = versioning_status(cfg, s3)
+    if r.ok:
+        return Check("versioning", True, r.summary())
+    return Check("versioning", False, r.summary() + ": " + "; ".join(r.problems), VERSIONING_FIX)
+
+
+def check_snapshot(cfg: DrConfig, s3: S3, snap_id: str | None) -> Check:
+    """Every manifest entry is in the snapshot dir with the same size and ETag; nothing extra."""
+    if snap_id is None:
+        return Check("snapshot", False, "no snapshot row in the index", "take one: `inv dr.snapshot --label=...`")
+    manifest = load_manifest(cfg, s3, snap_id)
+    entries = {o["key"]: o for o in manifest.get("objects", []) if isinstance(o, dict) and "key" in o}
+    sdir = snapshot_dir(cfg, snap_id)
+    listed = {o.key[len(sdir) :]: o for o in s3.iter_objects(cfg.bucket, sdir)}
+    missing = sorted(k for k in entries if k not in listed)
+    extra = sorted(k for k in listed if k not in entries)
+    wrong_size = sorted(k for k, e in entries.items() if k in listed and listed[k].size != e.get("size"))
+    wrong_etag: list[str] = []
+    multipart = 0
+    for k, e in entries.items():
+        o = listed.get(k)
+        if o is None or k in wrong_size or o.etag_plain == e.get("etag"):
+            continue
+        # A server-side copy of a multipart object gets a new ETag; only
+        # `--deep` (bytes) can vouch for those.
+        if "-" in str(e.get("etag")) or "-" in o.etag_plain:
+            multipart += 1
+            continue
+        wrong_etag.append(k)
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing ({_names(missing)})")
+    if wrong_size:
+        problems.append(f"{len(wrong_size)} with another size ({_names(wrong_size)})")
+    if wrong_etag:
+        problems.append(f"{len(wrong_etag)} with another ETag ({_names(wrong_etag)})")
+    if extra:
+        problems.append(f"{len(extra)} not in the manifest ({_names(extra)})")
+    where = f"snapshot {snap_id} (s3://{cfg.bucket}/{sdir})"
+    if problems:
+        return Check(
+            "snapshot",
+            False,
+            f"{where} does not match its manifest: " + "; ".join(problems),
+            "take a fresh snapshot, and use an older one for restores (`inv dr.list`)",
+        )
+    note = f"; {multipart} multipart objects checked by size only (use --deep)" if multipart else ""
+    return Check("snapshot", True, f"{where}: {len(entries)} objects match the manifest (size, ETag){note}")
+
+
+def _gitignore_spec(root: Path) -> pathspec.PathSpec | None:
+    lines: list[str] = []
+    for f in (root / ".gitignore", root / ".git" / "info" / "exclude"):
+        if f.is_file():
+            lines.extend(f.read_text(encoding="utf-8", errors="replace").splitlines())
+    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+
+
+def check_restore_dir(cfg: DrConfig) -> Check:
+    d = cfg.restore_dir
+    probe = f"{d}/probe-file"
+    spec = _gitignore_spec(cfg.root)
+    ignored = spec is not None and spec.match_file(probe) and spec.match_file(f"{d}/a/b")
+    denied = Guard(cfg).restore_dir_denied()
+    problems, fixes = [], []
+    if not ignored:
+        problems.append(f"{d}/ is not in .gitignore")
+        fixes.append(f"echo '{d}/' >> {cfg.root / '.gitignore'}")
+    if not denied:
+        problems.append(f"dr.sync_deny does not deny {d}/** (the guard adds it, but other sync tools read the list)")
+        fixes.append(f'add "{d}/**" to dr.sync_deny')
+    if problems:
+        return Check("restore-dir", False, "; ".join(problems), "; ".join(fixes))
+    return Check("restore-dir", True, f"{d}/ is gitignored and denied by dr.sync_deny")
+
+
+def _guarded(name: str, fn: Any, *args: Any) -> Check:
+    """Run one check; an error (S3 down, no manifest) fails that check, not the checklist."""
+    try:
+        return fn(*args)
+    except DrError as err:
+        return Check(name, False, err.message, err.hint)
+
+
+# ---------------------------------------------------------------------- deep
+@dataclass
+class DeepResult:
+    snapshot: str
+    objects: int = 0
+    bytes: int = 0
+    verified: int = 0
+    recorded: int = 0
+    mismatched: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    manifest_rewritten: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatched and not self.unreadable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "verified": self.verified,
+            "recorded": self.recorded,
+            "mismatched": self.mismatched,
+            "unreadable": self.unreadable,
+            "errors": self.errors,
+            "manifest_rewritten": self.manifest_rewritten,
+            "ok": self.ok,
+        }
+
+
+def deep_verify(
+    cfg: DrConfig, snap_id: str, s3: S3 | None = None, progress: Progress = NULL_PROGRESS, record: bool = True
+) -> DeepResult:
+    """Read every object of snapshot `snap_id` and check its bytes; record SHA-256s the manifest lacks."""
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    manifest = load_manifest(cfg, s3, snap_id)
+    entries = [o for o in manifest.get("objects", []) if isinstance(o, dict) and isinstance(o.get("key"), str)]
+    sdir = snapshot_dir(cfg, snap_id)
+    result = DeepResult(snap_id, objects=len(entries))
+    lock = threading.Lock()
+    new_sha: dict[str, str] = {}
+
+    def check(e: dict[str, Any]) -> None:
+        d = s3.digest(cfg.bucket, sdir + e["key"])
+        problems = []
+        if d.size != e.get("size"):
+            problems.append(f"{d.size} bytes, manifest says {e.get('size')}")
+        known = e.get("sha256")
+        etag = str(e.get("etag") or "")
+        if known:
+            if d.sha256 != known:
+                problems.append(f"sha256 {d.sha256[:16]}..., manifest says {str(known)[:16]}...")
+        elif len(etag) == 32 and "-" not in etag and d.md5 != etag.lower():
+            problems.append(f"md5 {d.md5}, manifest ETag says {etag} (sha256 not recorded)")
+        with lock:
+            result.bytes += d.size
+            if problems:
+                result.mismatched.append(e["key"])
+                result.errors.append(f"{e['key']}: " + "; ".join(problems))
+            else:
+                result.verified += 1
+                if not known:
+                    new_sha[e["key"]] = d.sha256
+
+    progress.start(f"reading {len(entries)} objects of {snap_id}", total=len(entries))
+    try:
+        _, failed = run_parallel(check, entries, cfg.concurrency, progress)
+    finally:
+        progress.stop()
+    for f in failed:
+        result.unreadable.append(f.item["key"])
+        result.errors.append(f.error.message)
+    result.mismatched.sort()
+    result.unreadable.sort()
+    if record and new_sha:
+        for e in entries:
+            if e["key"] in new_sha and not e.get("sha256"):
+                e["sha256"] = new_sha[e["key"]]
+        manifest["sha256_recorded_at"] = iso(utc_now())
+        s3.put_bytes(
+            cfg.bucket,
+            manifest_key(cfg, snap_id),
+            json.dumps(manifest, separators=(",", ":")).encode(),
+            "application/json",
+        )
+        result.recorded = len(new_sha)
+        result.manifest_rewritten = True
+    return result
+
+
+def _deep_check(cfg: DrConfig, s3: S3, snap_id: str | None, progress: Progress, result: VerifyResult) -> Check:
+    if snap_id is None:
+        return Check("deep", False, "no snapshot to read", "take one: `inv dr.snapshot --label=...`")
+    d = deep_verify(cfg, snap_id, s3, progress)
+    result.deep = d.to_dict()
+    recorded = f"; recorded {d.recorded} new sha256 in {manifest_key(cfg, snap_id)}" if d.recorded else ""
+    if d.ok:
+        return Check(
+            "deep",
+            True,
+            f"snapshot {snap_id}: {d.verified} objects, {d.bytes} bytes re-read, every byte matches" + recorded,
+        )
+    bad = d.mismatched + d.unreadable
+    return Check(
+        "deep",
+        False,
+        f"snapshot {snap_id}: {len(bad)} of {d.objects} objects do not match: "
+        + "; ".join(d.errors[:SHOWN])
+        + recorded,
+        "restore from another snapshot or the cross-region backup; take a fresh snapshot",
+    )
+
+
+# ---------------------------------------------------------------------- checklist
+def run_verify(
+    cfg: DrConfig,
+    *,
+    deep: bool = False,
+    snapshot_id: str | None = None,
+    s3: S3 | None = None,
+    progress: Progress = NULL_PROGRESS,
+    now: datetime | None = None,
+) -> VerifyResult:
+    """Run the checklist; every check appears in the result (see `.ok`)."""
+    now = now or utc_now()
+    result = VerifyResult()
+    read = Index(cfg.index_path).read()
+    if snapshot_id is not None:
+        from .catalog import find_snapshot
+
+        find_snapshot(cfg, snapshot_id)  # an unknown id is a refusal, not a failed check
+    snap_id = snapshot_id or _newest_snapshot_id(read)
+    result.snapshot = snap_id
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    result.checks.append(_guarded("versioning", check_versioning, cfg, s3))
+    result.checks.append(_guarded("snapshot", check_snapshot, cfg, s3, snap_id))
+    result.checks.append(index_check(cfg, read))
+    result.checks.append(backup_check(cfg, read, now)[0])
+    result.checks.append(check_restore_dir(cfg))
+    if deep:
+        result.checks.append(_guarded("deep", _deep_check, cfg, s3, snap_id, progress, result))
+    return result

@@ -1,0 +1,194 @@
+"""`dr.backup` (`dr.cross-region-backup`), `dr.freshness`, `dr.versioning`, `dr.verify`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from invoke import Context
+from invoke.exceptions import Exit
+
+from .. import render
+from .base import dr_task, hooks, load_config
+
+
+def _print_checks(checks: Iterable[Any]) -> None:
+    """One line per check; a failing one is followed by its fix."""
+    out = render.stdout()
+    for c in checks:
+        mark = "[green]PASS[/green]" if c.ok else "[red]FAIL[/red]"
+        out.print(f"{mark}  {c.name:<12} {c.detail}", markup=True, highlight=False)
+        if not c.ok and c.fix:
+            out.print(f"      {'':<12} fix: {c.fix}", markup=False, highlight=False)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _failed(task: str, checks: list[Any]) -> Exit:
+    # The failures again on stderr, in full: cron mails and monitors often keep only that.
+    bad = [c for c in checks if not c.ok]
+    lines = [f"dr.{task}: {len(bad)} of {len(checks)} checks failed: " + ", ".join(c.name for c in bad)]
+    for c in bad:
+        lines.append(f"  {c.name}: {c.detail}" + (f"\n    fix: {c.fix}" if c.fix else ""))
+    return Exit("\n".join(lines), code=1)
+
+
+# ---------------------------------------------------------------------- backup
+@dr_task(
+    aliases=("cross-region-backup",),
+    help={
+        "mirror": "also delete destination keys the primary no longer has (shows them; needs --apply)",
+        "apply": "with --mirror: really delete",
+        "if_older_than": "do nothing (exit 0, no request) when the last complete backup is newer, e.g. 6d or 12h",
+        "json": "print the result as JSON",
+        "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
+    },
+)
+def backup(
+    c: Context,
+    mirror: bool = False,
+    apply: bool = False,
+    if_older_than: str | None = None,
+    json_: bool = False,
+    break_lock: bool = False,
+) -> None:
+    """Stream the primary's live and snapshot prefixes to the backup bucket in another region."""
+    from ..index import Index, utc_now
+    from ..lock import hold_lease
+    from ..ops.backup import backup_endpoint, run_backup
+    from ..ops.freshness import ago, newest_backup_row, parse_duration, row_time
+    from .maintenance import lease_notify
+
+    cfg = load_config(c)
+    ep = backup_endpoint(cfg)
+    if if_older_than is not None:
+        max_age = parse_duration(if_older_than, "--if-older-than")
+        last = newest_backup_row(Index(cfg.index_path).read().rows, ep.bucket)
+        at = row_time(last)
+        now = utc_now()
+        if last is not None and at is not None and now - at < max_age:
+            msg = (
+                f"backup not due: the last complete cross-region-backup {last.get('id')} ran {ago(now - at)}, "
+                f"within --if-older-than={if_older_than}; nothing sent"
+            )
+            if json_:
+                render.print_json({"not_due": True, "last_complete": last, "message": msg})
+            else:
+                render.stdout().print(msg)
+            return
+    hooks(c, cfg, "pre", "backup")
+    # The primary's lease: no snapshot, rollback or prune changes what is being
+    # listed and streamed. Hooks stay outside it (a hook may take it itself).
+    with hold_lease(cfg, operation="backup", break_lock=break_lock, notify=lease_notify):
+        result = run_backup(cfg, mirror=mirror, apply=apply, progress=render.progress_for_terminal())
+    render.warn(result.warnings)
+    if json_:
+        render.print_json(result.to_dict())
+    else:
+        render.stdout().print(
+            f"backup {result.id}: copied {_n(result.copied, 'object')} ({result.bytes} bytes), "
+            f"skipped {result.skipped} unchanged, deleted {result.deleted} -> {result.dest} ({result.seconds:.2f}s)"
+            + (" [PARTIAL]" if result.partial else "")
+        )
+    if result.partial:
+        shown = ", ".join(result.failed[:5]) + (" ..." if len(result.failed) > 5 else "")
+        first = result.errors[0] if result.errors else "?"
+        raise Exit(
+            f"dr.backup: partial: {len(result.failed)} of {result.objects} objects failed ({shown}); "
+            f"first error: {first}; the row {result.id} is marked partial\n"
+            "  fix: run `inv dr.backup` again once the cause is fixed; it copies only what is missing",
+            code=1,
+        )
+    hooks(c, cfg, "post", "backup", result)
+
+
+# ---------------------------------------------------------------------- freshness
+@dr_task(
+    help={
+        "max_snapshot_age": "also fail when the newest snapshot is older than this, e.g. 2d or 36h",
+        "json": "print the result as JSON (for monitors)",
+    }
+)
+def freshness(c: Context, max_snapshot_age: str | None = None, json_: bool = False) -> None:
+    """Lint: a missing or stale cross-region-backup row, unreadable index lines, an old newest snapshot."""
+    from ..ops.freshness import check_freshness
+
+    cfg = load_config(c)
+    hooks(c, cfg, "pre", "freshness")
+    result = check_freshness(cfg, max_snapshot_age=max_snapshot_age)
+    if json_:
+        render.print_json(result.to_dict())
+    else:
+        _print_checks(result.checks)
+    if not result.ok:
+        raise _failed("freshness", result.checks)
+    hooks(c, cfg, "post", "freshness", result)
+
+
+# ---------------------------------------------------------------------- versioning
+@dr_task(
+    help={
+        "enable": "turn versioning on and put the noncurrent-version rule (other rules are kept)",
+        "json": "print the result as JSON",
+    }
+)
+def versioning(c: Context, enable: bool = False, json_: bool = False) -> None:
+    """Show (or --enable) bucket versioning and the rule expiring noncurrent versions after retention_days."""
+    from ..ops.versioning import enable_versioning, versioning_status
+
+    cfg = load_config(c)
+    hooks(c, cfg, "pre", "versioning")
+    result = enable_versioning(cfg) if enable else versioning_status(cfg)
+    if json_:
+        render.print_json(result.to_dict())
+    else:
+        out = render.stdout()
+        out.print(result.summary())
+        others = ", ".join(result.other_rules) if result.other_rules else "none"
+        out.print(f"other lifecycle rules (kept as they are): {others}")
+        out.print(
+            f"OK: as configured (retention_days {cfg.retention_days})"
+            if result.ok
+            else "NOT as configured: " + "; ".join(result.problems)
+        )
+    if not result.ok:
+        raise Exit(
+            f"dr.versioning: s3://{cfg.bucket} is not as configured: "
+            + "; ".join(result.problems)
+            + (
+                "\n  fix: check what the store supports (it did not keep the settings)"
+                if enable
+                else f"\n  fix: {result.fix}"
+            ),
+            code=1,
+        )
+    hooks(c, cfg, "post", "versioning", result)
+
+
+# ---------------------------------------------------------------------- verify
+@dr_task(
+    help={
+        "deep": "also re-read every object of the snapshot and check its sha256 against the manifest",
+        "id": "the snapshot to check (default: the newest)",
+        "json": "print the result as JSON",
+    }
+)
+def verify(c: Context, deep: bool = False, id: str | None = None, json_: bool = False) -> None:
+    """The whole "is DR working" checklist, one line per check."""
+    from ..ops.verify import run_verify
+
+    cfg = load_config(c)
+    hooks(c, cfg, "pre", "verify")
+    result = run_verify(cfg, deep=deep, snapshot_id=id, progress=render.progress_for_terminal())
+    if json_:
+        render.print_json(result.to_dict())
+    else:
+        _print_checks(result.checks)
+    if not result.ok:
+        raise _failed("verify", result.checks)
+    hooks(c, cfg, "post", "verify", result)
+
+
+TASKS = (backup, freshness, versioning, verify)

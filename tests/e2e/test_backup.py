@@ -1,0 +1,457 @@
+"""`inv dr.backup` end to end: two S3 servers on 127.0.0.1 as the two regions.
+
+The primary is the `server` fixture (moto and Ceph RGW); the backup region is
+a second moto server on another port started here (`moto2`), or RGW with its
+own credentials from `dr.backup.*`. Every run is the real `inv` subprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from dr_tasks import take_snapshot
+from tests.conftest import INV, HostRepo, Server, bucket_state, live_objects, new_bucket
+from tests.support.faultproxy import FaultProxy, Rule
+
+STATE_KEY = ".dr-tasks/backup-state.json"
+MiB = 1024 * 1024
+
+
+# ---------------------------------------------------------------------- fixtures and helpers
+@pytest.fixture(scope="module")
+def moto2() -> Iterator[Server]:
+    """A second moto S3 server on its own port: the backup region."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    yield Server("moto2", f"http://{host}:{port}", "backup-key", "backup-secret")
+    srv.stop()
+
+
+@pytest.fixture
+def proxy2(moto2: Server) -> Iterator[FaultProxy]:
+    with FaultProxy(moto2.endpoint) as proxy:
+        yield proxy
+
+
+def configure_backup(
+    repo: HostRepo, backup: Server, *, endpoint_url: str | None = None, bucket: str | None = None, **extra: Any
+) -> str:
+    """Create a versioned backup bucket on `backup` and point the repo's dr.backup at it (own credentials)."""
+    name = bucket or new_bucket(backup)
+    repo.write_config(
+        backup={
+            "bucket": name,
+            "endpoint_url": endpoint_url or backup.endpoint,
+            "region": "eu-west-1",
+            "access_key_id": backup.access_key,
+            "secret_access_key": backup.secret_key,
+            **extra,
+        }
+    )
+    return name
+
+
+def assert_clean_refusal(r: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def primary_objects(repo: HostRepo) -> dict[str, bytes]:
+    """What a backup must hold: every current object but our own bookkeeping."""
+    return {k: v for k, v in live_objects(repo.server, repo.bucket).items() if not k.startswith(".dr-tasks/")}
+
+
+def backup_objects(backup: Server, bucket: str, prefix: str = "") -> dict[str, bytes]:
+    return {
+        k[len(prefix) :]: v
+        for k, v in live_objects(backup, bucket, prefix).items()
+        if not k.startswith(prefix + ".dr-tasks/")
+    }
+
+
+def backup_json(repo: HostRepo, *args: str) -> dict[str, Any]:
+    r = repo.run("dr.backup", "--json", *args)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
+def seeded(repo: HostRepo) -> dict[str, bytes]:
+    files = repo.seed()
+    take_snapshot(repo.cfg(), "before-backup")
+    return files
+
+
+def backup_rows(repo: HostRepo) -> list[dict[str, Any]]:
+    return [r for r in repo.index_rows() if r["kind"] == "cross-region-backup"]
+
+
+# ---------------------------------------------------------------------- full copy
+def test_full_copy_is_byte_identical_with_snapshots_and_manifests(server, bucket, make_repo, moto2):
+    repo = make_repo(server, bucket)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    want = primary_objects(repo)
+    assert any(k.endswith(".manifest.json") for k in want) and any(k.startswith("snapshots/") for k in want)
+    result = backup_json(repo)
+    assert result["copied"] == len(want) and result["skipped"] == 0 and not result["partial"]
+    assert result["bytes"] == sum(len(v) for v in want.values())
+    assert backup_objects(moto2, dest) == want
+    # the row: the contract's fields plus where it went
+    (row,) = backup_rows(repo)
+    assert row["v"] == 1 and row["id"] == result["id"] and row["ts"] == result["ts"]
+    assert row["dest_bucket"] == dest and row["partial"] is False
+    assert (row["copied"], row["skipped"], row["bytes"]) == (len(want), 0, result["bytes"])
+    assert row["source"] == f"s3://{bucket}/" and row["dest_endpoint"] == moto2.endpoint
+    assert isinstance(row["seconds"], float)
+    # the state object sits beside the copy, under our own meta prefix
+    state = json.loads(moto2.client().get_object(Bucket=dest, Key=STATE_KEY)["Body"].read())
+    assert set(state["objects"]) == set(want)
+
+
+def test_backup_prefix_and_table_output(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket, prefix="repo/")
+    seeded(repo)
+    dest = configure_backup(repo, moto2, prefix="cold/")
+    r = repo.run("dr.cross-region-backup")  # the alias
+    assert r.returncode == 0, r.stderr
+    assert f"-> s3://{dest}/cold/" in r.stdout and "copied" in r.stdout
+    want = primary_objects(repo)
+    assert all(k.startswith(("repo/", "snapshots/")) for k in want)
+    assert backup_objects(moto2, dest, "cold/") == want
+    assert moto2.client().get_object(Bucket=dest, Key="cold/" + STATE_KEY)["Body"].read()
+
+
+# ---------------------------------------------------------------------- incremental
+def test_second_run_sends_only_listings_and_third_copies_the_changes(server, bucket, make_repo, fault_proxy, proxy2):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    seeded(repo)
+    dest = configure_backup(repo, Server("moto2", proxy2.url, "backup-key", "backup-secret"))
+    first = backup_json(repo)
+    total = first["copied"]
+
+    fault_proxy.clear()
+    proxy2.clear()
+    second = backup_json(repo)
+    assert (second["copied"], second["skipped"], second["bytes"]) == (0, total, 0)
+    # the primary: one listing, plus the lease (a constant handful of requests on
+    # .dr-tasks/lock.json), nothing per object: no GET, no HEAD
+    lease_ops = {"ListObjectVersions", "PutObject", "DeleteObjects", "DeleteObject"}
+    assert fault_proxy.counts["ListObjectsV2"] == 1, fault_proxy.counts
+    assert set(fault_proxy.counts) <= {"ListObjectsV2", *lease_ops}, fault_proxy.counts
+    assert sum(fault_proxy.counts[op] for op in lease_ops) <= 8 < total, fault_proxy.counts
+    # the backup: one listing plus one GET of the state object
+    assert dict(proxy2.counts) == {"ListObjectsV2": 1, "GetObject": 1}, proxy2.counts
+    assert len(backup_rows(repo)) == 2
+
+    c = server.client()
+    c.put_object(Bucket=bucket, Key="state/skills/alpha/a.txt", Body=b"changed after the first backup\n")
+    c.put_object(Bucket=bucket, Key="state/skills/gamma/new.txt", Body=b"added after the first backup\n")
+    fault_proxy.clear()
+    proxy2.clear()
+    third = backup_json(repo)
+    assert (third["copied"], third["skipped"]) == (2, total - 1)
+    assert proxy2.counts["PutObject"] == 3  # the two objects and the state
+    assert fault_proxy.counts["GetObject"] == 2 and "HeadObject" not in fault_proxy.counts
+    got = backup_objects(server_for(proxy2), dest)
+    assert got["state/skills/alpha/a.txt"] == b"changed after the first backup\n"
+    assert got["state/skills/gamma/new.txt"] == b"added after the first backup\n"
+    assert got == primary_objects(repo)
+
+
+def server_for(proxy: FaultProxy) -> Server:
+    return Server("via-proxy", proxy.url, "backup-key", "backup-secret")
+
+
+def test_an_object_changed_or_lost_at_the_destination_is_copied_again(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    backup_json(repo)
+    c2 = moto2.client()
+    c2.put_object(Bucket=dest, Key="state/notes/readme.txt", Body=b"tampered")
+    c2.delete_object(Bucket=dest, Key="state/skills/alpha/b.json")
+    again = backup_json(repo)
+    assert again["copied"] == 2
+    assert backup_objects(moto2, dest) == primary_objects(repo)
+
+
+# ---------------------------------------------------------------------- memory
+RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "r = subprocess.run(sys.argv[1:])\n"
+    "sys.stderr.write('\\nPEAK_RSS_KIB=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(r.returncode)\n"
+)
+
+
+def run_measured(repo: HostRepo, *args: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run `inv <args>` under a fresh wrapper process; its RUSAGE_CHILDREN max RSS is the inv process's peak."""
+    r = repo.run("-c", RSS_WRAPPER, INV, *args, program=sys.executable, timeout=600)
+    line = [ln for ln in r.stderr.splitlines() if ln.startswith("PEAK_RSS_KIB=")][-1]
+    return r, int(line.split("=")[1]) * 1024
+
+
+def test_200_mib_object_streams_with_peak_rss_far_below_its_size(moto_server, make_repo, moto2, tmp_path):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket, concurrency=4)
+    size = 200 * MiB
+    big = tmp_path / "big.bin"
+    md5 = hashlib.md5()
+    with big.open("wb") as fh:
+        for _ in range(size // (8 * MiB)):
+            chunk = os.urandom(8 * MiB)
+            md5.update(chunk)
+            fh.write(chunk)
+    moto_server.client().upload_file(str(big), bucket, "state/big/blob.bin")
+    big.unlink()
+    moto_server.client().put_object(Bucket=bucket, Key="state/small.txt", Body=b"small")
+    dest = configure_backup(repo, moto2)
+
+    r, peak = run_measured(repo, "dr.backup", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip())
+    assert result["copied"] == 2 and result["bytes"] == size + 5
+    # a no-op run of the same process: the interpreter, boto3, invoke and rich
+    r0, baseline = run_measured(repo, "dr.backup", "--json")
+    assert r0.returncode == 0 and json.loads(r0.stdout.strip())["copied"] == 0
+    print(f"peak RSS copying 200 MiB: {peak / MiB:.1f} MiB; no-op baseline {baseline / MiB:.1f} MiB")
+    assert peak < size / 2, peak
+    # one worker streams the object: at most a few 8 MiB parts above the baseline
+    assert peak - baseline < 32 * MiB, (peak, baseline)
+
+    # byte-identical, without holding 200 MiB in the test either
+    body = moto2.client().get_object(Bucket=dest, Key="state/big/blob.bin")["Body"]
+    got = hashlib.md5()
+    for chunk in body.iter_chunks(8 * MiB):
+        got.update(chunk)
+    assert got.hexdigest() == md5.hexdigest()
+
+
+# ---------------------------------------------------------------------- mirror
+def test_mirror_shows_its_deletes_and_needs_apply(server, bucket, make_repo, moto2):
+    repo = make_repo(server, bucket)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    backup_json(repo)
+    server.client().delete_object(Bucket=bucket, Key="state/notes/readme.txt")
+
+    # without --mirror the destination keeps what the primary lost
+    kept = backup_json(repo)
+    assert kept["deleted"] == 0
+    assert "state/notes/readme.txt" in backup_objects(moto2, dest)
+
+    before_index, before_dest = repo.index_bytes(), bucket_state(moto2, dest)
+    r = repo.run("dr.backup", "--mirror")
+    assert_clean_refusal(r, "delete s3://" + dest + "/state/notes/readme.txt", "refusing without --apply", "--apply")
+    assert repo.index_bytes() == before_index
+    assert bucket_state(moto2, dest) == before_dest
+
+    alone = repo.run("dr.backup", "--apply")
+    assert_clean_refusal(alone, "--apply only confirms the deletes of --mirror")
+    assert bucket_state(moto2, dest) == before_dest
+
+    applied = backup_json(repo, "--mirror", "--apply")
+    assert applied["deleted"] == 1 and applied["mirror"] is True
+    assert backup_objects(moto2, dest) == primary_objects(repo)
+    state = json.loads(moto2.client().get_object(Bucket=dest, Key=STATE_KEY)["Body"].read())
+    assert "state/notes/readme.txt" not in state["objects"]
+
+
+def test_mirror_never_touches_keys_outside_this_repos_prefixes(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket, prefix="repo/")
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    moto2.client().put_object(Bucket=dest, Key="other-repo/keep.txt", Body=b"not ours")
+    applied = backup_json(repo, "--mirror", "--apply")
+    assert applied["deleted"] == 0
+    assert "other-repo/keep.txt" in backup_objects(moto2, dest)
+
+
+# ---------------------------------------------------------------------- failures
+def test_failure_mid_backup_writes_a_partial_row_exits_1_and_a_rerun_completes(
+    server, bucket, make_repo, moto2, proxy2
+):
+    repo = make_repo(server, bucket)
+    seeded(repo)
+    dest = configure_backup(repo, server_for(proxy2))
+    proxy2.add(Rule(op="PutObject", key="beta/blob.bin", fault=403, times=-1))
+    proxy2.add(Rule(op="PutObject", key="alpha", fault=503, times=2))  # transient: retried
+    r = repo.run("dr.backup")
+    assert_clean_refusal(r, "partial", "state/skills/beta/blob.bin", "AccessDenied", "run `inv dr.backup` again")
+    assert "[PARTIAL]" in r.stdout
+    assert proxy2.faults["PutObject:503"] == 2
+    (row,) = backup_rows(repo)
+    assert row["partial"] is True and row["failed"] >= 2  # the live object and its snapshot copy
+    total = row["objects"]
+    assert row["copied"] == total - row["failed"]
+    fresh = repo.run("dr.freshness")
+    assert_clean_refusal(fresh, "no complete cross-region-backup row", "was partial")
+
+    proxy2.clear()
+    again = backup_json(repo)
+    assert again["copied"] == row["failed"] and again["skipped"] == total - row["failed"]
+    assert backup_objects(moto2, dest) == primary_objects(repo)
+    assert repo.run("dr.freshness").returncode == 0
+
+
+def test_source_read_errors_are_retried(server, bucket, make_repo, fault_proxy, moto2):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    fault_proxy.add(Rule(op="GetObject", fault="reset", times=2))
+    fault_proxy.add(Rule(op="GetObject", fault=500, times=2))
+    fault_proxy.add(Rule(op="ListObjectsV2", fault=503, times=1))
+    result = backup_json(repo)
+    assert not result["partial"]
+    assert fault_proxy.faults["GetObject:reset"] == 2 and fault_proxy.faults["ListObjectsV2:503"] == 1
+    assert backup_objects(moto2, dest) == primary_objects(repo)
+
+
+# ---------------------------------------------------------------------- --if-older-than
+def test_if_older_than_sends_nothing_when_the_last_complete_row_is_newer(
+    moto_server, make_repo, fault_proxy_moto, proxy2
+):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket, endpoint_url=fault_proxy_moto.url)
+    seeded(repo)
+    configure_backup(repo, server_for(proxy2))
+    backup_json(repo)
+    fault_proxy_moto.clear()
+    proxy2.clear()
+    before = repo.index_bytes()
+    r = repo.run("dr.backup", "--if-older-than=6d")
+    assert r.returncode == 0, r.stderr
+    assert "not due" in r.stdout and "nothing sent" in r.stdout
+    assert sum(fault_proxy_moto.counts.values()) == 0 and sum(proxy2.counts.values()) == 0
+    assert repo.index_bytes() == before
+    hours = repo.run("dr.backup", "--if-older-than=12h", "--json")
+    assert hours.returncode == 0 and json.loads(hours.stdout)["not_due"] is True
+
+    bad = repo.run("dr.backup", "--if-older-than=6x")
+    assert_clean_refusal(bad, "--if-older-than='6x' is not a duration", "e.g. --if-older-than=6d")
+    assert sum(proxy2.counts.values()) == 0
+
+
+def test_if_older_than_runs_when_the_last_complete_row_is_older_or_partial(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    old = (datetime.now(timezone.utc) - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    recent = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with repo.index_path.open("a") as fh:
+        for ts, partial in ((old, False), (recent, True)):
+            fh.write(
+                json.dumps(
+                    {"v": 1, "kind": "cross-region-backup", "id": f"{ts}-backup", "ts": ts, "dest_bucket": dest}
+                    | {"copied": 0, "skipped": 0, "bytes": 0, "partial": partial}
+                )
+                + "\n"
+            )
+    ran = backup_json(repo, "--if-older-than=6d")
+    assert ran["copied"] > 0 and not ran["partial"]
+    assert backup_objects(moto2, dest) == primary_objects(repo)
+
+
+# ---------------------------------------------------------------------- refusals
+def test_unset_backup_bucket_is_one_line_naming_the_key_and_sends_nothing(moto_server, make_repo, fault_proxy_moto):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket, endpoint_url=fault_proxy_moto.url)
+    r = repo.run("dr.backup")
+    assert_clean_refusal(r, "dr.backup.bucket")
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sum(fault_proxy_moto.counts.values()) == 0
+    assert repo.index_bytes() == b""
+
+
+def test_backup_into_the_primary_itself_is_refused(moto_server, make_repo):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    repo.write_config(backup={"bucket": bucket, "endpoint_url": moto_server.endpoint})
+    assert_clean_refusal(repo.run("dr.backup"), "dr.backup.bucket", "primary bucket itself")
+
+
+def test_missing_backup_bucket_is_named_and_writes_no_row(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    seeded(repo)
+    configure_backup(repo, moto2, bucket="no-such-backup-" + uuid.uuid4().hex[:8])
+    before = repo.index_bytes()
+    r = repo.run("dr.backup")
+    assert_clean_refusal(r, "backup bucket", "does not exist", "dr.backup.bucket")
+    assert repo.index_bytes() == before
+
+
+def test_wrong_backup_secret_is_named_and_never_printed(moto_server, rgw_server, make_repo):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    seeded(repo)
+    secret = "backup-s3cr3t-that-must-not-leak"
+    configure_backup(repo, rgw_server, secret_access_key=secret)
+    r = repo.run("dr.backup")
+    assert_clean_refusal(r, "SignatureDoesNotMatch")
+    assert secret not in r.stderr + r.stdout
+
+
+# ---------------------------------------------------------------------- RGW as the backup region
+@pytest.mark.rgw
+def test_rgw_backup_region_with_its_own_credentials_and_a_multipart_object(moto_server, rgw_server, make_repo):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    repo.seed({**repo.seed(), "state/big/twelve.bin": os.urandom(12 * MiB + 123)})
+    take_snapshot(repo.cfg(), "multi")
+    dest = configure_backup(repo, rgw_server)
+    first = backup_json(repo)
+    assert first["copied"] == len(primary_objects(repo))
+    assert backup_objects(rgw_server, dest) == primary_objects(repo)
+    second = backup_json(repo)
+    assert second["copied"] == 0 and second["skipped"] == first["copied"]
+
+
+# ---------------------------------------------------------------------- lease and hooks
+def test_a_held_lease_stops_the_backup_before_anything_is_copied(moto_server, make_repo, moto2):
+    from dr_tasks.lock import hold_lease
+
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    before = bucket_state(moto2, dest)
+    with hold_lease(repo.cfg(), operation="snapshot"):
+        r = repo.run("dr.backup")
+    assert_clean_refusal(r, "held by", "snapshot")
+    assert bucket_state(moto2, dest) == before and backup_rows(repo) == []
+
+
+def test_post_backup_hook_gets_the_result(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    seeded(repo)
+    configure_backup(repo, moto2)
+    (repo.path / "myhooks.py").write_text(
+        "import json\ndef after(c, result):\n    open('hook.out', 'w').write(json.dumps(result.row()))\n"
+    )
+    repo.write_config(hooks={"post_backup": ["myhooks:after"]})
+    r = repo.run("dr.backup", env={"PYTHONPATH": str(repo.path)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads((repo.path / "hook.out").read_text()) == backup_rows(repo)[0]
