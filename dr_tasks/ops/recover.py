@@ -1,0 +1,142 @@
+"""`dr.recover`: bring a lost primary bucket back from the cross-region backup.
+
+The other half of `dr.backup`: the primary's region or bucket is gone, and
+the cold copy is all there is. This streams every object the backup holds for
+this repo (live keys, snapshots and their manifests) back into the primary
+bucket (a new one, once `dr.bucket`/`dr.endpoint_url` point at it), skipping
+what is already there with the same size and ETag, so an interrupted run just
+continues. It never deletes anything at either end, and it is a dry run unless
+`apply` is set. Afterwards the index (itself a live key) and every snapshot are
+back, so restore and rollback work again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..config import META_PREFIX, DrConfig
+from ..errors import DrError
+from ..parallel import run_parallel
+from ..progress import NULL_PROGRESS, Progress
+from ..s3 import S3, ObjectVersion, S3Error
+from .backup import PART_SIZE, backup_endpoint
+
+SHOWN = 10
+
+
+@dataclass
+class RecoverResult:
+    source: str
+    dest: str
+    apply: bool
+    objects: int = 0
+    to_copy: list[str] = field(default_factory=list)
+    skipped: int = 0
+    copied: int = 0
+    bytes: int = 0
+    created_bucket: bool = False
+    failed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _backup_objects(cfg: DrConfig, backup: S3, bucket: str) -> list[ObjectVersion]:
+    """What the backup holds for this repo: keys the primary would back up, minus our own state."""
+    bp = cfg.backup.prefix
+    out: list[ObjectVersion] = []
+    for o in backup.iter_objects(bucket, bp):
+        key = o.key[len(bp) :]
+        if key.startswith(META_PREFIX):
+            continue
+        if cfg.is_live_key(key) or key.startswith(cfg.snapshot_prefix):
+            out.append(o)
+    return out
+
+
+def _primary_objects(cfg: DrConfig, primary: S3, create_bucket: bool, result: RecoverResult) -> dict[str, Any]:
+    """The primary's current objects by key; creates the bucket when asked and it is missing."""
+    try:
+        return {o.key: o for o in primary.iter_objects(cfg.bucket, "")}
+    except S3Error as err:
+        if "NoSuchBucket" not in err.detail:
+            raise
+    if not create_bucket:
+        raise DrError(
+            f"the primary bucket s3://{cfg.bucket} does not exist at {cfg.endpoint.endpoint_url or 'AWS'}",
+            "pass --create-bucket to create it (versioned), or point dr.bucket / dr.endpoint_url at the new bucket",
+        )
+    if result.apply:
+        primary.create_bucket(cfg.bucket, versioned=True)
+        result.created_bucket = True
+    else:
+        result.warnings.append(f"s3://{cfg.bucket} does not exist yet; --apply creates it (versioned)")
+    return {}
+
+
+def recover_from_backup(
+    cfg: DrConfig,
+    *,
+    apply: bool = False,
+    create_bucket: bool = False,
+    progress: Progress = NULL_PROGRESS,
+    primary: S3 | None = None,
+    backup: S3 | None = None,
+    part_size: int = PART_SIZE,
+) -> RecoverResult:
+    """Plan (and with `apply`, run) the copy from the backup bucket back into the primary."""
+    ep = backup_endpoint(cfg)
+    started = time.monotonic()
+    result = RecoverResult(
+        source=f"s3://{ep.bucket}/{cfg.backup.prefix}", dest=f"s3://{cfg.bucket}/{cfg.prefix}", apply=apply
+    )
+    backup = backup or S3(ep, cfg.concurrency)
+    primary = primary or S3(cfg.endpoint, cfg.concurrency)
+    progress.start("listing the backup and the primary")
+    try:
+        sources = _backup_objects(cfg, backup, ep.bucket)
+        have = _primary_objects(cfg, primary, create_bucket, result)
+    finally:
+        progress.stop()
+    if not sources:
+        raise DrError(
+            f"the backup s3://{ep.bucket}/{cfg.backup.prefix} holds nothing for this repo",
+            "check dr.backup.bucket / dr.backup.prefix (and that `inv dr.backup` ever ran)",
+        )
+    bp = cfg.backup.prefix
+    todo: list[ObjectVersion] = []
+    for o in sources:
+        cur = have.get(o.key[len(bp) :])
+        if cur is not None and cur.size == o.size and cur.etag_plain == o.etag_plain:
+            result.skipped += 1
+        else:
+            todo.append(o)
+    result.objects = len(sources)
+    result.to_copy = [o.key[len(bp) :] for o in todo]
+    if not apply:
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+    def copy_one(o: ObjectVersion) -> int:
+        return primary.stream_copy(backup, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :], part_size).size
+
+    progress.start(f"copying {len(todo)} objects back into s3://{cfg.bucket}", total=len(todo))
+    try:
+        done, failed = run_parallel(copy_one, todo, cfg.concurrency, progress)
+    finally:
+        progress.stop()
+    result.copied = len(done)
+    result.bytes = sum(n for _, n in done)
+    result.failed = [f.item.key[len(bp) :] for f in failed]
+    result.errors = [f.error.message for f in failed[:SHOWN]]
+    result.seconds = round(time.monotonic() - started, 3)
+    return result

@@ -1,0 +1,56 @@
+"""`dr.recover`: the primary bucket back from the cross-region backup."""
+
+from __future__ import annotations
+
+from invoke import Context
+from invoke.exceptions import Exit
+
+from .. import render
+from .base import dr_task, hooks, load_config
+
+
+@dr_task(
+    help={
+        "apply": "really copy (without it: show what would be copied)",
+        "create_bucket": "create the primary bucket (versioned) when it does not exist",
+        "json": "print the result as JSON",
+    }
+)
+def recover(c: Context, apply: bool = False, create_bucket: bool = False, json_: bool = False) -> None:
+    """Stream everything the backup holds for this repo back into the primary bucket; never deletes."""
+    from ..ops.recover import recover_from_backup
+
+    cfg = load_config(c)
+    hooks(c, cfg, "pre", "recover")
+    result = recover_from_backup(cfg, apply=apply, create_bucket=create_bucket, progress=render.progress_for_terminal())
+    render.warn(result.warnings)
+    if json_:
+        render.print_json(result.to_dict())
+    else:
+        out = render.stdout()
+        if not apply:
+            out.print(
+                f"recover plan {result.source} -> {result.dest}: {result.objects} objects in the backup, "
+                f"{len(result.to_copy)} to copy, {result.skipped} already there"
+            )
+            for key in result.to_copy[:10]:
+                out.print(f"  copy {key}")
+            if len(result.to_copy) > 10:
+                out.print(f"  ... and {len(result.to_copy) - 10} more (--json lists all)")
+            flags = " --create-bucket" if result.warnings and not result.created_bucket else ""
+            out.print(f"dry run: nothing was copied; run `inv dr.recover --apply{flags}` to copy")
+        else:
+            out.print(
+                f"recovered {result.copied} objects ({result.bytes} bytes) into {result.dest}, "
+                f"{result.skipped} already there ({result.seconds:.2f}s)"
+            )
+    if not result.ok:
+        raise Exit(
+            f"dr.recover: {len(result.failed)} objects failed ({', '.join(result.failed[:5])}); first error: "
+            f"{result.errors[0] if result.errors else '?'}\n  fix: run the same command again (it continues)",
+            code=1,
+        )
+    hooks(c, cfg, "post", "recover", result)
+
+
+TASKS = (recover,)
