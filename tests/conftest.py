@@ -82,6 +82,18 @@ def moto_server() -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def moto2() -> Iterator[Server]:
+    """A second moto S3 server on its own port, with its own credentials: the backup region."""
+    from moto.server import ThreadedMotoServer
+
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    yield Server("moto2", f"http://{host}:{port}", "backup-key", "backup-secret")
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
 def rgw_server() -> Iterator[Server]:
     rgw = RgwServer(ssl=True)
     try:

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,20 @@ from ..config import DrConfig
 from ..embedded import ACCESS_KEY, SECRET_KEY, EmbeddedS3
 from ..errors import DrError
 from ..guard import Guard
+from ..index import iso
 from ..parallel import run_parallel
 from ..s3 import S3
+from .backup import run_backup
+from .recover import recover_from_backup
+from .restore import restore_at
+from .rollback import apply_rollback
 from .snapshot import snapshot_dir, take_snapshot
+from .verify import run_verify
+from .versioning import enable_versioning
 
 PRIMARY_BUCKET = "dr-drill-primary"
+BACKUP_BUCKET = "dr-drill-backup"
+RECOVERY_STEPS = ("restore a unit", "rollback to the snapshot", "recover it from the backup")
 
 
 @dataclass
@@ -50,8 +60,13 @@ class DrillResult:
     def ok(self) -> bool:
         return bool(self.steps) and all(s.ok for s in self.steps) and self.bytes_lost == 0
 
+    @property
+    def rto_seconds(self) -> float:
+        """Time to recover: the steps that bring data back (restore, rollback, recover)."""
+        return round(sum(s.seconds for s in self.steps if s.name in RECOVERY_STEPS), 3)
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "rto_seconds": self.rto_seconds}
 
 
 class _StepFailed(Exception):
@@ -94,6 +109,31 @@ def _local_files(cfg: DrConfig, guard: Guard) -> Iterator[Path]:
                 yield path
 
 
+def _unit_of(cfg: DrConfig, key: str) -> str | None:
+    rel = cfg.rel_for(key)
+    if not rel.startswith(cfg.units):
+        return None
+    rest = rel[len(cfg.units) :]
+    return rest.split("/", 1)[0] if "/" in rest else None
+
+
+def _live_bytes(cfg: DrConfig, s3: S3) -> dict[str, bytes]:
+    keys = [o.key for o in s3.iter_objects(cfg.bucket, cfg.prefix) if cfg.is_live_key(o.key)]
+    done, failed = run_parallel(lambda k: s3.get_bytes(cfg.bucket, k), keys, cfg.concurrency)
+    if failed:
+        raise _StepFailed(f"cannot read back {failed[0].item}: {failed[0].error}")
+    return dict(done)
+
+
+def _bytes_lost(original: dict[str, bytes], now: dict[str, bytes], skip: set[str] = frozenset()) -> int:
+    """Bytes of the pre-damage state that are not back exactly as they were."""
+    return sum(len(data) for key, data in original.items() if key not in skip and now.get(key) != data)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -124,14 +164,27 @@ def run_drill(
             raise _StepFailed(detail)
 
     try:
-        with EmbeddedS3() as url:
+        with EmbeddedS3() as url, EmbeddedS3() as backup_url:
             layout = {
                 k: raw[k]
                 for k in ("units", "index", "restore_dir", "sync_allow", "sync_deny", "preserve", "concurrency")
                 if raw.get(k) is not None
             }
             cfg = config_mod.load(
-                {**layout, "bucket": PRIMARY_BUCKET, "endpoint_url": url, "region": "us-east-1"}, scratch
+                {
+                    **layout,
+                    "bucket": PRIMARY_BUCKET,
+                    "endpoint_url": url,
+                    "region": "us-east-1",
+                    "backup": {
+                        "bucket": BACKUP_BUCKET,
+                        "endpoint_url": backup_url,
+                        "region": "us-east-1",
+                        "access_key_id": ACCESS_KEY,
+                        "secret_access_key": SECRET_KEY,
+                    },
+                },
+                scratch,
             )
             cfg = cfg.with_endpoint(replace(cfg.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY))
             s3 = S3(cfg.endpoint, cfg.concurrency)
@@ -152,6 +205,9 @@ def run_drill(
 
             def seed() -> str:
                 s3.create_bucket(cfg.bucket, versioned=True)
+                v = enable_versioning(cfg, s3)
+                if not v.ok:
+                    raise _StepFailed(f"versioning is not as configured: {v.to_dict()}")
                 files = list(_local_files(cfg, guard))
 
                 def up(path: Path) -> int:
@@ -170,6 +226,15 @@ def run_drill(
                 r = take_snapshot(cfg, "drill", s3=s3)
                 ctx["snapshot"] = r
                 return f"{r.id}: {r.objects} objects, {r.bytes} bytes"
+
+            def mark_time() -> str:
+                # Restore picks versions by LastModified <= TS at one-second
+                # precision: wait until the seeded versions are strictly older
+                # than a whole second that damage will come after.
+                t = datetime.now(timezone.utc)
+                ctx["before_damage"] = t.replace(microsecond=0) + timedelta(seconds=1)
+                time.sleep(max(0.0, (ctx["before_damage"] - t).total_seconds()) + 1.05)
+                return f"restore point {iso(ctx['before_damage'])}"
 
             def damage() -> str:
                 keys = sorted(k for k in original if k != cfg.key_for(cfg.index))
@@ -196,11 +261,86 @@ def run_drill(
                     raise _StepFailed(f"{lost} bytes differ between the snapshot and the pre-damage state")
                 return f"every byte of {len(original)} objects matches the pre-damage state"
 
+            def restore_unit() -> str:
+                overwritten, deleted = ctx["damaged"]
+                damaged_units = sorted({_unit_of(cfg, k) for k in overwritten + deleted} - {None})
+                if not damaged_units:
+                    return "no unit was damaged (the repo has no units); skipped"
+                unit = damaged_units[0]
+                live_before = _tree(cfg.root / "state")
+                r = restore_at(cfg, ctx["before_damage"], unit=unit)
+                if _tree(cfg.root / "state") != live_before:
+                    raise _StepFailed("the restore changed live local files")
+                holding = Path(r.holding_path)
+                unit_keys = {k for k in original if _unit_of(cfg, k) == unit}
+                got = {
+                    cfg.key_for(cfg.units + unit + "/" + p.relative_to(holding).as_posix()): p.read_bytes()
+                    for p in holding.rglob("*")
+                    if p.is_file()
+                }
+                lost = sum(len(original[k]) for k in unit_keys if got.get(k) != original[k])
+                result.bytes_lost = max(result.bytes_lost, lost)
+                if lost or set(got) != unit_keys:
+                    raise _StepFailed(f"restore of unit {unit} differs from the pre-damage state ({lost} bytes)")
+                return f"unit {unit}: {len(got)} files as at {r.ts}, byte-identical; live untouched"
+
+            def rollback() -> str:
+                r = apply_rollback(cfg, ctx["snapshot"].id, ctx["snapshot"].label, s3=s3)
+                live = _live_bytes(cfg, s3)
+                lost = _bytes_lost(original, live, skip={cfg.key_for(cfg.index)})
+                result.bytes_lost = max(result.bytes_lost, lost)
+                extra = set(live) - set(original)
+                if lost or extra:
+                    raise _StepFailed(f"after rollback {lost} bytes differ and {len(extra)} extra keys remain")
+                return f"copied {r.copied}, deleted {r.deleted}; live equals the snapshot (safety {r.safety_snapshot})"
+
+            def backup() -> str:
+                S3(cfg.backup.endpoint, cfg.concurrency).create_bucket(BACKUP_BUCKET, versioned=True)
+                r = run_backup(cfg, src=s3)
+                if r.partial:
+                    raise _StepFailed(f"backup was partial: {r.failed[:3]}")
+                return f"{r.copied} objects, {r.bytes} bytes streamed to the second region ({backup_url})"
+
+            def lose_primary() -> str:
+                versions = [(v.key, v.version_id) for v in s3.iter_versions(cfg.bucket, "")]
+                errors = s3.delete_versions(cfg.bucket, versions)
+                if errors:
+                    raise _StepFailed(f"could not empty the primary: {errors[0]}")
+                s3.call("DeleteBucket", cfg.bucket, None, s3.client.delete_bucket, Bucket=cfg.bucket)
+                return f"deleted {len(versions)} versions and the bucket itself"
+
+            def recover() -> str:
+                r = recover_from_backup(cfg, apply=True, create_bucket=True, primary=s3)
+                if not r.ok:
+                    raise _StepFailed(f"{len(r.failed)} objects failed to come back: {r.errors[:1]}")
+                v = enable_versioning(cfg, s3)
+                if not v.ok:
+                    raise _StepFailed("versioning could not be set up on the recovered bucket")
+                live = _live_bytes(cfg, s3)
+                lost = _bytes_lost(original, live, skip={cfg.key_for(cfg.index)})
+                result.bytes_lost = max(result.bytes_lost, lost)
+                if lost:
+                    raise _StepFailed(f"{lost} bytes of live state did not come back")
+                return f"{r.copied} objects ({r.bytes} bytes) back from the backup; live byte-identical"
+
+            def verify() -> str:
+                r = run_verify(cfg, deep=True, s3=s3)
+                if not r.ok:
+                    raise _StepFailed("; ".join(f"{c.name}: {c.detail}" for c in r.failed))
+                return f"{len(r.checks)} checks pass on the recovered bucket (deep: snapshot sha256s match)"
+
             step("prepare scratch state", prepare)
             step("seed bucket", seed)
             step("snapshot", snap)
+            step("mark restore point", mark_time)
             step("damage live", damage)
             step("check snapshot bytes", check_snapshot)
+            step("restore a unit", restore_unit)
+            step("rollback to the snapshot", rollback)
+            step("back up to a second region", backup)
+            step("lose the primary bucket", lose_primary)
+            step("recover it from the backup", recover)
+            step("verify", verify)
     except _StepFailed:
         pass
     finally:

@@ -35,6 +35,7 @@ def drill(c: Context, keep: bool = False, json_: bool = False) -> None:
         verdict = "[green]PASS[/green]" if result.ok else "[red]FAIL[/red]"
         out.print(
             f"drill {verdict}: {len(result.steps)} steps in {result.seconds:.2f}s, "
+            f"time to recover (RTO, restore + rollback + recover): {result.rto_seconds:.2f}s, "
             f"bytes lost (RPO): {result.bytes_lost}",
             markup=True,
         )

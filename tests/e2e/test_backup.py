@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -29,19 +28,6 @@ MiB = 1024 * 1024
 
 
 # ---------------------------------------------------------------------- fixtures and helpers
-@pytest.fixture(scope="module")
-def moto2() -> Iterator[Server]:
-    """A second moto S3 server on its own port: the backup region."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    yield Server("moto2", f"http://{host}:{port}", "backup-key", "backup-secret")
-    srv.stop()
-
-
 @pytest.fixture
 def proxy2(moto2: Server) -> Iterator[FaultProxy]:
     with FaultProxy(moto2.endpoint) as proxy:

@@ -28,7 +28,17 @@ def test_drill_on_a_copy_of_this_project_passes_and_touches_nothing(tmp_path: Pa
     r = run_inv(repo, "dr.drill")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "drill PASS" in r.stdout and "bytes lost (RPO): 0" in r.stdout
-    for step in ("seed bucket", "snapshot", "damage live"):
+    for step in (
+        "seed bucket",
+        "snapshot",
+        "damage live",
+        "restore a unit",
+        "rollback to the snapshot",
+        "back up to a second region",
+        "lose the primary bucket",
+        "recover it from the backup",
+        "verify",
+    ):
         assert step in r.stdout
     after = {k: v for k, v in local_tree(repo).items() if "__pycache__" not in k}
     assert after == before
@@ -39,7 +49,8 @@ def test_drill_generates_sample_data_where_the_repo_has_none(tmp_path: Path):
     r = run_inv(tmp_path, "dr.drill", "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
-    assert result["ok"] and result["bytes_lost"] == 0
+    assert result["ok"] and result["bytes_lost"] == 0 and result["rto_seconds"] > 0
+    assert all(step["ok"] for step in result["steps"]) and len(result["steps"]) == 12
     assert "generated sample data" in result["steps"][0]["detail"]
     assert not (tmp_path / "state").exists()
 
