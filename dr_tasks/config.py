@@ -9,7 +9,9 @@ line naming the key and the fix.
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -68,6 +70,7 @@ TASK_NAMES = (
     "reindex",
     "prune",
     "pin",
+    "recover",
 )
 for _task in TASK_NAMES:
     DEFAULTS["hooks"][f"pre_{_task}"] = []
@@ -252,8 +255,11 @@ def _backup(raw: Mapping[str, Any]) -> BackupConfig:
         raise ConfigError(
             "backup.max_age_days", f"must be a number, got {age!r}", "set e.g. `max_age_days: 7`"
         ) from None
-    if max_age <= 0:
-        raise ConfigError("backup.max_age_days", f"must be positive, got {age!r}", "set e.g. `max_age_days: 7`")
+    # NaN and infinity parse as floats but break every age comparison downstream.
+    if isinstance(age, bool) or not math.isfinite(max_age) or max_age <= 0:
+        raise ConfigError(
+            "backup.max_age_days", f"must be a positive number of days, got {age!r}", "set e.g. `max_age_days: 7`"
+        )
     endpoint = None
     if b.get("bucket"):
         endpoint = Endpoint(
@@ -322,3 +328,106 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
         backup=_backup(merged),
         hooks=_hooks(merged),
     )
+
+
+# ---------------------------------------------------------------------- Invoke's own config errors
+# Invoke reads invoke.yaml, merges it over our declared defaults and casts
+# INVOKE_DR_* variables before any task runs, and its failures there are
+# tracebacks: a YAML syntax error, `backup: x` where a mapping is declared,
+# `INVOKE_DR_CONCURRENCY=many`. The guards below turn exactly those failures
+# into Invoke's `Exit`, which it prints as one line with exit code 1.
+_merge_depth = threading.local()
+
+
+def _conflict(base: Any, updates: Any, path: tuple[str, ...] = ()) -> tuple[tuple[str, ...], Any] | None:
+    """The first key where one side is a mapping and the other is not, with the declared value."""
+    if not isinstance(base, dict) or not isinstance(updates, dict):
+        return None
+    for key, value in updates.items():
+        if key in base:
+            if isinstance(value, dict) != isinstance(base[key], dict):
+                return (*path, str(key)), base[key]
+            found = _conflict(base[key], value, (*path, str(key)))
+            if found:
+                return found
+    return None
+
+
+def guard_invoke_config() -> None:
+    """Make Invoke's config loading fail with a one-line message instead of a traceback. Idempotent."""
+    import invoke.config as ic
+    import invoke.env as ie
+    from invoke.exceptions import Exit, UncastableEnvVar
+
+    if getattr(ic, "_dr_tasks_guarded", False):
+        return
+    needed = [(ic, "merge_dicts"), (ic.Config, "_load_yaml"), (ic.Config, "_load_yml"), (ic.Config, "_load_json")]
+    needed += [(ie.Environment, n) for n in ("_path_set", "_path_get", "_to_env_var")]
+    if not all(hasattr(owner, name) for owner, name in needed):
+        # An Invoke whose internals moved: keep its own (traceback) errors
+        # rather than break every task at import.
+        return
+    ic._dr_tasks_guarded = True
+
+    merge = ic.merge_dicts
+
+    def merge_dicts(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+        # Only the outermost call reports, so the key path is complete.
+        if getattr(_merge_depth, "n", 0):
+            return merge(base, updates)
+        _merge_depth.n = 1
+        try:
+            return merge(base, updates)
+        except ic.AmbiguousMergeError:
+            found = _conflict(base, updates)
+            name = ".".join(found[0]) if found else "?"
+            declared = found[1] if found else None
+            want = "a mapping" if isinstance(declared, dict) else "a single value or list, not a mapping"
+            # The type only, never the value: it may be a secret put in the wrong place.
+            raise Exit(
+                f"config {name}: must be {want} (an Invoke config file or INVOKE_* variable sets it otherwise); "
+                "fix: correct that key in invoke.yaml",
+                code=1,
+            ) from None
+        finally:
+            _merge_depth.n = 0
+
+    ic.merge_dicts = merge_dicts
+
+    def guarded(loader: Any, kind: str) -> Any:
+        def load(self: Any, path: Any) -> Any:
+            try:
+                return loader(self, path)
+            except UnicodeDecodeError:
+                raise Exit(f"config file {path}: not UTF-8 text; fix: save it as UTF-8", code=1) from None
+            except ValueError as err:  # json.JSONDecodeError
+                raise Exit(f"config file {path}: not valid {kind}: {err}; fix the file", code=1) from None
+            except ic.yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                problem = getattr(err, "problem", None) or type(err).__name__
+                raise Exit(f"config file {path}: not valid {kind}{where}: {problem}; fix the file", code=1) from None
+
+        return load
+
+    ic.Config._load_yaml = guarded(ic.Config._load_yaml, "YAML")
+    ic.Config._load_yml = guarded(ic.Config._load_yml, "YAML")
+    ic.Config._load_json = guarded(ic.Config._load_json, "JSON")
+
+    path_set = ie.Environment._path_set
+
+    def _path_set(self: Any, key_path: Any, value: str) -> None:
+        try:
+            path_set(self, key_path, value)
+        except (ValueError, TypeError, UncastableEnvVar):
+            var = (self._prefix or "") + self._to_env_var(key_path)
+            old = self._path_get(key_path)
+            kind = {int: "a whole number", float: "a number", list: "a list", tuple: "a list"}.get(
+                type(old), f"a {type(old).__name__}"
+            )
+            raise Exit(
+                f"config {'.'.join(key_path)}: ${var} must be {kind}; fix: correct it, or set the key in invoke.yaml",
+                code=1,
+            ) from None
+
+    ie.Environment._path_set = _path_set

@@ -8,8 +8,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .progress import NULL_PROGRESS
 from .progress import Progress as ProgressProtocol
@@ -33,15 +35,24 @@ def print_json(data: Any) -> None:
 def warn(lines: Iterable[str]) -> None:
     err = stderr()
     for line in lines:
-        err.print(f"[yellow]warning:[/yellow] {line}", markup=True, highlight=False)
+        # Lines carry user data (index lines, keys): escape them, or "[/]" in a
+        # garbage line is read as markup and crashes the task.
+        err.print(f"[yellow]warning:[/yellow] {escape(line)}", markup=True, highlight=False)
+
+
+def note(lines: Iterable[str]) -> None:
+    err = stderr()
+    for line in lines:
+        err.print(f"note: {line}", markup=False, highlight=False)
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    t = Table(title=title, title_justify="left")
+    # Text, not str: cells hold index data, which rich would otherwise parse as markup.
+    t = Table(title=Text(title), title_justify="left")
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(Text("" if v is None else str(v)) for v in row))
     stdout().print(t)
 
 

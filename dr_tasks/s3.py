@@ -8,7 +8,10 @@ mode, and no per-object HEAD where a listing already gave the answer.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import email.utils
+import hashlib
 import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -416,6 +419,324 @@ class S3:
         flush()
         return errors
 
+    # ------------------------------------------------------------------ lock
+    # The lease (dr_tasks/lock.py) needs three primitives: a conditional create,
+    # every version of exactly one key together with the server's clock (so
+    # staleness never depends on the operator's clock), and a GET of one
+    # version that tolerates the version having just been deleted.
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> tuple[str, str | None]:
+        """PutObject with `If-None-Match: *`.
+
+        Returns ("written", version id or None), ("exists", None) when the
+        server refused because the key exists (412, or 409 for a concurrent
+        conditional write), or ("unsupported", None) when it rejects the header
+        itself (501). A store may also ignore the header and answer 200: the
+        caller has to find that out (see lock.py).
+        """
+        try:
+            r = self.client.put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType="application/json", IfNoneMatch="*"
+            )
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code")
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                return "exists", None
+            if code == "NotImplemented" or status == 501:
+                return "unsupported", None
+            raise self._fail("PutObject", bucket, key, err) from None
+        except BotoCoreError as err:
+            raise self._fail("PutObject", bucket, key, err) from None
+        return "written", r.get("VersionId")
+
+    def key_versions(self, bucket: str, key: str) -> tuple[list[ObjectVersion], datetime | None]:
+        """Versions and delete markers of exactly `key` (server order, newest first) and the server's Date."""
+        entries: list[ObjectVersion] = []
+        server_now: datetime | None = None
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": key, "MaxKeys": 1000}
+        try:
+            while True:
+                page = self.client.list_object_versions(**kwargs)
+                if server_now is None:
+                    date = page.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+                    if date:
+                        with contextlib.suppress(TypeError, ValueError):
+                            server_now = email.utils.parsedate_to_datetime(date)
+                entries.extend(e for e in _merge_page(page) if e.key == key)
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
+                kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker", "")
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("ListObjectVersions", bucket, key, err) from None
+        return entries, server_now
+
+    def get_version_or_none(self, bucket: str, key: str, version_id: str | None) -> bytes | None:
+        """One version's bytes, or None when it (or the key) no longer exists."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        try:
+            return self.client.get_object(**kwargs)["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchVersion", "404", "NotFound"):
+                return None
+            raise self._fail("GetObject", bucket, key, err) from None
+        except BotoCoreError as err:
+            raise self._fail("GetObject", bucket, key, err) from None
+
+    # ------------------------------------------------------------------ backup
+    # Cross-endpoint copies: the two regions are different servers (Spaces has
+    # no cross-region CopyObject), so bytes stream GET -> PUT / UploadPart with
+    # at most one part of one object in memory per call.
+    def stream_copy(
+        self, src: S3, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, part_size: int
+    ) -> StreamedObject:
+        """Copy `src_key` from `src` (another endpoint) to `dst_key` here, one part in memory at a time.
+
+        Objects up to `part_size` go in one PutObject; bigger ones in a
+        multipart upload of fixed-size parts (grown only past 9,000 parts, the
+        protocol's 10,000-part limit). Every body carries its Content-MD5 so
+        the destination rejects bytes damaged on the way, and the MD5 of what
+        was read is checked against a single-part source ETag before the
+        object becomes visible. A stream cut mid-body is retried from the start.
+        """
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
+            try:
+                return self._stream_copy_once(src, src_bucket, src_key, dst_bucket, dst_key, part_size)
+            except _StreamBroken as broken:
+                if attempt == STREAM_ATTEMPTS:
+                    raise S3Error(
+                        "GetObject", src_bucket, src_key, f"the stream broke {attempt} times: {broken}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _stream_copy_once(
+        self, src: S3, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, part_size: int
+    ) -> StreamedObject:
+        try:
+            resp = src.client.get_object(Bucket=src_bucket, Key=src_key)
+        except (ClientError, BotoCoreError) as err:
+            raise src._fail("GetObject", src_bucket, src_key, err) from None
+        body = resp["Body"]
+        size = int(resp.get("ContentLength", 0))
+        src_etag = str(resp.get("ETag", "")).strip('"')
+        extra: dict[str, Any] = {}
+        if resp.get("ContentType"):
+            extra["ContentType"] = resp["ContentType"]
+        if resp.get("Metadata"):
+            extra["Metadata"] = resp["Metadata"]
+        md5 = hashlib.md5()
+        try:
+            if size <= part_size:
+                data = _read_full(body, size + 1)
+                md5.update(data)
+                _check_read(src_bucket, src_key, len(data), size, md5, src_etag)
+                r = self.call(
+                    "PutObject",
+                    dst_bucket,
+                    dst_key,
+                    self.client.put_object,
+                    Bucket=dst_bucket,
+                    Key=dst_key,
+                    Body=data,
+                    ContentMD5=_b64md5(data),
+                    **extra,
+                )
+                return StreamedObject(size, src_etag, str(r.get("ETag", "")).strip('"'), md5.hexdigest())
+            psize = max(part_size, -(-size // MAX_PARTS_USED))
+            psize = -(-psize // (1024 * 1024)) * 1024 * 1024
+            return self._multipart_from(body, src_bucket, src_key, dst_bucket, dst_key, size, psize, src_etag, extra)
+        except BotoCoreError as err:
+            # Raised while reading the body (reset, timeout, short read):
+            # botocore retried the request, not the stream.
+            raise _StreamBroken(f"{type(err).__name__}: {err}") from None
+        finally:
+            body.close()
+
+    def _multipart_from(
+        self,
+        body: Any,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        size: int,
+        psize: int,
+        src_etag: str,
+        extra: dict[str, Any],
+    ) -> StreamedObject:
+        mpu = self.call(
+            "CreateMultipartUpload",
+            dst_bucket,
+            dst_key,
+            self.client.create_multipart_upload,
+            Bucket=dst_bucket,
+            Key=dst_key,
+            **extra,
+        )
+        upload_id = mpu["UploadId"]
+        md5 = hashlib.md5()
+        parts: list[dict[str, Any]] = []
+        read = 0
+        try:
+            while True:
+                chunk = _read_full(body, psize)
+                if not chunk:
+                    break
+                read += len(chunk)
+                md5.update(chunk)
+                number = len(parts) + 1
+                r = self.call(
+                    "UploadPart",
+                    dst_bucket,
+                    f"{dst_key} (part {number})",
+                    self.client.upload_part,
+                    Bucket=dst_bucket,
+                    Key=dst_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    ContentMD5=_b64md5(chunk),
+                )
+                # Drop the part before reading the next: one part in memory.
+                del chunk
+                parts.append({"PartNumber": number, "ETag": r["ETag"]})
+            _check_read(src_bucket, src_key, read, size, md5, src_etag)
+            done = self.call(
+                "CompleteMultipartUpload",
+                dst_bucket,
+                dst_key,
+                self.client.complete_multipart_upload,
+                Bucket=dst_bucket,
+                Key=dst_key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            # Incomplete uploads cost storage until aborted; best effort, the
+            # original error is the one to report.
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.client.abort_multipart_upload(Bucket=dst_bucket, Key=dst_key, UploadId=upload_id)
+            raise
+        dst_etag = str(done.get("ETag") or "").strip('"')
+        if not dst_etag:
+            # Ceph RGW (so, likely, Spaces) answers CompleteMultipartUpload
+            # without an ETag; the next run compares against the listing's.
+            head = self.call("HeadObject", dst_bucket, dst_key, self.client.head_object, Bucket=dst_bucket, Key=dst_key)
+            dst_etag = str(head.get("ETag", "")).strip('"')
+        return StreamedObject(size, src_etag, dst_etag, md5.hexdigest())
+
+    def digest(self, bucket: str, key: str, version_id: str | None = None) -> ObjectDigest:
+        """Read an object through once and hash it (MD5 and SHA-256), 1 MiB at a time."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        md5 = hashlib.md5()
+        sha = hashlib.sha256()
+        size = 0
+        try:
+            resp = self.client.get_object(**kwargs)
+            body = resp["Body"]
+            try:
+                for chunk in body.iter_chunks(1024 * 1024):
+                    md5.update(chunk)
+                    sha.update(chunk)
+                    size += len(chunk)
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("GetObject", bucket, key, err) from None
+        return ObjectDigest(size, str(resp.get("ETag", "")).strip('"'), md5.hexdigest(), sha.hexdigest())
+
+    # ------------------------------------------------------------------ versioning
+    def enable_versioning(self, bucket: str) -> None:
+        self.call(
+            "PutBucketVersioning",
+            bucket,
+            None,
+            self.client.put_bucket_versioning,
+            Bucket=bucket,
+            VersioningConfiguration={"Status": "Enabled"},
+        )
+
+    def lifecycle_rules(self, bucket: str) -> list[dict[str, Any]]:
+        """The bucket's lifecycle rules as the server reads them back; [] when it has none."""
+        try:
+            r = self.client.get_bucket_lifecycle_configuration(Bucket=bucket)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
+                return []
+            raise self._fail("GetBucketLifecycleConfiguration", bucket, None, err) from None
+        except BotoCoreError as err:
+            raise self._fail("GetBucketLifecycleConfiguration", bucket, None, err) from None
+        return list(r.get("Rules", []))
+
+    def put_lifecycle_rules(self, bucket: str, rules: list[dict[str, Any]]) -> None:
+        """Replace the whole lifecycle configuration (S3 has no per-rule put)."""
+        self.call(
+            "PutBucketLifecycleConfiguration",
+            bucket,
+            None,
+            self.client.put_bucket_lifecycle_configuration,
+            Bucket=bucket,
+            LifecycleConfiguration={"Rules": rules},
+        )
+
+    # ------------------------------------------------------------------ restore
+    def download_version(self, bucket: str, obj: ObjectVersion, dest: Path, attempts: int = 3) -> str:
+        """Stream exactly `obj` (its version id) into `dest`, check it, and return its SHA-256 (hex).
+
+        The bytes must match the listing's size, and its MD5 where the ETag is
+        one (a single-part upload without SSE-KMS or SSE-C). A body cut short
+        or damaged on the way is fetched again from the start (botocore
+        retries requests, not body reads); `dest` is the caller's temp file.
+        """
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": obj.key}
+        if obj.version_id and obj.version_id != "null":
+            kwargs["VersionId"] = obj.version_id
+        problem = ""
+        for _ in range(max(1, attempts)):
+            try:
+                resp = self.client.get_object(**kwargs)
+            except (ClientError, BotoCoreError) as err:
+                raise self._fail("GetObject", bucket, f"{obj.key} (version {obj.version_id})", err) from None
+            md5 = hashlib.md5()
+            sha = hashlib.sha256()
+            size = 0
+            body = resp["Body"]
+            try:
+                with open(dest, "wb") as fh:
+                    for chunk in body.iter_chunks(1024 * 1024):
+                        md5.update(chunk)
+                        sha.update(chunk)
+                        size += len(chunk)
+                        fh.write(chunk)
+            except BotoCoreError as err:
+                problem = f"the stream broke: {type(err).__name__}: {err}"
+                continue
+            finally:
+                body.close()
+            got_vid = resp.get("VersionId")
+            if kwargs.get("VersionId") and got_vid and got_vid != obj.version_id:
+                raise S3Error(
+                    "GetObject", bucket, obj.key, f"asked for version {obj.version_id}, the server sent {got_vid}"
+                )
+            etag = obj.etag_plain.lower()
+            md5_etag = (
+                len(etag) == 32
+                and all(ch in "0123456789abcdef" for ch in etag)
+                and not str(resp.get("ServerSideEncryption", "")).startswith("aws:kms")
+                and not resp.get("SSECustomerAlgorithm")
+            )
+            if size != obj.size:
+                problem = f"read {size} bytes, the listing says {obj.size}"
+            elif md5_etag and md5.hexdigest() != etag:
+                problem = f"the bytes read hash to MD5 {md5.hexdigest()}, the ETag says {etag}"
+            else:
+                return sha.hexdigest()
+        raise S3Error("GetObject", bucket, f"{obj.key} (version {obj.version_id})", f"{problem} ({attempts} tries)")
+
 
 def _merge_page(page: dict[str, Any]) -> Iterator[ObjectVersion]:
     """Versions and delete markers of one page in newest-first order, key by key.
@@ -459,3 +780,60 @@ def _merge_page(page: dict[str, Any]) -> Iterator[ObjectVersion]:
 
     for _, e in sorted(enumerate(entries), key=order):
         yield e
+
+
+# ---------------------------------------------------------------------- backup (module level)
+# A stream cut mid-body is retried from the start this many times in all.
+STREAM_ATTEMPTS = 3
+# Parts a streamed upload may use before its part size grows (S3 allows 10,000).
+MAX_PARTS_USED = 9000
+
+
+class _StreamBroken(Exception):
+    """The GET body broke off mid-stream: worth retrying the whole object."""
+
+
+@dataclass(frozen=True)
+class StreamedObject:
+    """What `S3.stream_copy` moved: size, both ETags (unquoted) and the MD5 of the bytes read."""
+
+    size: int
+    src_etag: str
+    dst_etag: str
+    md5: str
+
+
+@dataclass(frozen=True)
+class ObjectDigest:
+    size: int
+    etag: str
+    md5: str
+    sha256: str
+
+
+def _read_full(body: Any, n: int) -> bytes:
+    """Up to `n` bytes; fewer only at the end of the stream."""
+    data = body.read(n)
+    if len(data) >= n or not data:
+        return data
+    chunks = [data]
+    got = len(data)
+    while got < n:
+        more = body.read(n - got)
+        if not more:
+            break
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
+
+
+def _b64md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _check_read(bucket: str, key: str, read: int, size: int, md5: Any, etag: str) -> None:
+    """Refuse to publish bytes that are not the source's: wrong length, or MD5 != a single-part ETag."""
+    if read != size:
+        raise _StreamBroken(f"read {read} bytes of s3://{bucket}/{key}, expected {size}")
+    if len(etag) == 32 and "-" not in etag and md5.hexdigest() != etag.lower():
+        raise S3Error("GetObject", bucket, key, f"the bytes read hash to {md5.hexdigest()}, the ETag says {etag}")

@@ -11,10 +11,13 @@ from __future__ import annotations
 from invoke import Collection
 
 from .. import config as config_mod
-from . import drill, snapshot
+from . import backup, drill, maintenance, recover, restore, rollback, snapshot
 
+# Before Invoke loads the host's invoke.yaml (it imports tasks.py first):
+# its config errors become one-line messages, not tracebacks.
+config_mod.guard_invoke_config()
 ns = Collection("dr")
-for module in (snapshot, drill):
+for module in (snapshot, drill, rollback, backup, restore, maintenance, recover):
     for t in module.TASKS:
         ns.add_task(t)
 ns.configure({"dr": config_mod.DEFAULTS})

@@ -9,22 +9,33 @@ from .base import dr_task, hooks, load_config
 
 
 # ---------------------------------------------------------------------- snapshot
-@dr_task(help={"label": "what this snapshot is for, e.g. pre-migration", "json": "print the index row as JSON"})
-def snapshot(c: Context, label: str, json_: bool = False) -> None:
+@dr_task(
+    help={
+        "label": "what this snapshot is for, e.g. pre-migration",
+        "json": "print the index row as JSON",
+        "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
+    }
+)
+def snapshot(c: Context, label: str, json_: bool = False, break_lock: bool = False) -> None:
     """Copy every live key, server-side, to <snapshot_prefix><id>/ and record it."""
+    from ..lock import hold_lease
     from ..ops.snapshot import take_snapshot, validate_label
+    from .maintenance import lease_notify
 
     validate_label(label)
     cfg = load_config(c)
     hooks(c, cfg, "pre", "snapshot")
-    result = take_snapshot(cfg, label, progress=render.progress_for_terminal())
+    # Hooks stay outside the lease: a post hook such as `inv dr.backup` takes it itself.
+    with hold_lease(cfg, operation="snapshot", break_lock=break_lock, notify=lease_notify):
+        result = take_snapshot(cfg, label, progress=render.progress_for_terminal())
     render.warn(result.warnings)
     if json_:
         render.print_json(result.row())
     else:
         render.stdout().print(
             f"snapshot {result.id}: {result.objects} objects, {result.bytes} bytes -> {result.dest} "
-            f"({result.seconds:.2f}s)"
+            f"({result.seconds:.2f}s)",
+            markup=False,
         )
     hooks(c, cfg, "post", "snapshot", result)
 
@@ -59,7 +70,8 @@ def show(c: Context, id: str, json_: bool = False) -> None:
     render.table(f"snapshot {id}", ["field", "value"], sorted(result.snapshot.items()))
     for r in result.rollbacks:
         render.stdout().print(
-            f"rollback {r.get('id')} at {r.get('ts')}: snapshot={r.get('snapshot')} safety={r.get('safety_snapshot')}"
+            f"rollback {r.get('id')} at {r.get('ts')}: snapshot={r.get('snapshot')} safety={r.get('safety_snapshot')}",
+            markup=False,
         )
 
 

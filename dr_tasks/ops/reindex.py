@@ -1,0 +1,133 @@
+"""`dr.reindex`: rebuild missing index rows from what the bucket holds (the laptop and its index are gone).
+
+Every snapshot has its manifest beside it (`<snapshot_prefix><id>.manifest.json`),
+and every pin a marker (`.dr-tasks/pins/<id>.json`), so the bucket alone says
+which snapshots exist and which are pinned. A dry run lists the rows that are
+missing; `apply=True` appends them, snapshots in (ts, id) order, then pins.
+Nothing is ever rewritten: rows already in the index are left as they are, and
+a row rebuilt here carries `"reindexed": true` so the audit trail shows it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import DrConfig
+from ..errors import DrError
+from ..index import BadLine, Index, iso
+from ..s3 import S3
+from .prune import index_pins, list_pin_markers, parse_snapshot_id
+from .snapshot import MANIFEST_SUFFIX, manifest_key, snapshot_dir
+
+
+@dataclass
+class ReindexResult:
+    bucket: str
+    # Rows missing from the index: appended when `applied`.
+    rows: list[dict[str, Any]]
+    # Snapshots whose row the index already has.
+    present: int
+    # Manifests that could not be turned into a row, one line each.
+    problems: list[str] = field(default_factory=list)
+    bad_lines: list[BadLine] = field(default_factory=list)
+    applied: bool = False
+
+    @property
+    def snapshot_rows(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["kind"] == "snapshot"]
+
+    @property
+    def pin_rows(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["kind"] == "pin"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "applied": self.applied,
+            "present": self.present,
+            "rows": self.rows,
+            "problems": self.problems,
+            "bad_lines": [b.describe() for b in self.bad_lines],
+        }
+
+
+def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Any) -> dict[str, Any]:
+    """The `snapshot` row a manifest stands for, as `dr.snapshot` writes it, or a DrError saying what is wrong."""
+    if not isinstance(manifest, dict):
+        raise DrError("the manifest is not a JSON object")
+    if manifest.get("id") != snap_id:
+        raise DrError(f"the manifest names id {str(manifest.get('id'))[:80]!r}, its key says {snap_id!r}")
+    objects = manifest.get("objects")
+    if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
+        raise DrError("the manifest has no list of objects")
+    sizes = [o.get("size") for o in objects]
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in sizes):
+        raise DrError("the manifest has an object without a valid size")
+    parsed = parse_snapshot_id(snap_id)
+    ts, label = manifest.get("ts"), manifest.get("label")
+    if parsed is None or ts != iso(parsed[0]) or label != parsed[1]:
+        raise DrError("the manifest's ts and label do not match its id")
+    versioned = manifest.get("versioned")
+    return {
+        "v": 1,
+        "kind": "snapshot",
+        "id": snap_id,
+        "ts": ts,
+        "label": label,
+        "bucket": cfg.bucket,
+        "source": manifest.get("source") if isinstance(manifest.get("source"), str) else f"s3://{cfg.bucket}/",
+        "dest": f"s3://{cfg.bucket}/{snapshot_dir(cfg, snap_id)}",
+        "objects": len(objects),
+        "bytes": sum(sizes),
+        "manifest": manifest_key(cfg, snap_id),
+        "versioned": versioned if isinstance(versioned, bool) else None,
+        "reindexed": True,
+    }
+
+
+def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> ReindexResult:
+    """Find the snapshot (and pin) rows the index lacks; append them when `apply`."""
+    index = Index(cfg.index_path)
+    read = index.read()
+    # Only string ids: a garbage row may carry anything, even an unhashable mapping.
+    known = {r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)}
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    _, objects = s3.list_prefixes(cfg.bucket, cfg.snapshot_prefix)
+    result = ReindexResult(bucket=cfg.bucket, rows=[], present=0, bad_lines=read.bad)
+    snapshots: list[dict[str, Any]] = []
+    for o in objects:
+        if not o.key.endswith(MANIFEST_SUFFIX):
+            continue
+        snap_id = o.key[len(cfg.snapshot_prefix) : -len(MANIFEST_SUFFIX)]
+        if snap_id in known:
+            result.present += 1
+            continue
+        where = f"s3://{cfg.bucket}/{o.key}"
+        if parse_snapshot_id(snap_id) is None:
+            result.problems.append(f"{where}: {snap_id[:80]!r} is not a snapshot id")
+            continue
+        try:
+            manifest = json.loads(s3.get_bytes(cfg.bucket, o.key))
+        except ValueError:
+            result.problems.append(f"{where}: not valid JSON")
+            continue
+        try:
+            snapshots.append(row_from_manifest(cfg, snap_id, manifest))
+        except DrError as err:
+            result.problems.append(f"{where}: {err.message}")
+    snapshots.sort(key=lambda r: (r["ts"], r["id"]))
+
+    pinned = index_pins(read)
+    pins = [
+        {"v": 1, "kind": "pin", "id": pin_id, "ts": iso(when), "pinned": True, "reindexed": True}
+        for pin_id, when in sorted(list_pin_markers(cfg, s3).items())
+        if not pinned.get(pin_id)
+    ]
+    result.rows = snapshots + pins
+    if apply:
+        for row in result.rows:
+            index.append(row)
+        result.applied = True
+    return result

@@ -1,0 +1,363 @@
+"""The lease: one operation at a time, on a store that honours If-None-Match (moto) and one that does not (RGW).
+
+Ceph RGW 16.2 ignores `If-None-Match: *` on versioned buckets, so there the
+lease falls back to put-then-read-back (oldest version wins); the tests below
+run every case on both servers and check which protocol each one got.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from dr_tasks import DrError, LockHeld, hold_lease, read_lease
+from dr_tasks import lock as lock_mod
+from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
+from tests.conftest import INV, bucket_state, new_bucket
+from tests.support.faultproxy import Rule
+
+
+def assert_clean_refusal(r: Any, *needles: str) -> None:
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def lock_entries(server: Any, bucket: str) -> list[tuple[str, str, str, bool]]:
+    return [e for e in bucket_state(server, bucket) if e[0] == LOCK_KEY]
+
+
+def spawn(repo: Any, *args: str) -> subprocess.Popen[str]:
+    """`inv <args>` in the repo, in the background, with the environment `repo.run` uses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INVOKE_DR_"))}
+    env.update(repo.server.env())
+    env["AWS_CONFIG_FILE"] = str(repo.path / ".no-aws-config")
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(repo.path / ".no-aws-credentials")
+    return subprocess.Popen(
+        [INV, *args], cwd=repo.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def plant_lease(server: Any, bucket: str, **fields: Any) -> str:
+    """Write a lease object as another operator's run would have left it; returns its version id."""
+    body = {
+        "v": 1,
+        "tool": "dr-tasks",
+        "token": "ghost-token",
+        "owner": "ghost",
+        "host": "elsewhere",
+        "pid": 4242,
+        "operation": "rollback",
+        "started": "2026-01-01T00:00:00Z",
+        "ttl_seconds": 600,
+        **fields,
+    }
+    r = server.client().put_object(Bucket=bucket, Key=LOCK_KEY, Body=json.dumps(body).encode())
+    return r.get("VersionId", "null")
+
+
+def expected_mode(server: Any) -> str:
+    return MODE_READ_BACK if server.name == "rgw" else MODE_CONDITIONAL
+
+
+# ---------------------------------------------------------------------- two operators
+def test_two_concurrent_snapshots_exactly_one_wins(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    # Slow lease writes put both processes inside the acquisition at once (the
+    # race itself), slow copies keep the winner holding while the loser looks.
+    fault_proxy.add(Rule(op="PutObject", key="lock.json", fault=None, times=-1, delay=0.3))
+    fault_proxy.add(Rule(op="CopyObject", fault=None, times=-1, delay=1.0))
+    procs = [spawn(repo, "dr.snapshot", f"--label=op{i}", "--json") for i in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 1], (codes, outs)
+    win, lose = (0, 1) if codes[0] == 0 else (1, 0)
+    _, err = outs[lose]
+    assert "Traceback" not in err
+    holder = f"@{socket.gethostname()} pid {procs[win].pid} for snapshot since "
+    assert "another dr operation is running: lease held by " in err and holder in err, err
+    assert "(expires 20" in err
+    rows = repo.index_rows()
+    assert [r["label"] for r in rows] == [f"op{win}"]
+    assert json.loads(outs[win][0])["id"] == rows[0]["id"]
+    if server.name == "rgw":
+        # RGW ignored If-None-Match: the run said how it decided instead.
+        assert "falls back to put-then-read-back" in outs[win][1] + err
+    assert lock_entries(server, bucket) == []
+
+
+def race_once(cfg: Any, contenders: int = 5) -> dict[int, Any]:
+    """Release `contenders` threads at once; the winner holds until every loser has given up."""
+    start = threading.Barrier(contenders)
+    losers_done = threading.Semaphore(0)
+    results: dict[int, Any] = {}
+
+    def contender(i: int) -> None:
+        start.wait()
+        try:
+            with hold_lease(cfg, operation=f"t{i}") as lease:
+                results[i] = lease
+                for _ in range(contenders - 1):
+                    assert losers_done.acquire(timeout=60)
+        except LockHeld as err:
+            results[i] = err
+            losers_done.release()
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(contenders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+@pytest.mark.parametrize("versioned", [True, False])
+def test_threads_racing_for_the_lease_never_both_hold_it(server, make_repo, versioned):
+    """Mutual exclusion, straight through the API: 5 contenders released at once, 2 rounds."""
+    bucket = new_bucket(server, versioned=versioned)
+    cfg = make_repo(server, bucket).cfg()
+    for _ in range(2):
+        results = race_once(cfg)
+        winners = [r for r in results.values() if not isinstance(r, Exception)]
+        assert len(results) == 5 and len(winners) == 1, results
+        winner = winners[0]
+        assert winner.mode == (expected_mode(server) if versioned else MODE_CONDITIONAL)
+        for err in (r for r in results.values() if isinstance(r, Exception)):
+            assert f"for {winner.operation} since" in str(err)
+        assert lock_entries(server, bucket) == []
+        assert read_lease(cfg) is None
+
+
+# ---------------------------------------------------------------------- stale and live leases
+def test_stale_lease_is_taken_over_only_with_break_lock_and_logged(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    plant_lease(server, bucket, ttl_seconds=1)
+    time.sleep(2.2)  # past LastModified + ttl on the server's clock
+    before = (repo.index_bytes(), bucket_state(server, bucket))
+    r = repo.run("dr.snapshot", "--label=after-crash")
+    assert_clean_refusal(r, "is stale: held by ghost@elsewhere pid 4242 for rollback since 2026-01-01T00:00:00Z")
+    assert "expired at" in r.stderr and "--break-lock" in r.stderr
+    assert (repo.index_bytes(), bucket_state(server, bucket)) == before
+
+    r = repo.run("dr.snapshot", "--label=after-crash", "--break-lock", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "warning: broke a stale lease held by ghost@elsewhere pid 4242 for rollback" in r.stderr
+    rows = repo.index_rows()
+    assert [row["kind"] for row in rows] == ["lock-break", "snapshot"]
+    assert rows[0]["broken"]["owner"] == "ghost" and rows[0]["operation"] == "snapshot"
+    assert rows[0]["reason"].startswith("it expired at")
+    assert lock_entries(server, bucket) == []  # the ghost's version is gone too, no delete marker
+
+
+def test_live_lease_is_never_broken(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    plant_lease(server, bucket)
+    before = (repo.index_bytes(), bucket_state(server, bucket))
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(
+        r, "another dr operation is running: lease held by ghost@elsewhere pid 4242 for rollback since 2026-01-01"
+    )
+    assert "(expires 20" in r.stderr
+    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    assert_clean_refusal(r, "refusing --break-lock: the lease is live, held by ghost@elsewhere pid 4242")
+    assert (repo.index_bytes(), bucket_state(server, bucket)) == before
+
+
+def test_lease_of_a_dead_process_on_this_host_is_stale_at_once(moto_server, make_repo):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    repo.seed()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    plant_lease(moto_server, bucket, host=socket.gethostname(), pid=dead.pid, operation="backup")
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, f"pid {dead.pid} is not running on {socket.gethostname()}", "--break-lock")
+    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    assert r.returncode == 0, r.stderr
+    assert lock_entries(moto_server, bucket) == []
+
+
+def test_unreadable_lease_object_is_reported_not_ignored(moto_server, make_repo):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    repo.seed()
+    moto_server.client().put_object(Bucket=bucket, Key=LOCK_KEY, Body=b"\x00garbage[/]")
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, "lease held by an unreadable lease object")
+
+
+@pytest.mark.parametrize("versioned", [True, False])
+def test_an_unreadable_lease_goes_stale_and_can_be_broken(moto_server, make_repo, monkeypatch, versioned):
+    bucket = new_bucket(moto_server, versioned=versioned)
+    repo = make_repo(moto_server, bucket)
+    cfg = repo.cfg()
+    moto_server.client().put_object(Bucket=bucket, Key=LOCK_KEY, Body=b"{not json")
+    # an unreadable lease lives DEFAULT_TTL from its LastModified; shorten it for the test
+    monkeypatch.setattr(lock_mod, "DEFAULT_TTL", 1.0)
+    time.sleep(2.2)
+    with pytest.raises(LockHeld, match="is stale: held by an unreadable lease object"), hold_lease(cfg):
+        pass
+    with hold_lease(cfg, operation="api", break_lock=True) as lease:
+        assert lease.broke is not None and lease.broke.owner == "an unreadable lease object"
+    assert lock_entries(moto_server, bucket) == []
+    assert [r["kind"] for r in repo.index_rows()] == ["lock-break"]
+
+
+# ---------------------------------------------------------------------- release
+def test_lease_is_released_after_success_and_after_failure(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    assert repo.run("dr.snapshot", "--label=ok").returncode == 0
+    assert lock_entries(server, bucket) == []
+    fault_proxy.add(Rule(op="CopyObject", key="beta/blob.bin", fault=403, times=-1))
+    r = repo.run("dr.snapshot", "--label=fails")
+    assert_clean_refusal(r, "no index row was written")
+    assert lock_entries(server, bucket) == []
+    fault_proxy.clear()
+    # the next operator finds the lease free: no --break-lock needed
+    assert repo.run("dr.snapshot", "--label=next").returncode == 0
+    assert [r["label"] for r in repo.index_rows()] == ["ok", "next"]
+    assert lock_entries(server, bucket) == []
+
+
+def test_unversioned_bucket_takes_and_releases_the_lease(server, make_repo):
+    bucket = new_bucket(server, versioned=False)
+    repo = make_repo(server, bucket)
+    repo.seed()
+    cfg = repo.cfg()
+    with hold_lease(cfg, operation="check") as lease:
+        # both servers honour If-None-Match on an unversioned bucket
+        assert lease.mode == MODE_CONDITIONAL and not lease.versioned
+        seen: list[BaseException] = []
+
+        def other() -> None:
+            try:
+                with hold_lease(cfg, operation="other"):
+                    pass
+            except LockHeld as err:
+                seen.append(err)
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert len(seen) == 1
+    assert lock_entries(server, bucket) == []
+
+
+def test_nested_lease_in_one_thread_is_reentrant(moto_server, make_repo):
+    bucket = new_bucket(moto_server)
+    cfg = make_repo(moto_server, bucket).cfg()
+    with hold_lease(cfg, operation="rollback") as outer, hold_lease(cfg, operation="snapshot") as inner:
+        assert inner is outer
+    assert lock_entries(moto_server, bucket) == []
+
+
+def test_renewal_keeps_a_long_operation_live_and_a_takeover_is_noticed(moto_server, make_repo):
+    bucket = new_bucket(moto_server)
+    cfg = make_repo(moto_server, bucket).cfg()
+    notes: list[tuple[str, str]] = []
+    with hold_lease(cfg, operation="long", ttl=1.5, notify=lambda lv, m: notes.append((lv, m))) as lease:
+        time.sleep(2.5)  # longer than the ttl: only renewals keep it live
+        holder = read_lease(cfg)
+        assert holder is not None and holder.stale is None and holder.operation == "long"
+        assert len(lease.version_ids) >= 2  # the first write plus at least one renewal
+        # someone deletes our lease and takes it: the renewer notices
+        c = moto_server.client()
+        for vid in lease.version_ids:
+            c.delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=vid)
+        ghost_vid = plant_lease(moto_server, bucket)
+        deadline = time.monotonic() + 5
+        while not lease.lost and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert lease.lost
+    assert any("was taken over while long ran: ghost@elsewhere" in m for _, m in notes), notes
+    # our release left the other holder's lease alone
+    assert [e[1] for e in lock_entries(moto_server, bucket)] == [ghost_vid]
+
+
+# ---------------------------------------------------------------------- faults around the lease
+def test_transient_faults_on_the_lease_are_retried(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    fault_proxy.add(Rule(op="PutObject", key="lock.json", fault=503, times=2))
+    fault_proxy.add(Rule(op="ListObjectVersions", key="", fault="reset", times=1))
+    fault_proxy.add(Rule(op="DeleteObjects", fault=500, times=1))
+    r = repo.run("dr.snapshot", "--label=bumpy", "--json")
+    assert r.returncode == 0, r.stderr
+    assert fault_proxy.faults["PutObject:503"] == 2 and fault_proxy.faults["DeleteObjects:500"] == 1
+    assert len(repo.index_rows()) == 1
+    assert lock_entries(server, bucket) == []
+
+
+def test_permanent_failure_taking_the_lease_changes_nothing(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    before = bucket_state(server, bucket)
+    # the first lease write goes through, the probe fails for good: our version must not stay behind
+    fault_proxy.add(Rule(op="PutObject", key="lock.json", fault=403, skip=1, times=-1))
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, f"PutObject s3://{bucket}/{LOCK_KEY} failed: AccessDenied")
+    assert repo.index_bytes() == b""
+    assert bucket_state(server, bucket) == before
+
+
+def test_failed_release_is_a_warning_and_the_next_run_names_the_dead_holder(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    fault_proxy.add(Rule(op="DeleteObjects", fault=403, times=-1))
+    r = repo.run("dr.snapshot", "--label=kept-lease")
+    # the snapshot itself is done and recorded; the leftover lease is the operator's to know about
+    assert r.returncode == 0, r.stderr
+    assert "could not remove the lease" in r.stderr and "--break-lock" in r.stderr
+    assert len(repo.index_rows()) == 1
+    fault_proxy.clear()
+    r = repo.run("dr.snapshot", "--label=next")
+    assert_clean_refusal(r, "is not running on", "--break-lock")
+    r = repo.run("dr.snapshot", "--label=next", "--break-lock")
+    assert r.returncode == 0, r.stderr
+    assert [row["kind"] for row in repo.index_rows()] == ["snapshot", "lock-break", "snapshot"]
+    assert lock_entries(server, bucket) == []
+
+
+def test_kill_9_mid_snapshot_leaves_a_stale_lease_that_break_lock_clears(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    files = repo.seed()
+    fault_proxy.add(Rule(op="CopyObject", fault=None, times=-1, delay=0.5))
+    p = spawn(repo, "dr.snapshot", "--label=killed")
+    deadline = time.monotonic() + 60
+    while fault_proxy.counts["CopyObject"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.communicate(timeout=30)
+    assert repo.index_bytes() == b""
+    assert lock_entries(server, bucket) != []
+    fault_proxy.clear()
+    r = repo.run("dr.snapshot", "--label=again")
+    assert_clean_refusal(r, f"pid {p.pid} is not running on")
+    r = repo.run("dr.snapshot", "--label=again", "--break-lock", "--json")
+    assert r.returncode == 0, r.stderr
+    snap = json.loads(r.stdout)
+    assert snap["objects"] == len(files)
+    assert lock_entries(server, bucket) == []
+
+
+def test_lock_held_is_a_dr_error_for_python_callers(moto_server, make_repo):
+    bucket = new_bucket(moto_server)
+    cfg = make_repo(moto_server, bucket).cfg()
+    plant_lease(moto_server, bucket)
+    with pytest.raises(DrError) as info, hold_lease(cfg, operation="api"):
+        pass
+    assert isinstance(info.value, LockHeld)
+    assert info.value.holder.owner == "ghost" and info.value.holder.stale is None
