@@ -298,6 +298,8 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
     if not root.is_absolute():
         root = (base or Path.cwd()) / root
     root = root.resolve()
+    if not root.is_dir():
+        raise ConfigError("root", f"{str(root)!r} is not a directory", "point dr.root at the repo (default: `.`)")
 
     index = _str(merged, "index") or DEFAULT_INDEX
     units = _prefix(merged, "units") or ""

@@ -278,7 +278,7 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
 
 
 def _row_id(index_rows: list[dict[str, Any]], ts: str) -> str:
-    taken = {r.get("id") for r in index_rows if r.get("kind") == KIND}
+    taken = {r.get("id") for r in index_rows if r.get("kind") == KIND and isinstance(r.get("id"), str)}
     base = f"{ts}-backup"
     n, rid = 1, base
     while rid in taken:

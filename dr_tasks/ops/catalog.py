@@ -15,24 +15,39 @@ from ..index import BadLine, Index
 class ListResult:
     snapshots: list[dict[str, Any]]
     bad_lines: list[BadLine] = field(default_factory=list)
+    # Ids a `prune` row says are gone from the bucket; hidden unless asked for.
+    pruned: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "snapshots": self.snapshots,
+            "pruned": self.pruned,
             "bad_lines": [{"line": b.lineno, "reason": b.reason, "text": b.text} for b in self.bad_lines],
         }
 
 
-def list_snapshots(cfg: DrConfig) -> ListResult:
+def list_snapshots(cfg: DrConfig, include_pruned: bool = False) -> ListResult:
+    from .prune import pruned_ids
+
     read = Index(cfg.index_path).read()
-    return ListResult(read.of_kind("snapshot"), read.bad)
+    gone = pruned_ids(read)
+    rows = read.of_kind("snapshot")
+    shown = rows if include_pruned else [r for r in rows if r.get("id") not in gone]
+    return ListResult(shown, read.bad, sorted(i for i in gone if any(r.get("id") == i for r in rows)))
 
 
-def find_snapshot(cfg: DrConfig, snap_id: str) -> dict[str, Any]:
+def find_snapshot(cfg: DrConfig, snap_id: str, allow_pruned: bool = False) -> dict[str, Any]:
     """The index row of snapshot `snap_id`, or a DrError that lists the nearest ids."""
     read = Index(cfg.index_path).read()
     row = read.find("snapshot", snap_id)
     if row is not None:
+        from .prune import pruned_ids
+
+        if not allow_pruned and snap_id in pruned_ids(read):
+            raise DrError(
+                f"snapshot {snap_id} was pruned: its objects are gone from the bucket",
+                "pick another with `inv dr.list`",
+            )
         return row
     ids = [r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)]
     near = difflib.get_close_matches(snap_id, ids, n=3, cutoff=0.3) or ids[-3:]
@@ -55,7 +70,7 @@ class ShowResult:
 
 
 def show_snapshot(cfg: DrConfig, snap_id: str) -> ShowResult:
-    row = find_snapshot(cfg, snap_id)
+    row = find_snapshot(cfg, snap_id, allow_pruned=True)
     read = Index(cfg.index_path).read()
     rollbacks = [r for r in read.of_kind("rollback") if snap_id in (r.get("snapshot"), r.get("safety_snapshot"))]
     return ShowResult(row, rollbacks)

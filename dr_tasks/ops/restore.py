@@ -277,10 +277,12 @@ class Scope:
 
 def _check_segment_path(what: str, value: str) -> None:
     problem = Guard.key_problem(value)
+    # The holding dir is named after it, and file systems cap a name at 255 bytes.
+    if not problem and len(value.encode()) > 200:
+        problem = f"longer than 200 bytes ({len(value.encode())})"
     if problem:
-        raise DrError(
-            f"{what} {value!r} is not usable: {problem}", f"give {what} relative to dr.root, e.g. state/notes/"
-        )
+        shown = repr(value) if len(value) <= 80 else repr(value[:77] + "...")
+        raise DrError(f"{what} {shown} is not usable: {problem}", f"give {what} relative to dr.root, e.g. state/notes/")
 
 
 def resolve_scope(cfg: DrConfig, unit: str | None, path: str | None, all_: bool) -> Scope:
@@ -298,6 +300,7 @@ def resolve_scope(cfg: DrConfig, unit: str | None, path: str | None, all_: bool)
                 f"unit {unit!r} is not a unit name: a unit is one directory under {cfg.units or 'the root'}",
                 "for a deeper path use --path, e.g. --path state/notes/",
             )
+        _check_segment_path("unit", unit)
         return Scope("unit", unit, None, cfg.key_for(cfg.units + unit + "/"), cfg.units + unit + "/", None, unit)
     if path:
         p = path[2:] if path.startswith("./") else path

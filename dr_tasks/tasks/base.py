@@ -50,6 +50,15 @@ def dr_task(*args: Any, **kwargs: Any) -> Callable[[F], Any]:
                 return fn(c, *a, **kw)
             except DrError as err:
                 raise Exit(f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: {err}", code=1) from None
+            except OSError as err:
+                # The local disk said no (full, read-only, permissions): the
+                # operator can act on that without a traceback.
+                where = f" ({err.filename})" if err.filename else ""
+                raise Exit(
+                    f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: {err.strerror or err}{where}\n"
+                    "  fix: check the disk and permissions under dr.root, then run again",
+                    code=1,
+                ) from None
 
         return task(*args, **kwargs)(wrapper)
 

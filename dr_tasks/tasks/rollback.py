@@ -61,6 +61,7 @@ def plan_lines(plan: RollbackPlan) -> list[str]:
         "confirm_label": "the snapshot's label, typed out: must match byte for byte",
         "allow_unversioned": "accept that deletes and overwrites are permanent on an unversioned bucket",
         "json": "print the plan (or the result) as JSON",
+        "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
     },
 )
 def rollback(
@@ -70,6 +71,7 @@ def rollback(
     confirm_label: str | None = None,
     allow_unversioned: bool = False,
     json_: bool = False,
+    break_lock: bool = False,
 ) -> None:
     """Make live equal to snapshot ID: a plan first; --apply takes a pre-rollback snapshot, then copies back."""
     from ..ops.rollback import UNVERSIONED_LOUD, apply_rollback, plan_rollback
@@ -101,9 +103,15 @@ def rollback(
 
     check_confirm_label(label_of(find_snapshot(cfg, id), id), confirm_label, id)
     hooks(c, cfg, "pre", "rollback")
-    result = apply_rollback(
-        cfg, id, confirm_label, allow_unversioned=allow_unversioned, progress=render.progress_for_terminal()
-    )
+    from ..lock import hold_lease
+    from .maintenance import lease_notify
+
+    # One operation at a time changes the bucket; the safety snapshot inside
+    # re-enters this lease. Hooks stay outside it (a post hook may take it).
+    with hold_lease(cfg, operation="rollback", break_lock=break_lock, notify=lease_notify):
+        result = apply_rollback(
+            cfg, id, confirm_label, allow_unversioned=allow_unversioned, progress=render.progress_for_terminal()
+        )
     render.warn(result.warnings)
     if json_:
         render.print_json(result.to_dict())

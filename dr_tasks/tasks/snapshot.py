@@ -41,12 +41,12 @@ def snapshot(c: Context, label: str, json_: bool = False, break_lock: bool = Fal
 
 
 # ---------------------------------------------------------------------- list / show
-@dr_task(name="list", help={"json": "print the rows as JSON"})
-def list_(c: Context, json_: bool = False) -> None:
+@dr_task(name="list", help={"json": "print the rows as JSON", "all": "also list snapshots that were pruned"})
+def list_(c: Context, json_: bool = False, all_: bool = False) -> None:
     """Snapshots recorded in the index."""
     from ..ops.catalog import list_snapshots
 
-    result = list_snapshots(load_config(c))
+    result = list_snapshots(load_config(c), include_pruned=all_)
     render.warn(b.describe() for b in result.bad_lines)
     if json_:
         render.print_json(result.to_dict())
@@ -56,6 +56,8 @@ def list_(c: Context, json_: bool = False) -> None:
         ["id", "label", "objects", "bytes", "dest"],
         ([r.get("id"), r.get("label"), r.get("objects"), r.get("bytes"), r.get("dest")] for r in result.snapshots),
     )
+    if result.pruned and not all_:
+        render.stdout().print(f"{len(result.pruned)} pruned snapshots not shown (--all lists them)", markup=False)
 
 
 @dr_task(help={"id": "snapshot id, as `dr.list` shows it", "json": "print as JSON"})

@@ -366,7 +366,11 @@ def test_kill_9_mid_rollback_leaves_no_row_and_the_rerun_converges(server, bucke
     assert half != before_rollback and "state/skills/alpha/added.txt" in half  # part-way: copies done, no deletes
 
     fault_proxy.clear()
-    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good", "--json")
+    # The killed run still holds the lease: the next operator is told who, and takes it over knowingly.
+    held = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    assert held.returncode == 1 and f"pid {proc.pid} for rollback" in held.stderr and "--break-lock" in held.stderr
+    assert "Traceback" not in held.stderr and live_state(repo) == half
+    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good", "--json", "--break-lock")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert live_state(repo) == {**at_snapshot, INDEX_KEY: before_rollback[INDEX_KEY]}
@@ -374,6 +378,8 @@ def test_kill_9_mid_rollback_leaves_no_row_and_the_rerun_converges(server, bucke
     assert result["interrupted_safety_snapshots"] == [first_safety]
     assert "did not finish" in r.stderr and first_safety in r.stderr
     rows = repo.index_rows()
+    assert [x["kind"] for x in rows].count("lock-break") == 1
+    rows = [x for x in rows if x["kind"] != "lock-break"]
     assert [x["kind"] for x in rows] == ["snapshot", "snapshot", "snapshot", "rollback"]
     assert rows[3]["safety_snapshot"] == rows[2]["id"] != first_safety
     assert snapshot_state(repo, rows[2]["id"]) == half
