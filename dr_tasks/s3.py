@@ -209,14 +209,7 @@ class S3:
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         self.call("CreateBucket", bucket, None, self.client.create_bucket, **kwargs)
         if versioned:
-            self.call(
-                "PutBucketVersioning",
-                bucket,
-                None,
-                self.client.put_bucket_versioning,
-                Bucket=bucket,
-                VersioningConfiguration={"Status": "Enabled"},
-            )
+            self.enable_versioning(bucket)
 
     # ------------------------------------------------------------------ listings
     def iter_versions(self, bucket: str, prefix: str) -> Iterator[ObjectVersion]:

@@ -200,6 +200,14 @@ class HostRepo:
         return dict(files)
 
 
+def assert_clean_refusal(r: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit 1, no traceback, and every needle in the message on stderr."""
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
 def bucket_state(server: Server, bucket: str) -> list[tuple[str, str, str, bool]]:
     """Every version and delete marker: (key, version id, etag, is latest) — to prove nothing changed."""
     c = server.client()

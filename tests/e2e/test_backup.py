@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from dr_tasks import take_snapshot
-from tests.conftest import INV, HostRepo, Server, bucket_state, live_objects, new_bucket
+from tests.conftest import INV, HostRepo, Server, assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import FaultProxy, Rule
 
 STATE_KEY = ".dr-tasks/backup-state.json"
@@ -50,13 +50,6 @@ def configure_backup(
         }
     )
     return name
-
-
-def assert_clean_refusal(r: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    for n in needles:
-        assert n in r.stderr, r.stderr
 
 
 def primary_objects(repo: HostRepo) -> dict[str, bytes]:

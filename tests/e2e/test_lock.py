@@ -21,15 +21,8 @@ import pytest
 from dr_tasks import DrError, LockHeld, hold_lease, read_lease
 from dr_tasks import lock as lock_mod
 from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
-from tests.conftest import INV, bucket_state, new_bucket
+from tests.conftest import INV, assert_clean_refusal, bucket_state, new_bucket
 from tests.support.faultproxy import Rule
-
-
-def assert_clean_refusal(r: Any, *needles: str) -> None:
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    for n in needles:
-        assert n in r.stderr, r.stderr
 
 
 def lock_entries(server: Any, bucket: str) -> list[tuple[str, str, str, bool]]:

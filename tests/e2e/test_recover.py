@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import live_objects, new_bucket
-from tests.e2e.test_backup import assert_clean_refusal, configure_backup
+from tests.conftest import assert_clean_refusal, live_objects, new_bucket
+from tests.e2e.test_backup import configure_backup
 from tests.support.faultproxy import FaultProxy, Rule
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from dr_tasks import take_snapshot
 from dr_tasks.lock import LOCK_KEY
 from dr_tasks.ops.prune import pin_key
-from tests.conftest import bucket_state, live_objects, new_bucket
+from tests.conftest import assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import Rule
 
 FILES = {"state/skills/alpha/a.txt": b"alpha\n", "state/skills/beta/b.bin": bytes(range(64))}
@@ -23,13 +23,6 @@ def make_snapshots(repo: Any, *stamps: str, label: str = "s") -> list[str]:
     """Snapshots taken through the API at the given times (in that order); their ids."""
     cfg = repo.cfg()
     return [take_snapshot(cfg, label, now=at(s)).id for s in stamps]
-
-
-def assert_clean_refusal(r: Any, *needles: str) -> None:
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    for n in needles:
-        assert n in r.stderr, r.stderr
 
 
 def under(server: Any, bucket: str, prefix: str = "snapshots/") -> dict[str, bytes]:

@@ -10,7 +10,6 @@ timestamp resolution (moto: 1 s, RGW: 1 ms), so the tests stay fast.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import pytest
 from dr_tasks import DrError, restore_at
 from dr_tasks.s3 import count_requests
 from dr_tasks.timeparse import compact_utc, iso_utc
-from tests.conftest import HostRepo, Server, bucket_state, local_tree, new_bucket
+from tests.conftest import HostRepo, Server, assert_clean_refusal, bucket_state, local_tree, new_bucket
 from tests.support.faultproxy import Rule
 
 UNIT = "snappy"
@@ -67,11 +66,6 @@ class History:
 
 
 # ---------------------------------------------------------------------- helpers
-def assert_clean_refusal(r: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    for n in needles:
-        assert n in r.stderr, r.stderr
 
 
 def last_modified(server: Server, bucket: str, key: str, version_id: str) -> datetime:

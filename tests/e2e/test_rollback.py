@@ -13,18 +13,22 @@ import pytest
 
 from dr_tasks import apply_rollback, plan_rollback, take_snapshot
 from dr_tasks.s3 import count_requests
-from tests.conftest import INV, SAMPLE_FILES, HostRepo, bucket_state, live_objects, local_tree, new_bucket
+from tests.conftest import (
+    INV,
+    SAMPLE_FILES,
+    HostRepo,
+    assert_clean_refusal,
+    bucket_state,
+    live_objects,
+    local_tree,
+    new_bucket,
+)
 from tests.support.faultproxy import Rule
 
 INDEX_KEY = "state/log/snapshots.ndjson"
 
 
 # ---------------------------------------------------------------------- helpers
-def assert_clean_refusal(r: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    for n in needles:
-        assert n in r.stderr, r.stderr
 
 
 def live_state(repo: HostRepo) -> dict[str, bytes]:

@@ -11,20 +11,13 @@ import pytest
 
 from dr_tasks import take_snapshot
 from dr_tasks.s3 import count_requests
-from tests.conftest import SAMPLE_FILES, bucket_state, live_objects, new_bucket
+from tests.conftest import SAMPLE_FILES, assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import Rule
 
 
 def snapshot_objects(repo, snap_id: str) -> dict[str, bytes]:
     prefix = f"snapshots/{snap_id}/"
     return {k[len(prefix) :]: v for k, v in live_objects(repo.server, repo.bucket, prefix).items()}
-
-
-def assert_clean_refusal(r, *needles: str) -> None:
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    for n in needles:
-        assert n in r.stderr, r.stderr
 
 
 def test_snapshot_copies_every_live_key_byte_for_byte(server, bucket, make_repo):

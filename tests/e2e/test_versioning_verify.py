@@ -13,8 +13,8 @@ import subprocess
 from typing import Any
 
 from dr_tasks import take_snapshot
-from tests.conftest import HostRepo, Server, bucket_state, new_bucket
-from tests.e2e.test_backup import configure_backup, moto2  # noqa: F401  (moto2 is a fixture)
+from tests.conftest import HostRepo, Server, assert_clean_refusal, bucket_state, new_bucket
+from tests.e2e.test_backup import configure_backup
 
 KEEP_LOGS = {
     "ID": "keep-logs",
@@ -22,13 +22,6 @@ KEEP_LOGS = {
     "Filter": {"Prefix": "logs/"},
     "Expiration": {"Days": 365},
 }
-
-
-def assert_clean_refusal(r: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    for n in needles:
-        assert n in r.stderr, r.stderr
 
 
 def rules(server: Server, bucket: str) -> list[dict[str, Any]]:
