@@ -32,8 +32,10 @@ def list_snapshots(cfg: DrConfig, include_pruned: bool = False) -> ListResult:
     read = Index(cfg.index_path).read()
     gone = pruned_ids(read)
     rows = read.of_kind("snapshot")
-    shown = rows if include_pruned else [r for r in rows if r.get("id") not in gone]
-    return ListResult(shown, read.bad, sorted(i for i in gone if any(r.get("id") == i for r in rows)))
+    ids = {r.get("id") for r in rows if isinstance(r.get("id"), str)}
+    # A garbage row's id may be anything (a mapping, a list): only strings can be pruned ids.
+    shown = rows if include_pruned else [r for r in rows if not (isinstance(r.get("id"), str) and r["id"] in gone)]
+    return ListResult(shown, read.bad, sorted(gone & ids))
 
 
 def find_snapshot(cfg: DrConfig, snap_id: str, allow_pruned: bool = False) -> dict[str, Any]:
