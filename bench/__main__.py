@@ -1,0 +1,191 @@
+"""`python -m bench [--n=N] [--quick] ...` (or `inv bench`): see bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import history, report, runner, scenarios, servers, tools
+
+MOTO_CAP = 2000  # moto's ListObjectVersions deep-copies the whole bucket per call: keep it small.
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench", description="dr-tasks against aws s3 / rclone / s3-pit-restore"
+    )
+    ap.add_argument("--n", type=int, default=0, help="objects to seed on RGW (default 10000; --quick: 200)")
+    ap.add_argument("--moto-n", type=int, default=0, help=f"objects on moto (default min(N, {MOTO_CAP}))")
+    ap.add_argument("--quick", action="store_true", help="the CI smoke: N=200, one run each, no peer install")
+    ap.add_argument("--runs", type=int, default=0, help="timed runs per tool (default 3; --quick: 1)")
+    ap.add_argument("--servers", default="moto,rgw", help="comma list of moto, rgw")
+    ap.add_argument(
+        "--only",
+        default="ceiling,restore,snapshot,backup,latency",
+        help="comma list of ceiling, restore, snapshot, backup, latency, scaling",
+    )
+    ap.add_argument("--sizes", default="", help="N values for the time-against-N chart (RGW), e.g. 1000,5000,10000")
+    ap.add_argument("--latency-n", type=int, default=1000, help="objects in latency mode")
+    ap.add_argument("--latency-ms", type=float, default=30.0)
+    ap.add_argument("--no-install", action="store_true", help="do not pip/apt-get install missing peers")
+    ap.add_argument("--peers", default="aws,s3-pit-restore,rclone", help="comma list of peers to run, or none")
+    ap.add_argument("--out", default=str(tools.OUT))
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.n = a.n or 200
+        a.runs = a.runs or 1
+        a.no_install = True
+        if "--only" not in " ".join(argv or sys.argv):
+            a.only = "ceiling,restore,snapshot,backup"
+    a.n = a.n or 10000
+    a.runs = a.runs or 3
+    a.moto_n = a.moto_n or min(a.n, MOTO_CAP)
+    if a.sizes and "scaling" not in a.only:
+        a.only += ",scaling"
+    return a
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
+    only = set(a.only.split(","))
+    out = Path(a.out)
+    work = tools.OUT / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.rmtree(tools.OUT / "logs", ignore_errors=True)
+    wanted = set(a.peers.split(",")) - {"none", ""}
+    peers = tools.find_peers(install=not a.no_install, wanted=wanted, log=log)
+    log(f"peers: {peers.to_dict()}")
+    results: dict[str, Any] = {
+        "meta": {
+            "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "runs": a.runs,
+            "n": {"rgw": a.n, "moto": a.moto_n},
+            "peers": peers.to_dict(),
+            "missing_scenarios": [],
+        },
+        "ceilings": [],
+        "histories": [],
+        "scenarios": [],
+        "scaling": [],
+    }
+
+    def add(
+        sc: scenarios.Scenario | None,
+        what: str,
+        delay: float = 0.0,
+        tag: str = "",
+        proxies: dict[str, servers.Proxy] | None = None,
+    ) -> dict[str, Any] | None:
+        if sc is None:
+            note = f"{what}: not measured (our task is not built yet)"
+            if note not in results["meta"]["missing_scenarios"]:
+                results["meta"]["missing_scenarios"].append(note)
+            log(note)
+            return None
+        res = runner.run_scenario(sc, a.runs, delay=delay, log=log, tag=tag, proxies=proxies)
+        results["scenarios"].append(res)
+        report.write(results, out)
+        return res
+
+    for kind in [s for s in a.servers.split(",") if s]:
+        n = a.n if kind == "rgw" else a.moto_n
+        log(f"starting {kind} ...")
+        try:
+            srv = servers.start_server(kind)
+        except Exception as err:
+            log(f"{kind} unavailable: {err}")
+            results["meta"].setdefault("servers_skipped", {})[kind] = str(err)[:500]
+            continue
+        dest: servers.Server | None = None
+        try:
+            if "ceiling" in only:
+                c = runner.ceiling(srv, seconds=0.5 if a.quick else 3.0)
+                log(f"ceiling: {c}")
+                results["ceilings"].append(c)
+            hist = history.seed(srv.client(max_pool=32), n, log=log)
+            results["histories"].append({"server": kind, **hist.summary()})
+            w = work / kind
+            if "restore" in only:
+                if not a.quick:
+                    add(scenarios.restore(srv, hist, w, peers, unit=7), "restore one unit")
+                add(scenarios.restore(srv, hist, w, peers, unit=None, rclone_variants=False), "restore all units")
+            if "snapshot" in only:
+                add(scenarios.snapshot(srv, hist, w, peers), "snapshot")
+            if "backup" in only:
+                dest = servers.start_server(kind, name=f"{kind}-b")
+                state = scenarios.BackupState({})
+                # The same counting proxies for every phase: our incremental state is bound to the
+                # source endpoint URL, so a new proxy port per phase would make each run a first run.
+                bproxies = {s.name: servers.Proxy(s) for s in (srv, dest)}
+                try:
+                    for phase in ("first", "no-change", "1%-changed"):
+                        sc = scenarios.backup(srv, dest, hist, w, peers, phase, state, a.runs)
+                        add(sc, f"backup {phase}", proxies=bproxies)
+                finally:
+                    for p in bproxies.values():
+                        p.stop()
+            if "latency" in only:
+                lat = history.seed(srv.client(max_pool=32), min(a.latency_n, n), log=log)
+                wl = work / f"{kind}-latency"
+                d = a.latency_ms / 1000
+                add(scenarios.restore(srv, lat, wl, peers, unit=None, rclone_variants=False), "latency restore", d)
+                add(scenarios.snapshot(srv, lat, wl, peers), "latency snapshot", d)
+                if dest is not None:
+                    lproxies = {s.name: servers.Proxy(s, d) for s in (srv, dest)}
+                    try:
+                        sc = scenarios.backup(srv, dest, lat, wl, peers, "first", scenarios.BackupState({}), a.runs)
+                        add(sc, "latency backup first", d, proxies=lproxies)
+                    finally:
+                        for p in lproxies.values():
+                            p.stop()
+            if "scaling" in only and a.sizes and kind == "rgw":
+                for size in [int(x) for x in a.sizes.split(",")]:
+                    h = history.seed(srv.client(max_pool=32), size, log=log)
+                    ws = work / f"{kind}-scale-{size}"
+                    for sc in (
+                        scenarios.restore(srv, h, ws, peers, unit=None, rclone_variants=False),
+                        scenarios.snapshot(srv, h, ws, peers),
+                    ):
+                        if sc is None:
+                            continue
+                        res = runner.run_scenario(sc, a.runs, log=log, tag=f"n{size}-")
+                        for tool, t in res["tools"].items():
+                            results["scaling"].append(
+                                {
+                                    "server": kind,
+                                    "scenario": sc.name,
+                                    "tool": tool,
+                                    "n": size,
+                                    "median_s": t["median_s"],
+                                }
+                            )
+                    report.write(results, out)
+        finally:
+            srv.stop()
+            if dest is not None:
+                dest.stop()
+    paths = report.write(results, out)
+    log("wrote " + ", ".join(str(p) for p in paths))
+    print(report.markdown(results))
+    ours_ok = all(
+        t["correct"] for sc in results["scenarios"] for name, t in sc["tools"].items() if name == scenarios.OURS
+    )
+    return 0 if ours_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
