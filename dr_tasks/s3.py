@@ -12,6 +12,7 @@ import base64
 import contextlib
 import email.utils
 import hashlib
+import os
 import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -42,12 +44,31 @@ if TYPE_CHECKING:
 MAX_SINGLE_COPY = 5 * 1024**3
 # Part size for those: 10,000 parts of it cover S3's 5 TiB object limit.
 COPY_PART_SIZE = 512 * 1024**2
-# How many times botocore tries a request in all (first try included).
+# How many times botocore tries a request in all (first try included);
+# the AWS_MAX_ATTEMPTS environment variable, when set, wins (see `max_attempts`).
 MAX_ATTEMPTS = 8
 
 # (event name, handler) pairs attached to every client made from now on. Tests
 # and the benchmark use it to count requests with a botocore event hook.
 _CLIENT_HOOKS: list[tuple[str, Callable[..., Any]]] = []
+
+
+def max_attempts() -> int:
+    """Attempts per request: AWS_MAX_ATTEMPTS when set, else MAX_ATTEMPTS.
+
+    botocore reads AWS_MAX_ATTEMPTS itself only when the client's Config sets
+    no attempts, and ours always does, so it is honoured here: an operator
+    on a flaky link can ask for more, a test for fewer.
+    """
+    raw = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if not raw:
+        return MAX_ATTEMPTS
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise DrError(
+            f"AWS_MAX_ATTEMPTS={raw[:20]!r} is not a whole number from 1 to 100",
+            f"unset it (the default is {MAX_ATTEMPTS} attempts) or set e.g. AWS_MAX_ATTEMPTS=10",
+        )
+    return int(raw)
 
 
 class S3Error(DrError):
@@ -131,14 +152,18 @@ def _record_server_order() -> Callable[..., None]:
             return
         order: list[tuple[str, str]] = []
         try:
-            for el in ET.fromstring(body):
+            root = ET.fromstring(body)
+            # botocore asks for EncodingType=url and decodes the keys it
+            # parses; the raw XML keys must be decoded the same way to match.
+            encoded = any(el.tag.rsplit("}", 1)[-1] == "EncodingType" and el.text == "url" for el in root)
+            for el in root:
                 tag = el.tag.rsplit("}", 1)[-1]
                 if tag in ("Version", "DeleteMarker"):
                     key = vid = ""
                     for child in el:
                         ctag = child.tag.rsplit("}", 1)[-1]
                         if ctag == "Key":
-                            key = child.text or ""
+                            key = unquote_plus(child.text or "") if encoded else (child.text or "")
                         elif ctag == "VersionId":
                             vid = child.text or ""
                     order.append((key, vid))
@@ -168,7 +193,7 @@ class S3:
                 "define it in ~/.aws/credentials or unset dr.profile",
             ) from None
         config = Config(
-            retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+            retries={"mode": "standard", "total_max_attempts": max_attempts()},
             max_pool_connections=max(10, concurrency + 2),
             connect_timeout=10,
             read_timeout=120,
@@ -304,25 +329,45 @@ class S3:
             ContentType=content_type,
         )
 
+    def _read_whole(self, kwargs: dict[str, Any], missing: tuple[str, ...] = ()) -> bytes | None:
+        """GetObject and read the whole body; None when the error code is in `missing`.
+
+        botocore retries the request, not the reading of its body: a body
+        that breaks off part-way (reset, read timeout, short read) surfaces
+        after the call returned, so it is fetched again here, from the start.
+        """
+        bucket, key = kwargs["Bucket"], kwargs["Key"]
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
+            try:
+                body = self.client.get_object(**kwargs)["Body"]
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") in missing:
+                    return None
+                raise self._fail("GetObject", bucket, key, err) from None
+            except BotoCoreError as err:
+                raise self._fail("GetObject", bucket, key, err) from None
+            try:
+                return body.read()
+            except BotoCoreError as err:
+                if attempt == STREAM_ATTEMPTS:
+                    raise S3Error(
+                        "GetObject", bucket, key, f"the body broke off {attempt} times: {_describe(err)[0]}"
+                    ) from None
+            finally:
+                body.close()
+        raise AssertionError("unreachable")
+
     def get_bytes(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id and version_id != "null":
             kwargs["VersionId"] = version_id
-        try:
-            return self.client.get_object(**kwargs)["Body"].read()
-        except (ClientError, BotoCoreError) as err:
-            raise self._fail("GetObject", bucket, key, err) from None
+        data = self._read_whole(kwargs)
+        assert data is not None  # no error code counts as missing here
+        return data
 
     def get_bytes_or_none(self, bucket: str, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such key."""
-        try:
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise self._fail("GetObject", bucket, key, err) from None
-        except BotoCoreError as err:
-            raise self._fail("GetObject", bucket, key, err) from None
+        return self._read_whole({"Bucket": bucket, "Key": key}, ("NoSuchKey", "404", "NotFound"))
 
     def exists(self, bucket: str, key: str) -> bool:
         try:
@@ -469,14 +514,7 @@ class S3:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id and version_id != "null":
             kwargs["VersionId"] = version_id
-        try:
-            return self.client.get_object(**kwargs)["Body"].read()
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchVersion", "404", "NotFound"):
-                return None
-            raise self._fail("GetObject", bucket, key, err) from None
-        except BotoCoreError as err:
-            raise self._fail("GetObject", bucket, key, err) from None
+        return self._read_whole(kwargs, ("NoSuchKey", "NoSuchVersion", "404", "NotFound"))
 
     # ------------------------------------------------------------------ backup
     # Cross-endpoint copies: the two regions are different servers (Spaces has

@@ -84,3 +84,19 @@ def test_delete_keys_batches_by_thousand(moto_server):
         s3 = make_s3(moto_server)
         errors = s3.delete_keys(bucket, (f"k{i}" for i in range(1500)))
     assert errors == [] and counts["DeleteObjects"] == 2
+
+
+def test_the_raw_server_order_lines_up_with_parsed_keys_even_when_url_encoded(server):
+    """botocore asks for EncodingType=url; the raw order must be decoded the same way or it never matches."""
+    bucket = new_bucket(server)
+    c = server.client()
+    keys = ["dir/a b+c.txt", "dir/caf\u00e9/x.txt", "dir/plain.txt"]
+    for k in keys:
+        c.put_object(Bucket=bucket, Key=k, Body=b"1")
+        c.put_object(Bucket=bucket, Key=k, Body=b"2")
+    c.delete_object(Bucket=bucket, Key=keys[0])
+    s3 = make_s3(server)
+    page = next(iter(s3.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="dir/")))
+    raw = page["DrServerOrder"]
+    parsed = {(v["Key"], v["VersionId"]) for v in page.get("Versions", []) + page.get("DeleteMarkers", [])}
+    assert len(parsed) == 7 and set(raw) == parsed
