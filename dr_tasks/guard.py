@@ -110,21 +110,33 @@ class Guard:
         return None
 
     @staticmethod
-    def safe_join(base: Path, rel_key: str) -> Path:
-        """`base / rel_key`, refusing anything that would land outside `base`."""
+    def safe_join(base: Path, rel_key: str, verified: set[Path] | None = None) -> Path:
+        """`base / rel_key`, refusing anything that would land outside `base`.
+
+        `verified` is a caller's cache of directories under `base` already seen
+        not to be symlinks: a restore of many files checks each directory once
+        instead of once per file (and skips the final resolve, since a path of
+        plain segments through non-symlink directories cannot leave `base`).
+        """
         problem = Guard.key_problem(rel_key)
         if problem:
             raise GuardError(f"refusing key {rel_key!r}: {problem}", "it would resolve outside the holding dir")
-        target = base.joinpath(*PurePosixPath(rel_key).parts)
+        parts = PurePosixPath(rel_key).parts
+        target = base.joinpath(*parts)
         # A parent that is (or later becomes) a symlink could point anywhere.
         cur = base
-        for part in PurePosixPath(rel_key).parts[:-1]:
+        for part in parts[:-1]:
             cur = cur / part
+            if verified is not None and cur in verified:
+                continue
             if cur.is_symlink():
                 raise GuardError(f"refusing key {rel_key!r}: parent {cur} is a symlink", "remove the symlink")
-        base_resolved = base.resolve()
+            if verified is not None:
+                verified.add(cur)
+        if verified is not None:
+            return target
         try:
-            target.resolve().relative_to(base_resolved)
+            target.resolve().relative_to(base.resolve())
         except ValueError:
             raise GuardError(
                 f"refusing key {rel_key!r}: resolves outside {base}", "it would escape the holding dir"

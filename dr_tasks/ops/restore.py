@@ -699,26 +699,36 @@ def _download_all(
     refused: list[RefusedKey],
     progress: Progress,
 ) -> list[RestoredFile]:
+    # Directories already checked (not symlinks) and created: each once per
+    # restore, not once per file (that was a fifth of the workers' time).
+    verified: set[Path] = set()
+    made: set[Path] = set()
+
     def fetch(item: tuple[str, ObjectVersion]) -> RestoredFile | None:
         name, v = item
         try:
-            target = Guard.safe_join(staging, name)
+            target = Guard.safe_join(staging, name, verified)
         except GuardError as err:
             refused.append(RefusedKey(v.key, err.message))
             return None
+        # Random, so no key of the bucket (which may be named anything) can collide with it.
         tmp = target.parent / f".{target.name}.dr-part-{uuid.uuid4().hex[:8]}"
+        written = False
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
             sha = s3.download_version(cfg.bucket, v, tmp)
             mtime = v.last_modified.timestamp()
             os.utime(tmp, (mtime, mtime))
             os.replace(tmp, target)
+            written = True
         except OSError as err:
             raise DrError(
                 f"cannot write {name} (from {v.key}): {err.strerror}", "check disk space and permissions"
             ) from None
         finally:
-            if tmp.exists():
+            if not written and tmp.exists():
                 tmp.unlink()
         return RestoredFile(name, v.key, v.version_id, v.size, v.etag_plain, iso_utc(v.last_modified), sha)
 
