@@ -253,9 +253,38 @@ def plan_prune(cfg: DrConfig, rules: KeepRules, *, s3: S3 | None = None, now: da
             # manifest and was cut off. Without one it is an interrupted
             # snapshot, removed only once it is clearly not still running.
             (orphans if name in indexed or parsed[0] < cutoff else recent).append(name)
+    orphans.extend(_pruned_without_row(cfg, s3, read, set(manifests), set(orphans) | set(recent)))
     pinned = {i for i, on in index_pins(read).items() if on} | set(list_pin_markers(cfg, s3))
     decisions = decide([(i, ts, label) for i, (ts, label) in manifests.items()], rules, pinned)
     return PruneResult(cfg.bucket, rules, decisions, sorted(orphans), sorted(recent), sorted(foreign))
+
+
+def _pruned_without_row(cfg: DrConfig, s3: S3, read: IndexRead, manifests: set[str], seen: set[str]) -> list[str]:
+    """Indexed snapshots a prune deleted completely but was killed before its row (found by fault tests).
+
+    Without this, the re-run finds nothing left to delete, writes no row, and
+    `dr.list` keeps showing snapshots that are gone. Only a delete marker as
+    the manifest's latest version counts as proof of a delete: a bucket that
+    was emptied or replaced (restored from the backup later) has none, and
+    must not get its snapshots recorded as pruned.
+    """
+    gone = pruned_ids(read)
+    out: list[str] = []
+    for r in read.of_kind("snapshot"):
+        sid = r.get("id")
+        if (
+            not isinstance(sid, str)
+            or sid in manifests
+            or sid in seen
+            or sid in gone
+            or r.get("bucket") != cfg.bucket
+            or parse_snapshot_id(sid) is None
+        ):
+            continue
+        entries, _ = s3.key_versions(cfg.bucket, manifest_key(cfg, sid))
+        if any(e.is_latest and e.is_delete_marker for e in entries) and sid not in out:
+            out.append(sid)
+    return out
 
 
 def _keys_under(s3: S3, bucket: str, prefixes: list[str]) -> Iterator[str]:

@@ -141,7 +141,7 @@ def only_failing(marks: dict[str, str], name: str) -> None:
     assert marks == {**ALL_PASS, name: "FAIL"}, marks
 
 
-def test_verify_passes_then_fails_for_each_check_in_turn(server, make_repo, moto2):  # noqa: F811
+def test_verify_passes_then_fails_for_each_check_in_turn(server, make_repo, moto2):
     repo, snap_id = passing_repo(server, make_repo, moto2)
     r, marks = verify(repo)
     assert r.returncode == 0, (r.stdout, r.stderr)
@@ -226,7 +226,7 @@ def manifest(repo: HostRepo, snap_id: str) -> dict[str, Any]:
     return json.loads(body.read())
 
 
-def test_deep_records_sha256_then_catches_a_corrupted_object(server, make_repo, moto2):  # noqa: F811
+def test_deep_records_sha256_then_catches_a_corrupted_object(server, make_repo, moto2):
     repo, snap_id = passing_repo(server, make_repo, moto2)
     assert all(o["sha256"] is None for o in manifest(repo, snap_id)["objects"])
     r, marks = verify(repo, "--deep")
@@ -259,7 +259,7 @@ def test_deep_records_sha256_then_catches_a_corrupted_object(server, make_repo, 
     assert "state/skills/beta/blob.bin: sha256" in r.stdout and "1 of 5 objects do not match" in r.stdout
 
 
-def test_deep_on_first_read_catches_corruption_and_does_not_record_it(moto_server, make_repo, moto2):  # noqa: F811
+def test_deep_on_first_read_catches_corruption_and_does_not_record_it(moto_server, make_repo, moto2):
     repo, snap_id = passing_repo(moto_server, make_repo, moto2)
     key = f"snapshots/{snap_id}/state/skills/alpha/a.txt"
     c = moto_server.client()

@@ -5,10 +5,23 @@ exactly as it would talk to the server; the proxy forwards every request
 unchanged (the Host header too, so SigV4 signatures still verify) unless a
 rule says to answer 503 SlowDown, 500, 403, or to reset the connection.
 It also counts requests by S3 operation, as the server sees them.
+
+Faults that need the real response or time (see `Rule.fault`):
+- "cut": forward, send the server's headers and half its body, then reset,
+  a GET whose body breaks off part-way;
+- "stall": the same, but hang after half the body, so the client's read
+  timeout fires mid-body;
+- "hold": never forward; park the request until `release()` (or `clear()`)
+  or `hold_seconds`, then reset. A client waits for an answer that never
+  comes: a read timeout before the headers, or a process to `kill -9` at
+  a known point;
+- "hold-after": forward (the request takes effect on the server), then park
+  the response the same way: the client dies, or times out, after the fact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import struct
@@ -68,11 +81,13 @@ def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: d
 
 @dataclass
 class Rule:
-    """Answer `fault` (503, 500, 403 or "reset") to matching requests.
+    """Answer `fault` (503, 500, 403, "reset", "cut", "stall", "hold" or "hold-after") to matching requests.
 
-    `op` matches the S3 operation, `key` a substring of the decoded key; the
-    first `skip` matches pass through, then `times` matches fault (-1: all).
-    `delay` seconds are slept before any matching request is handled.
+    `op` matches the S3 operation, `key` a substring of the decoded key,
+    `prefix` exactly the `prefix` parameter of a listing ("" when absent);
+    the first `skip` matches pass through, then `times` matches fault (-1:
+    all). `delay` seconds are slept before any matching request is handled.
+    "stall", "hold" and "hold-after" park for at most `hold_seconds`.
     """
 
     op: str | None = None
@@ -83,9 +98,15 @@ class Rule:
     delay: float = 0.0
     matched: int = 0
     fired: int = 0
+    prefix: str | None = None
+    hold_seconds: float = 60.0
 
-    def matches(self, op: str, key: str) -> bool:
-        return (self.op is None or self.op == op) and (self.key is None or self.key in key)
+    def matches(self, op: str, key: str, prefix: str = "") -> bool:
+        return (
+            (self.op is None or self.op == op)
+            and (self.key is None or self.key in key)
+            and (self.prefix is None or self.prefix == prefix)
+        )
 
 
 class FaultProxy:
@@ -97,6 +118,8 @@ class FaultProxy:
         self.counts: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self._lock = threading.Lock()
+        # Parked requests ("stall", "hold", "hold-after") wait on this; `release()` swaps in a fresh one.
+        self._release = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -106,7 +129,9 @@ class FaultProxy:
                 pass
 
             def _handle(self) -> None:
-                proxy._serve(self)
+                # A client that went away (killed, timed out) is part of the game, not an error.
+                with contextlib.suppress(ConnectionError):
+                    proxy._serve(self)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
@@ -121,16 +146,25 @@ class FaultProxy:
         return rule
 
     def clear(self) -> None:
+        """Forget the rules and counts, and let go of every parked request."""
         with self._lock:
             self.rules.clear()
             self.counts.clear()
             self.faults.clear()
+        self.release()
+
+    def release(self) -> None:
+        """Parked requests end now (with a reset): their clients are dead or have timed out."""
+        with self._lock:
+            event, self._release = self._release, threading.Event()
+        event.set()
 
     def start(self) -> FaultProxy:
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
 
@@ -141,13 +175,13 @@ class FaultProxy:
         self.stop()
 
     # ------------------------------------------------------------------ serving
-    def _decide(self, op: str, key: str) -> tuple[int | str | None, float]:
+    def _decide(self, op: str, key: str, prefix: str = "") -> tuple[int | str | None, float, float]:
         """The first rule that fires decides; skipped or spent rules let later ones try."""
         delay = 0.0
         with self._lock:
             self.counts[op] += 1
             for rule in self.rules:
-                if not rule.matches(op, key):
+                if not rule.matches(op, key, prefix):
                     continue
                 rule.matched += 1
                 delay = max(delay, rule.delay)
@@ -156,8 +190,22 @@ class FaultProxy:
                 rule.fired += 1
                 if rule.fault is not None:
                     self.faults[f"{op}:{rule.fault}"] += 1
-                    return rule.fault, delay
-        return None, delay
+                    return rule.fault, delay, rule.hold_seconds
+        return None, delay, 0.0
+
+    def _park(self, seconds: float) -> None:
+        with self._lock:
+            event = self._release
+        event.wait(seconds)
+
+    @staticmethod
+    def _reset(h: BaseHTTPRequestHandler) -> None:
+        # SO_LINGER 0: close() sends RST, the client sees "connection reset".
+        with contextlib.suppress(OSError):
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        h.close_connection = True
+        with contextlib.suppress(OSError):
+            h.connection.close()
 
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         split = urlsplit(h.path)
@@ -167,14 +215,16 @@ class FaultProxy:
         key = unquote(split.path.split("/", 2)[2]) if split.path.count("/") >= 2 else ""
         length = int(headers.get("content-length") or 0)
         body = h.rfile.read(length) if length else b""
-        fault, delay = self._decide(op, key)
+        prefix = query.get("prefix", [""])[0]
+        fault, delay, hold = self._decide(op, key, prefix)
         if delay:
             time.sleep(delay)
         if fault == "reset":
-            # SO_LINGER 0: close() sends RST, the client sees "connection reset".
-            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            h.close_connection = True
-            h.connection.close()
+            self._reset(h)
+            return
+        if fault == "hold":
+            self._park(hold)
+            self._reset(h)
             return
         if isinstance(fault, int):
             code, message = _BODIES.get(fault, ("Fault", "injected"))
@@ -197,6 +247,11 @@ class FaultProxy:
             )
             resp = conn.getresponse()
             data = resp.read()
+            if fault == "hold-after":
+                # The server has done it; the client never hears back.
+                self._park(hold)
+                self._reset(h)
+                return
             h.send_response(resp.status, resp.reason)
             for k, v in resp.getheaders():
                 if k.lower() not in (
@@ -213,6 +268,16 @@ class FaultProxy:
             else:
                 h.send_header("Content-Length", str(len(data)))
             h.end_headers()
+            if fault in ("cut", "stall") and h.command != "HEAD":
+                # The full Content-Length was promised; half of it arrives, then nothing or a reset.
+                h.wfile.write(data[: len(data) // 2])
+                h.wfile.flush()
+                if fault == "stall":
+                    self._park(hold)
+                else:
+                    time.sleep(0.2)  # let the client read the half before the RST
+                self._reset(h)
+                return
             if h.command != "HEAD":
                 h.wfile.write(data)
         finally:
