@@ -92,7 +92,7 @@ def _owner() -> str:
         return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -289,7 +289,7 @@ class _LeaseClient:
         stale = None
         if now > expires:
             stale = f"it expired at {iso(expires)}"
-        elif host == self.host and pid is not None and pid != os.getpid() and not _pid_alive(pid):
+        elif host == self.host and pid is not None and pid != os.getpid() and not pid_alive(pid):
             stale = f"pid {pid} is not running on {host}"
         return _with_stale(holder, stale)
 

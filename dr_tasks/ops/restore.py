@@ -44,6 +44,7 @@ import pathspec
 from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard, GuardError
+from ..lock import pid_alive
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
@@ -653,7 +654,9 @@ def restore_at(
 
     # 3. download into a staging dir beside the holding dir
     cfg.restore_path.mkdir(parents=True, exist_ok=True)
-    staging = cfg.restore_path / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+    _sweep_dead_staging(cfg.restore_path)
+    # The pid in the name lets a later restore remove what a killed one left.
+    staging = cfg.restore_path / f".{name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         restored = _download_all(cfg, s3, staging, present, refused, progress)
@@ -689,6 +692,14 @@ def restore_at(
     result.seconds = round(time.monotonic() - started, 3)
     _write_json(receipt, result.receipt_dict(iso_utc(now.replace(microsecond=0))))
     return result
+
+
+def _sweep_dead_staging(restore_path: Path) -> None:
+    """Remove staging dirs of restores whose process is gone (killed mid-download)."""
+    for d in restore_path.glob(".*.partial-*-*"):
+        pid = d.name.rsplit(".partial-", 1)[-1].split("-", 1)[0]
+        if d.is_dir() and not d.is_symlink() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _download_all(

@@ -376,8 +376,11 @@ def test_kill_9_mid_restore_leaves_no_holding_dir_and_the_same_restore_then_work
     leftovers = sorted(p.name for p in (repo.path / "_restore").iterdir())
     assert all(n.startswith(f".{hold.name}.partial-") for n in leftovers), leftovers
 
+    assert leftovers
     ok(repo.run("dr.restore", UNIT, ts))  # no --force: nothing of the killed run is in the way
     assert local_tree(hold) == unit_tree()
+    # ...and the killed run's staging dir is gone: its pid is dead, so the next restore swept it.
+    assert not [p for p in (repo.path / "_restore").iterdir() if p.name in leftovers]
 
     clean = make_repo(server, bucket)
     restore_at(clean.cfg(), ts, unit=UNIT)
