@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -232,18 +233,27 @@ def _save_state(cfg: DrConfig, dst: S3, dest_bucket: str, state: dict[str, list[
 def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan:
     """Listings only (plus the one state object): what to copy, what to skip, what `--mirror` would delete."""
     warnings: list[str] = []
-    sources = list_sources(cfg, src)
     bp = cfg.backup.prefix
-    try:
-        dest = {o.key: o for o in dst.iter_objects(dest_bucket, bp)}
-    except S3Error as err:
+    # The two regions are listed at the same time: on a no-change run the
+    # listings are nearly all of the work, and they wait on different servers.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        source_listing = pool.submit(list_sources, cfg, src)
+        try:
+            dest = {o.key: o for o in dst.iter_objects(dest_bucket, bp)}
+        except S3Error as err:
+            dest_error: S3Error | None = err
+        else:
+            dest_error = None
+        sources = source_listing.result()
+    if dest_error is not None:
+        err = dest_error
         if "NoSuchBucket" in err.detail:
             raise DrError(
                 f"the backup bucket s3://{dest_bucket} does not exist at "
                 f"{cfg.backup.endpoint.endpoint_url if cfg.backup.endpoint else None}",
                 "create it (versioned) in the backup region, or fix dr.backup.bucket / dr.backup.endpoint_url",
             ) from None
-        raise
+        raise err
     state = _load_state(cfg, dst, dest_bucket, warnings)
     to_copy: list[ObjectVersion] = []
     skipped = 0
