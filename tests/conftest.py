@@ -146,17 +146,32 @@ class HostRepo:
     def index_path(self) -> Path:
         return self.path / self.config.get("index", "state/log/snapshots.ndjson")
 
-    def run(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180, program: str = INV
-    ) -> subprocess.CompletedProcess[str]:
+    def environ(self, env: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment a user's shell would give `inv`: this server's credentials, no stray AWS config."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INVOKE_DR_"))}
         full_env.update(self.server.env())
         full_env["AWS_CONFIG_FILE"] = str(self.path / ".no-aws-config")
         full_env["AWS_SHARED_CREDENTIALS_FILE"] = str(self.path / ".no-aws-credentials")
         full_env.update(self.extra_env)
         full_env.update(env or {})
+        return full_env
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180, program: str = INV
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [program, *args], cwd=self.path, env=full_env, capture_output=True, text=True, timeout=timeout
+            [program, *args], cwd=self.path, env=self.environ(env), capture_output=True, text=True, timeout=timeout
+        )
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """`inv <args>` started the way `run` starts it, but not waited for (to be killed mid-way)."""
+        return subprocess.Popen(
+            [INV, *args],
+            cwd=self.path,
+            env=self.environ(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def dr(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:

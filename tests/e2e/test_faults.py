@@ -42,7 +42,6 @@ from dr_tasks.index import Index
 from dr_tasks.lock import LOCK_KEY
 from dr_tasks.timeparse import compact_utc, iso_utc
 from tests.conftest import (
-    INV,
     SAMPLE_FILES,
     HostRepo,
     Server,
@@ -101,13 +100,7 @@ def ok(r: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
 
 def spawn(repo: HostRepo, *args: str) -> subprocess.Popen[str]:
     """`inv <args>` started the way `repo.run` starts it, but not waited for."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INVOKE_DR_"))}
-    env.update(repo.server.env())
-    env["AWS_CONFIG_FILE"] = str(repo.path / ".no-aws-config")
-    env["AWS_SHARED_CREDENTIALS_FILE"] = str(repo.path / ".no-aws-credentials")
-    return subprocess.Popen(
-        [INV, *args], cwd=repo.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return repo.spawn(*args)
 
 
 def wait_for(done: Callable[[], bool], proc: subprocess.Popen[str] | None = None, timeout: float = 60) -> None:

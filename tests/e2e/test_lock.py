@@ -21,7 +21,7 @@ import pytest
 from dr_tasks import DrError, LockHeld, hold_lease, read_lease
 from dr_tasks import lock as lock_mod
 from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
-from tests.conftest import INV, assert_clean_refusal, bucket_state, new_bucket
+from tests.conftest import assert_clean_refusal, bucket_state, new_bucket
 from tests.support.faultproxy import Rule
 
 
@@ -31,13 +31,7 @@ def lock_entries(server: Any, bucket: str) -> list[tuple[str, str, str, bool]]:
 
 def spawn(repo: Any, *args: str) -> subprocess.Popen[str]:
     """`inv <args>` in the repo, in the background, with the environment `repo.run` uses."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INVOKE_DR_"))}
-    env.update(repo.server.env())
-    env["AWS_CONFIG_FILE"] = str(repo.path / ".no-aws-config")
-    env["AWS_SHARED_CREDENTIALS_FILE"] = str(repo.path / ".no-aws-credentials")
-    return subprocess.Popen(
-        [INV, *args], cwd=repo.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return repo.spawn(*args)
 
 
 def plant_lease(server: Any, bucket: str, **fields: Any) -> str:

@@ -80,13 +80,7 @@ def damage(repo: HostRepo) -> None:
 
 def popen(repo: HostRepo, *args: str) -> subprocess.Popen[str]:
     """`inv` started the way `repo.run` starts it, but not waited for."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INVOKE_DR_"))}
-    env.update(repo.server.env())
-    env["AWS_CONFIG_FILE"] = str(repo.path / ".no-aws-config")
-    env["AWS_SHARED_CREDENTIALS_FILE"] = str(repo.path / ".no-aws-credentials")
-    return subprocess.Popen(
-        [INV, *args], cwd=repo.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return repo.spawn(*args)
 
 
 # ---------------------------------------------------------------------- plan
