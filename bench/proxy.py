@@ -23,54 +23,11 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.faultproxy import s3_operation
+
 # Response headers the proxy sets itself (or must not pass through).
 _HOP = frozenset(("transfer-encoding", "connection", "content-length", "keep-alive"))
 _CHUNK = 1 << 20
-
-
-def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> str:
-    """The S3 operation of a path-style request (the names AWS's docs use)."""
-    parts = [p for p in path.split("/") if p]
-    has_key = len(parts) > 1
-    if method == "PUT":
-        if "x-amz-copy-source" in headers:
-            return "UploadPartCopy" if "partNumber" in query else "CopyObject"
-        if "partNumber" in query:
-            return "UploadPart"
-        if not has_key:
-            for sub in ("versioning", "lifecycle", "policy", "tagging"):
-                if sub in query:
-                    return f"PutBucket{sub.capitalize()}"
-            return "CreateBucket"
-        return "PutObject"
-    if method == "GET":
-        if not has_key:
-            for sub, name in (
-                ("versions", "ListObjectVersions"),
-                ("versioning", "GetBucketVersioning"),
-                ("lifecycle", "GetBucketLifecycle"),
-                ("location", "GetBucketLocation"),
-                ("uploads", "ListMultipartUploads"),
-            ):
-                if sub in query:
-                    return name
-            if not parts:
-                return "ListBuckets"
-            return "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"
-        return "GetObject"
-    if method == "HEAD":
-        return "HeadObject" if has_key else "HeadBucket"
-    if method == "POST":
-        if "delete" in query:
-            return "DeleteObjects"
-        if "uploads" in query:
-            return "CreateMultipartUpload"
-        if "uploadId" in query:
-            return "CompleteMultipartUpload"
-        return "Post"
-    if method == "DELETE":
-        return "AbortMultipartUpload" if "uploadId" in query else ("DeleteObject" if has_key else "DeleteBucket")
-    return method
 
 
 class _State:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import pytest
 import yaml
 from botocore.config import Config
 
+from dr_tasks.embedded import EmbeddedS3
 from tests.support.faultproxy import FaultProxy
 from tests.support.rgw import RgwServer, RgwUnavailable
 
@@ -71,26 +71,16 @@ class Server:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Server]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    yield Server("moto", f"http://{host}:{port}", "testing", "testing")
-    srv.stop()
+    # The same launcher `dr.drill` uses: moto's ThreadedMotoServer on a free 127.0.0.1 port.
+    with EmbeddedS3() as url:
+        yield Server("moto", url, "testing", "testing")
 
 
 @pytest.fixture(scope="session")
 def moto2() -> Iterator[Server]:
     """A second moto S3 server on its own port, with its own credentials: the backup region."""
-    from moto.server import ThreadedMotoServer
-
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    yield Server("moto2", f"http://{host}:{port}", "backup-key", "backup-secret")
-    srv.stop()
+    with EmbeddedS3() as url:
+        yield Server("moto2", url, "backup-key", "backup-secret")
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ _BODIES = {
 
 
 def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> str:
-    """The S3 operation a path-style request is, as far as these tests need."""
+    """The S3 operation of a path-style request (the names AWS's docs use); the bench counts with it too."""
     parts = [p for p in path.split("/") if p]
     has_key = len(parts) > 1
     if method == "PUT":
@@ -56,12 +56,17 @@ def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: d
         return "PutObject"
     if method == "GET":
         if not has_key:
-            if "versions" in query:
-                return "ListObjectVersions"
-            if "versioning" in query:
-                return "GetBucketVersioning"
-            if "lifecycle" in query:
-                return "GetBucketLifecycle"
+            for sub, name in (
+                ("versions", "ListObjectVersions"),
+                ("versioning", "GetBucketVersioning"),
+                ("lifecycle", "GetBucketLifecycle"),
+                ("location", "GetBucketLocation"),
+                ("uploads", "ListMultipartUploads"),
+            ):
+                if sub in query:
+                    return name
+            if not parts:
+                return "ListBuckets"
             return "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"
         return "GetObject"
     if method == "HEAD":
