@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "preserve": None,
     "retention_days": 30,
     "concurrency": 16,
+    # "crt": bulk GETs and small cross-region copies go through awscrt (C, far
+    # less client CPU per request); "classic": everything through boto3.
+    "transfer_client": "crt",
     "backup": {
         "bucket": None,
         "prefix": "",
@@ -117,6 +120,7 @@ class DrConfig:
     concurrency: int
     backup: BackupConfig
     hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    transfer_client: str = "crt"
 
     @property
     def bucket(self) -> str:
@@ -329,7 +333,19 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
         concurrency=_int(merged, "concurrency", 1),
         backup=_backup(merged),
         hooks=_hooks(merged),
+        transfer_client=_transfer_client(merged),
     )
+
+
+def _transfer_client(raw: Mapping[str, Any]) -> str:
+    value = raw.get("transfer_client", "crt")
+    if value not in ("crt", "classic"):
+        raise ConfigError(
+            "transfer_client",
+            f"is {value!r}",
+            'set it to "crt" (awscrt for the bulk per-object requests) or "classic" (boto3 only)',
+        )
+    return str(value)
 
 
 # ---------------------------------------------------------------------- Invoke's own config errors

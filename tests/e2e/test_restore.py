@@ -245,7 +245,7 @@ def test_traversal_keys_are_never_written_and_exit_1(server, bucket, make_repo, 
     assert set(bad) <= listed  # the server kept the keys as given
     b = before(repo)
     outside_before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    now = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    now = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=30))
     r = repo.run("dr.restore", "evil", now)
     assert_clean_refusal(r, "5 keys were NOT restored", "is in the future")
     for key, reason in bad.items():
@@ -501,3 +501,63 @@ def test_python_api_refusals_raise_dr_error(moto_server, make_repo):
         restore_at(cfg, "2026-04-15T18:00:00Z")
     with pytest.raises(DrError, match="not a unit name"):
         restore_at(cfg, "2026-04-15T18:00:00Z", unit="a/b")
+
+
+# ---------------------------------------------------------------------- the awscrt request path
+ODD_KEYS = {
+    "sp ace.txt": b"space",
+    "plus+sign.txt": b"plus",
+    "pct%2Fnot-a-slash.txt": b"percent",
+    "caf\u00e9/\u2713 ok.txt": "unicode \u2713".encode(),
+    "q?mark&amp=1.txt": b"query-looking",
+    "empty.txt": b"",
+    "tilde~.txt": b"x" * 70_000,
+}
+
+
+@pytest.mark.parametrize("client", ["crt", "classic"])
+def test_both_request_paths_restore_odd_keys_byte_for_byte(server, bucket, make_repo, fault_proxy, client):
+    """Keys that need percent-encoding, an empty object, and one GET per non-empty object, counted at the server."""
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url, transfer_client=client)
+    vids = {name: put(server, bucket, U + name, data) for name, data in ODD_KEYS.items()}
+    t = max(last_modified(server, bucket, U + n, vids[n]) for n in ODD_KEYS)
+    wait_past(server, t)
+    for name in ("sp ace.txt", "tilde~.txt"):  # a newer version that must NOT be restored
+        put(server, bucket, U + name, b"too new")
+    ts = iso_utc(t)
+    fault_proxy.counts.clear()
+    r = repo.run("dr.restore", UNIT, ts, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert local_tree(Path(out["holding_path"])) == ODD_KEYS
+    assert fault_proxy.counts["GetObject"] == len([d for d in ODD_KEYS.values() if d])
+    import hashlib
+
+    receipt = json.loads(Path(out["holding_path"] + ".json").read_text())
+    shas = {f["name"]: f["sha256"] for f in receipt["versions"]}
+    assert shas == {n: hashlib.sha256(d).hexdigest() for n, d in ODD_KEYS.items()}
+
+
+@pytest.mark.rgw
+def test_crt_path_over_https_with_a_private_ca(rgw_server, make_repo):
+    bucket = new_bucket(rgw_server)
+    repo = make_repo(rgw_server, bucket, endpoint_url=rgw_server.https_endpoint)
+    files = {f"{U}f{i}.txt": f"tls {i}\n".encode() for i in range(5)}
+    for k, v in files.items():
+        put(rgw_server, bucket, k, v)
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    r = repo.run("dr.restore", UNIT, ts, env={"AWS_CA_BUNDLE": rgw_server.ca_bundle})
+    assert r.returncode == 0, r.stderr
+    assert local_tree(holding(repo, UNIT, datetime.fromisoformat(ts))) == {k[len(U) :]: v for k, v in files.items()}
+    # without the CA the TLS handshake fails, clearly, and nothing is left behind
+    r = repo.run("dr.restore", UNIT, ts, "--force", env={"AWS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"})
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert local_tree(holding(repo, UNIT, datetime.fromisoformat(ts))) == {k[len(U) :]: v for k, v in files.items()}
+
+
+def test_unknown_transfer_client_is_a_config_error(moto_server, make_repo):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket, transfer_client="fast")
+    r = repo.run("dr.restore", UNIT, "2026-04-15T18:00:00Z")
+    assert_clean_refusal(r, "transfer_client", '"crt"', '"classic"')

@@ -99,7 +99,8 @@ def test_a_key_listed_out_of_order_is_refused() -> None:
 @pytest.fixture
 def cfg(tmp_path: Path) -> Any:
     (tmp_path / ".gitignore").write_text("_restore/\n")
-    return load_config({"bucket": "bkt", "prefix": "repo/"}, tmp_path)
+    # FakeS3 stands in for boto3 only: the classic request path.
+    return load_config({"bucket": "bkt", "prefix": "repo/", "transfer_client": "classic"}, tmp_path)
 
 
 def test_scopes(cfg: Any) -> None:
