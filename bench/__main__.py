@@ -6,6 +6,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from typing import Any
 
 from . import history, report, runner, scenarios, servers, tools
 
+DEFAULT_SIZES = "1000,5000,10000"
 MOTO_CAP = 2000  # moto's ListObjectVersions deep-copies the whole bucket per call: keep it small.
 
 
@@ -28,23 +30,38 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--servers", default="moto,rgw", help="comma list of moto, rgw")
     ap.add_argument(
         "--only",
-        default="ceiling,restore,snapshot,backup,latency",
-        help="comma list of ceiling, restore, snapshot, backup, latency, scaling",
+        default="ceiling,restore,snapshot,backup,bigobject,latency",
+        help="comma list of ceiling, restore, snapshot, backup, bigobject (RGW), latency, scaling",
     )
-    ap.add_argument("--sizes", default="", help="N values for the time-against-N chart (RGW), e.g. 1000,5000,10000")
+    ap.add_argument(
+        "--sizes",
+        default=None,
+        help="N values for the time-against-N chart (RGW), e.g. 1000,5000,10000 (the default when N is the "
+        "default 10000: the N=10000 point reuses the main run's restore and snapshot); 'none' for no chart",
+    )
     ap.add_argument("--latency-n", type=int, default=1000, help="objects in latency mode")
+    ap.add_argument(
+        "--big-mib", type=int, default=0, help="bigobject: the object's size in MiB (default 512; --quick: 16)"
+    )
     ap.add_argument("--latency-ms", type=float, default=30.0)
     ap.add_argument("--no-install", action="store_true", help="do not pip/apt-get install missing peers")
     ap.add_argument("--peers", default="aws,s3-pit-restore,rclone", help="comma list of peers to run, or none")
     ap.add_argument("--out", default=str(tools.OUT))
     a = ap.parse_args(argv)
+    only_given = any(x.startswith("--only") for x in (sys.argv[1:] if argv is None else argv))
     if a.quick:
         a.n = a.n or 200
         a.runs = a.runs or 1
         a.no_install = True
-        if "--only" not in " ".join(argv or sys.argv):
-            a.only = "ceiling,restore,snapshot,backup"
+        if not only_given:
+            a.only = "ceiling,restore,snapshot,backup,bigobject"
+        a.big_mib = a.big_mib or 16
+    if a.sizes is None:
+        # The chart comes with the full default run; a run narrowed by --only or --n asks for it.
+        a.sizes = DEFAULT_SIZES if not (a.quick or a.n or only_given) else ""
+    a.sizes = "" if a.sizes == "none" else a.sizes
     a.n = a.n or 10000
+    a.big_mib = a.big_mib or 512
     a.runs = a.runs or 3
     a.moto_n = a.moto_n or min(a.n, MOTO_CAP)
     if a.sizes and "scaling" not in a.only:
@@ -58,12 +75,18 @@ def log(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
+    # A kill (timeout, Ctrl-C from a parent) unwinds like an error: the finally blocks stop the
+    # servers and proxies this run started instead of leaving them running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     only = set(a.only.split(","))
-    out = Path(a.out)
-    work = tools.OUT / "work"
+    out = Path(a.out).resolve()
+    # Scratch (work/, logs/) under --out: a second bench with another --out leaves this one's alone.
+    tools.set_run_dir(out)
+    servers.LOG_DIR = out
+    work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    shutil.rmtree(tools.OUT / "logs", ignore_errors=True)
+    shutil.rmtree(out / "logs", ignore_errors=True)
     wanted = set(a.peers.split(",")) - {"none", ""}
     peers = tools.find_peers(install=not a.no_install, wanted=wanted, log=log)
     log(f"peers: {peers.to_dict()}")
@@ -116,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 c = runner.ceiling(srv, seconds=0.5 if a.quick else 3.0)
                 log(f"ceiling: {c}")
                 results["ceilings"].append(c)
-            hist = history.seed(srv.client(max_pool=32), n, log=log)
-            results["histories"].append({"server": kind, **hist.summary()})
+            if only & {"restore", "snapshot", "backup"}:
+                hist = history.seed(srv.client(max_pool=32), n, log=log)
+                results["histories"].append({"server": kind, **hist.summary()})
             w = work / kind
             if "restore" in only:
                 if not a.quick:
@@ -125,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                 add(scenarios.restore(srv, hist, w, peers, unit=None, rclone_variants=False), "restore all units")
             if "snapshot" in only:
                 add(scenarios.snapshot(srv, hist, w, peers), "snapshot")
-            if "backup" in only:
+            if only & {"backup", "latency"} or ("bigobject" in only and kind == "rgw"):
                 dest = servers.start_server(kind, name=f"{kind}-b")
+            if "backup" in only:
                 state = scenarios.BackupState({})
                 # The same counting proxies for every phase: our incremental state is bound to the
                 # source endpoint URL, so a new proxy port per phase would make each run a first run.
@@ -138,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     for p in bproxies.values():
                         p.stop()
+            if "bigobject" in only and kind == "rgw" and dest is not None:
+                # One big object, then one 4 KiB object: peak RSS must not grow with the size.
+                for size in (a.big_mib << 20, 4 << 10):
+                    big = history.seed_big(srv.client(), size, log=log)
+                    results["histories"].append({"server": kind, "bigobject": big.summary()})
+                    add(scenarios.bigobject(srv, dest, big, work / f"{kind}-big", peers), "backup one big object")
+                    scenarios.purge(srv.client(), big.bucket)
+                    srv.collect_garbage()
             if "latency" in only:
                 lat = history.seed(srv.client(max_pool=32), min(a.latency_n, n), log=log)
                 wl = work / f"{kind}-latency"
@@ -153,24 +186,43 @@ def main(argv: list[str] | None = None) -> int:
                         for p in lproxies.values():
                             p.stop()
             if "scaling" in only and a.sizes and kind == "rgw":
+                scaled = ("restore all units", "snapshot")
                 for size in [int(x) for x in a.sizes.split(",")]:
-                    h = history.seed(srv.client(max_pool=32), size, log=log)
-                    ws = work / f"{kind}-scale-{size}"
-                    for sc in (
-                        scenarios.restore(srv, h, ws, peers, unit=None, rclone_variants=False),
-                        scenarios.snapshot(srv, h, ws, peers),
-                    ):
-                        if sc is None:
-                            continue
-                        res = runner.run_scenario(sc, a.runs, log=log, tag=f"n{size}-")
+                    done = [
+                        r
+                        for r in results["scenarios"]
+                        if r["server"] == kind and r["scenario"] in scaled and not r["latency_ms"] and size == n
+                    ]
+                    reused = len(done) == len(scaled)
+                    if not reused:
+                        # Timing only (no counting round through the proxy): the chart shows seconds.
+                        log(f"time against N: seeding N={size}")
+                        h = history.seed(srv.client(max_pool=32), size, log=log)
+                        ws = work / f"{kind}-scale-{size}"
+                        done = []
+                        for sc in (
+                            scenarios.restore(srv, h, ws, peers, unit=None, rclone_variants=False),
+                            scenarios.snapshot(srv, h, ws, peers),
+                        ):
+                            if sc is not None:
+                                done.append(runner.run_scenario(sc, a.runs, log=log, tag=f"n{size}-", counted=False))
+                        scenarios.purge(srv.client(), h.bucket)
+                    # else: N is the main run's N, whose restore and snapshot were just measured: reuse them.
+                    for res in done:
                         for tool, t in res["tools"].items():
                             results["scaling"].append(
                                 {
                                     "server": kind,
-                                    "scenario": sc.name,
+                                    "scenario": res["scenario"],
                                     "tool": tool,
                                     "n": size,
+                                    "objects": res["objects"],
                                     "median_s": t["median_s"],
+                                    "min_s": min(t["seconds"]) if t["seconds"] else None,
+                                    "seconds": t["seconds"],
+                                    "client_user_s": t["client_user_s"],
+                                    "client_sys_s": t["client_sys_s"],
+                                    "reused": reused,
                                 }
                             )
                     report.write(results, out)

@@ -15,6 +15,9 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
 
+# Objects bigger than this are copied part by part (backup): the same 8 MiB dr-tasks uses.
+PART = 8 * 1024 * 1024
+
 
 def client(endpoint: str, pool: int, prefix: str = "") -> Any:
     import boto3
@@ -121,13 +124,37 @@ def backup(a: argparse.Namespace) -> int:
     todo = [k for k, v in have.items() if there.get(k) != v]
 
     def one(key: str) -> None:
+        if have[key][0] > PART:
+            return streamed(key)
         body = src.get_object(Bucket=a.bucket, Key=key)["Body"].read()
         dst.put_object(Bucket=a.dest_bucket, Key=key, Body=body)
+
+    def streamed(key: str) -> None:
+        # A big object goes one part at a time (a multipart upload), as any client that
+        # must not hold the object would do: memory stays one part, whatever the size.
+        body = src.get_object(Bucket=a.bucket, Key=key)["Body"]
+        up = dst.create_multipart_upload(Bucket=a.dest_bucket, Key=key)["UploadId"]
+        parts = []
+        while chunk := read_full(body, PART):
+            r = dst.upload_part(Bucket=a.dest_bucket, Key=key, UploadId=up, PartNumber=len(parts) + 1, Body=chunk)
+            parts.append({"PartNumber": len(parts) + 1, "ETag": r["ETag"]})
+            del chunk
+        dst.complete_multipart_upload(Bucket=a.dest_bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
 
     with ThreadPoolExecutor(a.concurrency) as pool:
         list(pool.map(one, todo))
     print(f"copied {len(todo)} skipped {len(have) - len(todo)}")
     return 0
+
+
+def read_full(body: Any, n: int) -> bytes:
+    """`n` bytes (fewer only at the end): a short part in the middle would be refused as too small."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < n and (piece := body.read(n - got)):
+        chunks.append(piece)
+        got += len(piece)
+    return b"".join(chunks)
 
 
 def main(argv: list[str] | None = None) -> int:

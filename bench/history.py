@@ -236,3 +236,68 @@ def utc(ts: str) -> datetime:
 
 def plus(dt: datetime, seconds: float) -> datetime:
     return dt + timedelta(seconds=seconds)
+
+
+# ---------------------------------------------------------------------- one big object
+BIG_PART = 8 * 1024 * 1024
+
+
+@dataclass
+class BigObject:
+    """One object of `size` random bytes at `key` in `bucket`, and the MD5 every copy must have."""
+
+    bucket: str
+    key: str
+    size: int
+    md5: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "key": self.key, "size": self.size, "md5": self.md5}
+
+
+def _big_part(i: int, n: int) -> bytes:
+    return random.Random(f"big#{i}").randbytes(n)
+
+
+def seed_big(
+    client: Any, size: int, key: str = "state/big/object.bin", log: Callable[[str], None] = print
+) -> BigObject:
+    """A new versioned bucket holding one object of `size` random bytes, uploaded a part at a time.
+
+    Parts of 8 MiB are generated, hashed and sent one after another (a multipart upload
+    when the object is bigger than one part), so the bench never holds the object.
+    """
+    bucket = "bench-big-" + uuid.uuid4().hex[:10]
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    md5 = hashlib.md5()
+    started = time.monotonic()
+    if size <= BIG_PART:
+        data = _big_part(0, size)
+        md5.update(data)
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+    else:
+        up = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        parts = []
+        for i, off in enumerate(range(0, size, BIG_PART)):
+            data = _big_part(i, min(BIG_PART, size - off))
+            md5.update(data)
+            r = client.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=i + 1, Body=data)
+            parts.append({"PartNumber": i + 1, "ETag": r["ETag"]})
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
+    log(f"seeded s3://{bucket}/{key}: {size} B in {time.monotonic() - started:.1f}s")
+    return BigObject(bucket, key, size, md5.hexdigest())
+
+
+def stream_md5(client: Any, bucket: str, key: str) -> tuple[str, int]:
+    """(MD5, size) of an object, read through 1 MiB at a time."""
+    md5 = hashlib.md5()
+    size = 0
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        for chunk in body.iter_chunks(1 << 20):
+            md5.update(chunk)
+            size += len(chunk)
+    finally:
+        body.close()
+    return md5.hexdigest(), size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,19 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     for sc in results["scenarios"]:
         lat = f", +{sc['latency_ms']} ms/request" if sc.get("latency_ms") else ""
+        rate = "MiB/s" if sc.get("bytes") else "objects/s"
+        note = sc.get("note", "")
+        busy = [t["proxy_busy_pct"] for t in sc["tools"].values() if t.get("proxy_busy_pct") is not None]
+        if sc.get("latency_ms") and busy:
+            # The slowing proxy must not be what limits anyone (bench/README.md, "Is the proxy the bottleneck?").
+            note += f"; the latency proxies were {min(busy):.0f}–{max(busy):.0f} % busy (of one core)"
         lines += [
             "",
             f"## {sc['server']}: {sc['scenario']} — {sc['objects']} objects{lat}",
             "",
-            f"{sc.get('note', '')}",
+            note,
             "",
-            "| tool | median s | objects/s | ours/theirs | requests/object (by operation) | server busy % "
+            f"| tool | median s | {rate} | ours/theirs | requests/object (by operation) | server busy % "
             "| client CPU s | peak RSS MiB | correct |",
             "|---|---:|---:|---:|---|---:|---:|---:|---|",
         ]
@@ -59,29 +66,100 @@ def markdown(results: dict[str, Any]) -> str:
             correct = "OK" if t["correct"] else "**WRONG**: " + _why(t["verdicts"])
             label = f"**{name}**" if t["kind"] == "ours" else name
             total = _fmt(t.get("requests_total_per_object"), 3)
+            mib = t.get("mib_per_s")
+            speed = _fmt(mib, 0 if (mib or 0) >= 10 else 3) if sc.get("bytes") else _fmt(t["objects_per_s"], 0)
             lines.append(
-                f"| {label} | {_fmt(t['median_s'])} | {_fmt(t['objects_per_s'], 0)} | "
+                f"| {label} | {_fmt(t['median_s'])} | {speed} | "
                 f"{_fmt(t['ours_over_theirs'])} | {total}: {_ops(t['requests_per_object'])} | "
                 f"{_fmt(t['server_busy_pct'], 0)} | {_fmt(t['client_cpu_s'])} | {_fmt(t['peak_rss_mib'], 0)} | "
                 f"{correct} |"
             )
+    lines += rss_against_size(results)
     if results.get("scaling"):
+        ns = sorted({p["n"] for p in results["scaling"]})
+        segs = [f"{a}→{b}" for a, b in itertools.pairwise(ns)]
         lines += [
             "",
             "## Time against N (chart.png)",
             "",
+            "Median seconds at each N, then the cost of each extra object between two N (ms/object): "
+            "a straight line has the same figure in every segment.",
+            "",
             "| server | scenario | tool | "
-            + " | ".join(f"N={n}" for n in sorted({p["n"] for p in results["scaling"]}))
+            + " | ".join(f"N={n}" for n in ns)
+            + "".join(f" | ms/object {s}" for s in segs)
             + " |",
+            "|---|---|---|" + "---:|" * (len(ns) + len(segs)),
         ]
-        ns = sorted({p["n"] for p in results["scaling"]})
-        lines.append("|---|---|---|" + "---:|" * len(ns))
         series: dict[tuple[str, str, str], dict[int, float]] = {}
         for p in results["scaling"]:
             series.setdefault((p["server"], p["scenario"], p["tool"]), {})[p["n"]] = p["median_s"]
         for (srv, scn, tool), pts in series.items():
-            lines.append(f"| {srv} | {scn} | {tool} | " + " | ".join(_fmt(pts.get(n)) for n in ns) + " |")
+            slopes = [
+                _fmt(1000 * (pts[b] - pts[a]) / (b - a)) if pts.get(a) is not None and pts.get(b) is not None else "–"
+                for a, b in itertools.pairwise(ns)
+            ]
+            lines.append(
+                f"| {srv} | {scn} | {tool} | "
+                + " | ".join(_fmt(pts.get(n)) for n in ns)
+                + "".join(f" | {x}" for x in slopes)
+                + " |"
+            )
+        # The machine-independent half of "linear": the client's own CPU (user time; the kernel's
+        # time for creating files varies 2x run to run on a shared VM) at each N, and per extra object.
+        cpu: dict[tuple[str, str, str], dict[int, float]] = {}
+        for p in results["scaling"]:
+            if p.get("client_user_s") is not None:
+                cpu.setdefault((p["server"], p["scenario"], p["tool"]), {})[p["n"]] = p["client_user_s"]
+        if cpu:
+            lines += [
+                "",
+                "Client user CPU seconds (median run) at each N, then ms of user CPU per extra object:",
+                "",
+                "| server | scenario | tool | "
+                + " | ".join(f"N={n}" for n in ns)
+                + "".join(f" | ms/object {s}" for s in segs)
+                + " |",
+                "|---|---|---|" + "---:|" * (len(ns) + len(segs)),
+            ]
+            for (srv, scn, tool), pts in cpu.items():
+                slopes = [
+                    _fmt(1000 * (pts[b] - pts[a]) / (b - a)) if a in pts and b in pts else "–"
+                    for a, b in itertools.pairwise(ns)
+                ]
+                lines.append(
+                    f"| {srv} | {scn} | {tool} | "
+                    + " | ".join(_fmt(pts.get(n)) for n in ns)
+                    + "".join(f" | {x}" for x in slopes)
+                    + " |"
+                )
     return "\n".join(lines) + "\n"
+
+
+def rss_against_size(results: dict[str, Any]) -> list[str]:
+    """Peak RSS of each tool for each object size of the one-object backups (flat = streaming)."""
+    big = [sc for sc in results["scenarios"] if sc.get("bytes")]
+    if not big:
+        return []
+    sizes = sorted({(sc["server"], sc["bytes"], sc["scenario"]) for sc in big}, key=lambda x: (x[0], x[1]))
+    names = list(dict.fromkeys(name for sc in big for name in sc["tools"]))
+    lines = [
+        "",
+        "## Peak RSS against object size (one-object backup, first run)",
+        "",
+        "| tool | " + " | ".join(f"{srv}: {scn.removeprefix('backup one ')} MiB" for srv, _b, scn in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for name in names:
+        cells = []
+        for srv, nbytes, _scn in sizes:
+            sc = next(x for x in big if x["server"] == srv and x["bytes"] == nbytes)
+            t = sc["tools"].get(name)
+            ok = "" if t is None or t["correct"] else " (WRONG)"
+            cells.append(_fmt(t["peak_rss_mib"], 0) + ok if t else "–")
+        label = f"**{name}**" if name == "dr-tasks" else name
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _why(verdicts: list[dict[str, Any]]) -> str:
@@ -105,24 +183,36 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
     groups = sorted({(p["server"], p["scenario"]) for p in pts})
+    # One colour per tool across panels; dr-tasks black and thick.
+    names = sorted({p["tool"] for p in pts} - {"dr-tasks"})
+    colour = {name: f"C{i}" for i, name in enumerate(names)} | {"dr-tasks": "black"}
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
     for ax, (srv, scn) in zip(axes[0], groups, strict=True):
         tools = sorted({p["tool"] for p in pts if (p["server"], p["scenario"]) == (srv, scn)})
         for tool in tools:
-            xs = sorted(
-                (p["n"], p["median_s"]) for p in pts if (p["server"], p["scenario"], p["tool"]) == (srv, scn, tool)
+            series = sorted(
+                (p["n"], p["median_s"], p.get("seconds") or [])
+                for p in pts
+                if (p["server"], p["scenario"], p["tool"]) == (srv, scn, tool) and p["median_s"] is not None
             )
-            xs = [(n, s) for n, s in xs if s is not None]
-            ax.plot(
-                [n for n, _ in xs],
-                [s for _, s in xs],
+            xs = [n for n, _, _ in series]
+            ys = [m for _, m, _ in series]
+            # Whiskers: the fastest and the slowest timed run (how much the machine moved the point).
+            lo = [m - min(r) if r else 0.0 for _, m, r in series]
+            hi = [max(r) - m if r else 0.0 for _, m, r in series]
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[lo, hi],
                 marker="o",
+                capsize=3,
                 label=tool,
+                color=colour[tool],
                 linewidth=2.5 if tool == "dr-tasks" else 1.2,
             )
         ax.set_title(f"{srv}: {scn}")
         ax.set_xlabel("objects (N)")
-        ax.set_ylabel("median seconds")
+        ax.set_ylabel("seconds (median; whiskers: min-max of the timed runs)")
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)

@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import measure
+from . import measure, tools
 from .scenarios import FLOOR, OURS, Scenario
 from .servers import Proxy, Server
-from .tools import OUT
 
 
 def _tail(text: str, n: int = 400) -> str:
@@ -32,20 +31,26 @@ def run_scenario(
     log: Callable[[str], None] = print,
     tag: str = "",
     proxies: dict[str, Proxy] | None = None,
+    counted: bool = True,
 ) -> dict[str, Any]:
-    """`proxies`: long-lived proxies to use instead of new ones (backup: its state is bound to the URL)."""
+    """`proxies`: long-lived proxies to use instead of new ones (backup: its state is bound to the URL).
+
+    `counted=False` (time against N): no counting round, every round straight to the server.
+    """
     always = delay > 0
     tag = tag or ("latency-" if delay else "")
+    count_round = counted or always
+    extra = 1 if (count_round and runs > 1 and not always) else 0
+    rounds = runs + extra
     own = proxies is None
     if proxies is None:
-        proxies = {s.name: Proxy(s, delay) for s in sc.servers}
-    rounds = runs if (runs == 1 or always) else runs + 1
+        proxies = {s.name: Proxy(s, delay) for s in sc.servers} if count_round else {}
     per: dict[str, dict[str, Any]] = {t.name: {"runs": [], "verdicts": [], "counts": None} for t in sc.tools}
     try:
         for r in range(rounds):
-            via_proxy = always or r == 0
-            counted = r == 0
-            timed = runs == 1 or always or r > 0
+            via_proxy = always or (count_round and r == 0)
+            counted_now = count_round and r == 0
+            timed = not extra or r > 0
             if sc.before_round:
                 sc.before_round(r)
             order = sc.tools if r % 2 == 0 else list(reversed(sc.tools))
@@ -62,9 +67,10 @@ def run_scenario(
                     env=env,
                     cwd=cwd,
                     servers=sc.servers,
-                    scratch=OUT / "logs" / f"{tag}{sc.server.name}-{sc.name}-{tool.name}-r{r}".replace(" ", "_"),
+                    proxies=list(proxies.values()) if via_proxy else [],
+                    scratch=tools.RUN / "logs" / f"{tag}{sc.server.name}-{sc.name}-{tool.name}-r{r}".replace(" ", "_"),
                 )
-                if counted:
+                if counted_now:
                     counts: dict[str, int] = {}
                     for name, p in proxies.items():
                         for op, c in p.counts().items():
@@ -83,13 +89,18 @@ def run_scenario(
                 log(
                     f"  {sc.server.name} {sc.name:<22} {tool.name:<34} r{r} {m.seconds:7.2f}s "
                     f"{'ok' if verdict.get('ok') else 'WRONG ' + json_short(verdict)}"
-                    + (" (counted)" if counted else "")
+                    + (" (counted)" if counted_now else "")
                 )
     finally:
         if own:
             for p in proxies.values():
                 p.stop()
     return summarize(sc, per, runs, delay or max((p.delay for p in proxies.values()), default=0.0))
+
+
+def _median_or_none(xs: list[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return statistics.median(vals) if vals else None
 
 
 def json_short(v: dict[str, Any]) -> str:
@@ -105,6 +116,7 @@ def summarize(sc: Scenario, per: dict[str, dict[str, Any]], runs: int, delay: fl
         "note": sc.note,
         "runs": runs,
         "latency_ms": round(delay * 1000),
+        "bytes": sc.bytes or None,
         "tools": {},
     }
     for name, d in per.items():
@@ -118,13 +130,18 @@ def summarize(sc: Scenario, per: dict[str, dict[str, Any]], runs: int, delay: fl
             "median_s": med,
             "seconds": [x["seconds"] for x in rs],
             "objects_per_s": round(sc.objects / med, 1) if med else None,
+            "mib_per_s": round(sc.bytes / (1 << 20) / med, 3) if med and sc.bytes else None,
             "requests": counts,
             "requests_per_object": {op: round(c / sc.objects, 3) for op, c in sorted(counts.items())}
             if sc.objects
             else {},
             "requests_total_per_object": round(total / sc.objects, 3) if sc.objects else None,
             "server_busy_pct": statistics.median(x["server_busy_pct"] for x in rs) if rs else None,
+            "proxy_busy_pct": _median_or_none([x.get("proxy_busy_pct") for x in rs]),
             "client_cpu_s": statistics.median(x["client_cpu_s"] for x in rs) if rs else None,
+            # user = the tool's own work; sys = the kernel's (file creation on a shared VM varies 2x run to run)
+            "client_user_s": statistics.median(x["client_user_s"] for x in rs) if rs else None,
+            "client_sys_s": statistics.median(x["client_sys_s"] for x in rs) if rs else None,
             "peak_rss_mib": max(x["peak_rss_mib"] for x in rs) if rs else None,
             "correct": bool(verdicts) and all(v.get("ok") for v in verdicts),
             "verdicts": verdicts,
@@ -154,7 +171,7 @@ def ceiling(server: Server, seconds: float = 3.0, procs: int = 2, threads: int =
             [sys.executable, "-m", "bench.ceiling", url, str(seconds), str(threads)],
             stdout=subprocess.PIPE,
             text=True,
-            cwd=str(OUT.parent.parent),
+            cwd=str(tools.REPO),
         )
         for _ in range(procs)
     ]

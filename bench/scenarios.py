@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tools
-from .history import UNITS_ROOT, Event, History, body_for, compare
+from .history import UNITS_ROOT, BigObject, Event, History, body_for, compare, stream_md5
 from .measure import Measurement
 from .servers import REPO, Server
 
@@ -47,6 +47,7 @@ class Scenario:
     servers: list[Server]  # whose CPU counts as "server busy", and which get a counting proxy
     note: str = ""
     before_round: Callable[[int], None] | None = None
+    bytes: int = 0  # bytes the job moves, when that is the point (one big object): MiB/s is reported
 
 
 def _noop(_run: int) -> None:
@@ -443,4 +444,116 @@ def backup(
         if phase == "1%-changed"
         else f"{server.name} -> second {dest_server.name}",
         before_round=before,
+    )
+
+
+# ---------------------------------------------------------------------- one big object
+def human_size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
+
+
+def bigobject(server: Server, dest_server: Server, big: BigObject, work: Path, peers: tools.Peers) -> Scenario | None:
+    """First-run cross-region backup of a bucket holding ONE object: time and the client's peak RSS.
+
+    Run with a 512 MiB object and with a 4 KiB one: a client that streams keeps the same
+    peak RSS for both (dr-tasks: one 8 MiB part per worker); one that buffers the object
+    grows by its size. Every run goes to a new destination bucket, which is checked (MD5 of
+    the copy, read back) and then emptied, so the destination server never holds more than
+    one copy.
+    """
+    if not (_exists("dr_tasks/ops/backup.py") and _exists("dr_tasks/tasks/backup.py")):
+        return None
+    dst = dest_server.client()
+    b = big.bucket
+    dests: dict[tuple[str, int], str] = {}
+
+    def new_dest(tool: str, run: int) -> str:
+        name = f"bb-{tool.replace('-', '')[:10]}-{run}-{uuid.uuid4().hex[:6]}"
+        dst.create_bucket(Bucket=name)
+        dst.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        dests[(tool, run)] = name
+        return name
+
+    def verify(tool: str) -> Callable[[int, Measurement], dict[str, Any]]:
+        def check(run: int, m: Measurement) -> dict[str, Any]:
+            name = dests[(tool, run)]
+            keys = [k for k in list_etags(dst, name, "") if not k.startswith(".dr-tasks/")]
+            if keys != [big.key]:
+                return {"ok": False, "error": f"destination holds {keys[:3]}, expected [{big.key!r}]"}
+            md5, size = stream_md5(dst, name, big.key)
+            ok = md5 == big.md5 and size == big.size
+            return {
+                "ok": ok,
+                "expected": 1,
+                "got": 1,
+                "wrong_bytes": 0 if ok else 1,
+                "examples": [] if ok else [big.key],
+            }
+
+        return check
+
+    def cleanup(tool: str) -> Callable[[int], None]:
+        def clean(run: int) -> None:
+            name = dests.pop((tool, run), None)
+            if name:
+                purge(dst, name)
+                dst.delete_bucket(Bucket=name)
+                # RGW frees a deleted object's data later, in its garbage collector; run it now
+                # so the in-RAM OSD does not fill up with old copies.
+                dest_server.collect_garbage()
+            shutil.rmtree(work / f"aws-stage-{tool}-r{run}", ignore_errors=True)
+
+        return clean
+
+    repo = tools.HostRepo(work / f"host-big-{big.size}", server, b)
+
+    def ours_prepare(run: int, ep: Endpoint) -> Prepared:
+        repo.configure(
+            ep(server), backup={"bucket": new_dest(OURS, run), "endpoint_url": ep(dest_server), "region": "us-east-1"}
+        )
+        return repo.argv("dr.backup", "--json"), repo.env(), repo.path
+
+    ts: list[Tool] = [Tool(OURS, ours_prepare, verify(OURS), cleanup(OURS))]
+    if peers.aws:
+        aws = str(tools.PEERS / "bin" / "aws")
+
+        def aws_prepare(run: int, ep: Endpoint) -> Prepared:
+            stage = work / f"aws-stage-aws-r{run}"
+            script = (
+                f"{aws} s3 sync --only-show-errors --endpoint-url {ep(server)} s3://{b}/ {stage}/ && "
+                f"{aws} s3 sync --only-show-errors --endpoint-url {ep(dest_server)} {stage}/ "
+                f"s3://{new_dest('aws', run)}/"
+            )
+            env = tools.peer_env(server, ep(server))
+            env.pop("AWS_ENDPOINT_URL")
+            return ["sh", "-c", script], env, work
+
+        ts.append(Tool("aws s3 sync (via local dir)", aws_prepare, verify("aws"), cleanup("aws")))
+    if peers.rclone:
+
+        def rclone_prepare(run: int, ep: Endpoint) -> Prepared:
+            argv = ["rclone", "copy", f"SRC:{b}", f"DST:{new_dest('rclone', run)}"]
+            return argv, tools.peer_env(server, ep(server), (dest_server, ep(dest_server))), work
+
+        ts.append(Tool("rclone copy", rclone_prepare, verify("rclone"), cleanup("rclone")))
+
+    def floor_prepare(run: int, ep: Endpoint) -> Prepared:
+        argv = tools.floor_argv(
+            "backup", endpoint=ep(server), bucket=b, dest_endpoint=ep(dest_server), dest_bucket=new_dest("floor", run)
+        )
+        return argv, tools.floor_env(server, dest_server), REPO
+
+    ts.append(Tool(FLOOR, floor_prepare, verify("floor"), cleanup("floor")))
+    return Scenario(
+        f"backup one {human_size(big.size)} object",
+        server,
+        1,
+        ts,
+        [server, dest_server],
+        note=f"first run, {server.name} -> second {dest_server.name}; one object of {human_size(big.size)} "
+        f"(random bytes, multipart at the source when > 8 MiB); peak RSS = the client's process tree",
+        bytes=big.size,
     )

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# Where moto's log goes: the run's --out dir (set by bench.__main__).
+LOG_DIR = REPO / "bench" / "out"
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -45,6 +47,20 @@ def _wait_http(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (from /proc: no dependency)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the ")" that closes the command name: utime and stime are the 12th and 13th.
+        fields = stat.rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
+
+
 @dataclass
 class Server:
     name: str
@@ -56,16 +72,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of every server process so far (from /proc: no dependency)."""
-        total = 0.0
-        for pid in self.pids:
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            # Fields after the ")" that closes the command name: utime and stime are the 12th and 13th.
-            fields = stat.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICKS
-        return total
+        return cpu_seconds(self.pids)
 
     def client(self, endpoint: str | None = None, max_pool: int = 32) -> Any:
         import boto3
@@ -86,6 +93,18 @@ class Server:
             ),
         )
 
+    def collect_garbage(self) -> None:
+        """RGW: free deleted objects' data now (its GC otherwise waits hours; the OSD is in RAM)."""
+        conf = getattr(self._handle, "conf", None)
+        if conf is None:
+            return
+        subprocess.run(
+            ["radosgw-admin", "-c", str(conf), "gc", "process", "--include-all"],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+
     def stop(self) -> None:
         h = self._handle
         if h is None:
@@ -104,7 +123,8 @@ class Server:
 
 def start_moto(name: str = "moto") -> Server:
     port = free_port()
-    log = open(REPO / "bench" / "out" / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the server
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = open(LOG_DIR / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the server
     p = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
@@ -137,11 +157,11 @@ def start_server(kind: str, name: str | None = None) -> Server:
 class Proxy:
     """bench.proxy in its own process: counts requests by operation, optionally adds a delay."""
 
-    def __init__(self, server: Server, delay: float = 0.0) -> None:
+    def __init__(self, server: Server, delay: float = 0.0, module: str = "bench.proxy") -> None:
         self.server = server
         self.delay = delay
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.proxy", "--upstream", server.endpoint, "--delay", str(delay)],
+            [sys.executable, "-m", module, "--upstream", server.endpoint, "--delay", str(delay)],
             stdout=subprocess.PIPE,
             cwd=REPO,
             start_new_session=True,
@@ -152,6 +172,9 @@ class Proxy:
             self.proc.kill()
             raise RuntimeError(f"bench.proxy did not start (said {line!r})")
         self.url = f"http://127.0.0.1:{line[1]}"
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds([self.proc.pid])
 
     def _control(self, method: str) -> dict[str, int]:
         req = urllib.request.Request(self.url + "/__bench__/counts", method=method)

@@ -21,7 +21,18 @@ import yaml
 from .servers import REPO, Server
 
 OUT = REPO / "bench" / "out"
-PEERS = OUT / "peers"
+PEERS = OUT / "peers"  # shared by every run: installed once
+# This run's scratch root (work/, logs/, the tools' config files): `--out`, so two benches
+# running at once (different --out) never delete each other's files. See set_run_dir.
+RUN = OUT
+
+
+def set_run_dir(path: Path) -> None:
+    global RUN
+    RUN = path
+    RUN.mkdir(parents=True, exist_ok=True)
+
+
 INV = str(Path(sys.executable).with_name("inv"))
 HOST_TASKS = "from invoke import Collection\nfrom dr_tasks import dr\n\nns = Collection(dr)\n"
 
@@ -105,14 +116,14 @@ def clean_env() -> dict[str, str]:
     """Nothing of the bench's or the user's AWS / rclone / invoke setup leaks into a tool."""
     keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "TZ")
     env = {k: os.environ[k] for k in keep if k in os.environ}
-    env["HOME"] = str(OUT / "home")
-    (OUT / "home").mkdir(parents=True, exist_ok=True)
+    env["HOME"] = str(RUN / "home")
+    (RUN / "home").mkdir(parents=True, exist_ok=True)
     return env
 
 
 def aws_config_file() -> Path:
     # Path-style addressing; checksums only when required (the newer CRC defaults break RGW and moto).
-    path = OUT / "peers-aws-config"
+    path = RUN / "peers-aws-config"
     path.write_text(
         "[default]\nregion = us-east-1\nrequest_checksum_calculation = when_required\n"
         "response_checksum_validation = when_required\ns3 =\n    addressing_style = path\n"
@@ -127,12 +138,12 @@ def peer_env(server: Server, endpoint: str, dest: tuple[Server, str] | None = No
         AWS_SECRET_ACCESS_KEY=server.secret_key,
         AWS_DEFAULT_REGION="us-east-1",
         AWS_CONFIG_FILE=str(aws_config_file()),
-        AWS_SHARED_CREDENTIALS_FILE=str(OUT / "no-credentials"),
+        AWS_SHARED_CREDENTIALS_FILE=str(RUN / "no-credentials"),
         # s3-pit-restore builds `boto3.client('s3')` with no endpoint: botocore reads this.
         AWS_ENDPOINT_URL=endpoint,
-        RCLONE_CONFIG=str(OUT / "rclone-empty.conf"),
+        RCLONE_CONFIG=str(RUN / "rclone-empty.conf"),
     )
-    (OUT / "rclone-empty.conf").touch()
+    (RUN / "rclone-empty.conf").touch()
     remotes = [("SRC", server, endpoint)] + ([("DST", dest[0], dest[1])] if dest else [])
     for name, srv, ep in remotes:
         env.update(
@@ -154,8 +165,8 @@ def floor_env(server: Server, dest: Server | None = None) -> dict[str, str]:
     env.update(
         AWS_ACCESS_KEY_ID=server.access_key,
         AWS_SECRET_ACCESS_KEY=server.secret_key,
-        AWS_CONFIG_FILE=str(OUT / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(OUT / "no-credentials"),
+        AWS_CONFIG_FILE=str(RUN / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(RUN / "no-credentials"),
         PYTHONPATH=str(REPO),
     )
     if dest is not None:

@@ -1,8 +1,8 @@
 """The bench's CI smoke: `python -m bench --quick` (N = 200, one run each) on moto and Ceph RGW.
 
 It proves the harness still runs end to end — servers started, history seeded,
-every scenario measured, report files written — and that our own tool is
-reported correct everywhere. Peers that are not installed are reported as
+every scenario measured (the one-object backup too, at 16 MiB), report files
+written — and that our own tool is reported correct everywhere. Peers that are not installed are reported as
 skipped, never as failures; the full comparison is `inv bench` (bench/README.md).
 """
 
@@ -56,6 +56,18 @@ def test_bench_quick_reports_ours_correct_on_moto_and_rgw() -> None:
         assert ours["requests_total_per_object"] and ours["requests_total_per_object"] > 0
         floor = sc["tools"]["boto3 floor"]
         assert floor["correct"], (sc["server"], sc["scenario"], floor["verdicts"])
+    # The one-object backups (RGW only): a 16 MiB object in quick mode, and a 4 KiB one to compare
+    # peak RSS with; each copy checked by the MD5 of what the destination holds.
+    big = {sc["bytes"]: sc for sc in results["scenarios"] if sc.get("bytes")}
+    assert set(big) == {16 << 20, 4 << 10}, sorted(big)
+    for sc in big.values():
+        assert sc["server"] == "rgw" and sc["objects"] == 1
+        ours = sc["tools"]["dr-tasks"]
+        assert ours["peak_rss_mib"] and ours["mib_per_s"] is not None
+        # A 16 MiB object goes as a multipart upload (8 MiB parts), counted at the destination.
+        if sc["bytes"] > 8 << 20:
+            assert ours["requests"].get("rgw-b:UploadPart") == 2, ours["requests"]
+    assert "Peak RSS against object size" in md
     # Skipped peers are named with the reason, not failed.
     skipped = results["meta"]["peers"]["skipped"]
     assert skipped, "peers that did not run must be named as skipped"
