@@ -7,23 +7,91 @@ Python callers: every operation is a plain function taking a `DrConfig`
 
 from __future__ import annotations
 
-from .config import DrConfig
-from .config import load as load_config
-from .errors import ConfigError, DrError
-from .lock import Lease, LockHeld, hold_lease, read_lease
-from .ops.backup import BackupResult, MirrorNeedsApply, run_backup
-from .ops.catalog import find_snapshot, list_snapshots, show_snapshot
-from .ops.drill import run_drill
-from .ops.freshness import FreshnessResult, check_freshness
-from .ops.prune import KeepRules, PinResult, PruneResult, pin_snapshot, plan_prune, prune
-from .ops.reindex import ReindexResult, reindex
-from .ops.restore import RestoreResult, restore_at
-from .ops.rollback import RollbackPlan, RollbackResult, apply_rollback, plan_rollback
-from .ops.snapshot import take_snapshot
-from .ops.verify import VerifyResult, deep_verify, run_verify
-from .ops.versioning import VersioningResult, enable_versioning, versioning_status
-from .tasks import ns as dr
-from .timeparse import parse_ts
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from .config import DrConfig
+    from .config import load as load_config
+    from .errors import ConfigError, DrError
+    from .lock import Lease, LockHeld, hold_lease, read_lease
+    from .ops.backup import BackupResult, MirrorNeedsApply, run_backup
+    from .ops.catalog import find_snapshot, list_snapshots, show_snapshot
+    from .ops.drill import run_drill
+    from .ops.freshness import FreshnessResult, check_freshness
+    from .ops.prune import KeepRules, PinResult, PruneResult, pin_snapshot, plan_prune, prune
+    from .ops.reindex import ReindexResult, reindex
+    from .ops.restore import RestoreResult, restore_at
+    from .ops.rollback import RollbackPlan, RollbackResult, apply_rollback, plan_rollback
+    from .ops.snapshot import take_snapshot
+    from .ops.verify import VerifyResult, deep_verify, run_verify
+    from .ops.versioning import VersioningResult, enable_versioning, versioning_status
+    from .tasks import ns as dr
+    from .timeparse import parse_ts
+
+# The exports load on first use (PEP 562 `__getattr__` below). `inv` imports
+# the host's tasks.py (`from dr_tasks import dr`) at the start of every run;
+# importing every operation, and boto3 with them, there cost ≈ 0.4 s of each
+# run while a task needs one operation (the tasks import theirs in their body).
+# name -> (module relative to this package, attribute)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "BackupResult": (".ops.backup", "BackupResult"),
+    "ConfigError": (".errors", "ConfigError"),
+    "DrConfig": (".config", "DrConfig"),
+    "DrError": (".errors", "DrError"),
+    "FreshnessResult": (".ops.freshness", "FreshnessResult"),
+    "KeepRules": (".ops.prune", "KeepRules"),
+    "Lease": (".lock", "Lease"),
+    "LockHeld": (".lock", "LockHeld"),
+    "MirrorNeedsApply": (".ops.backup", "MirrorNeedsApply"),
+    "PinResult": (".ops.prune", "PinResult"),
+    "PruneResult": (".ops.prune", "PruneResult"),
+    "ReindexResult": (".ops.reindex", "ReindexResult"),
+    "RestoreResult": (".ops.restore", "RestoreResult"),
+    "RollbackPlan": (".ops.rollback", "RollbackPlan"),
+    "RollbackResult": (".ops.rollback", "RollbackResult"),
+    "VerifyResult": (".ops.verify", "VerifyResult"),
+    "VersioningResult": (".ops.versioning", "VersioningResult"),
+    "apply_rollback": (".ops.rollback", "apply_rollback"),
+    "check_freshness": (".ops.freshness", "check_freshness"),
+    "deep_verify": (".ops.verify", "deep_verify"),
+    "dr": (".tasks", "ns"),
+    "enable_versioning": (".ops.versioning", "enable_versioning"),
+    "find_snapshot": (".ops.catalog", "find_snapshot"),
+    "hold_lease": (".lock", "hold_lease"),
+    "list_snapshots": (".ops.catalog", "list_snapshots"),
+    "load_config": (".config", "load"),
+    "parse_ts": (".timeparse", "parse_ts"),
+    "pin_snapshot": (".ops.prune", "pin_snapshot"),
+    "plan_prune": (".ops.prune", "plan_prune"),
+    "plan_rollback": (".ops.rollback", "plan_rollback"),
+    "prune": (".ops.prune", "prune"),
+    "read_lease": (".lock", "read_lease"),
+    "reindex": (".ops.reindex", "reindex"),
+    "restore_at": (".ops.restore", "restore_at"),
+    "run_backup": (".ops.backup", "run_backup"),
+    "run_drill": (".ops.drill", "run_drill"),
+    "run_verify": (".ops.verify", "run_verify"),
+    "show_snapshot": (".ops.catalog", "show_snapshot"),
+    "take_snapshot": (".ops.snapshot", "take_snapshot"),
+    "versioning_status": (".ops.versioning", "versioning_status"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __name__), attr)
+    # Cache it as a plain attribute: later lookups no longer come through here.
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "BackupResult",

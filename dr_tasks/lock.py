@@ -4,8 +4,9 @@ The lease is an object in the primary bucket, `.dr-tasks/lock.json`, whose JSON
 body names its holder: token, owner, host, pid, operation, started, expires.
 
 Taking it:
-1. Read the key's versions. A live holder means exit 1 with "held by
-   <owner>@<host> pid <pid> for <op> since <time> (expires <time>)". A stale
+1. HEAD the key (404: nobody holds it), else read its versions. A live
+   holder means exit 1 with "held by <owner>@<host> pid <pid> for <op>
+   since <time> (expires <time>)". A stale
    one (expired, or its pid is gone from this very host) is taken over only
    with `break_lock=True`, which is logged (a warning and a `lock-break` row in
    the index). A live lease is never broken: its holder renews it every
@@ -32,12 +33,22 @@ skewed laptop clock neither breaks a live lease nor keeps a dead one alive.
 
 Releasing deletes exactly our versions by version id (a plain DELETE on a
 versioned bucket would leave a delete marker per run), or the object itself
-on an unversioned bucket after checking it is still ours. If the process dies
+on an unversioned bucket after checking it is still ours. It lists the key
+first, to find versions of ours whose id a lost response hid, unless the lease
+was won by a conditional PUT and never renewed through a retry: then every
+version id is known (see `_remove_own`). If the process dies
 (kill -9, power), the lease stays until it expires: the next operator sees who
 held it and breaks it with `--break-lock`.
 
 Within one thread the lease is re-entrant: an operation that already holds it
 (a rollback taking its safety snapshot) does not wait for itself.
+
+The settle wait is not idle time: `hold_lease(..., prepare=fn)` runs the
+operation's read-only planning (listings, state reads) while it passes, and
+only then lists the lease once more. The lease is confirmed before the `with`
+body, i.e. before the operation's first write, exactly as without `prepare`;
+a run that loses the confirmation throws its plan away (it wrote nothing), and
+a round that wins again plans again. See `_read_back`.
 """
 
 from __future__ import annotations
@@ -58,7 +69,7 @@ from typing import Any
 from .config import META_PREFIX, DrConfig
 from .errors import DrError
 from .index import Index, iso, utc_now
-from .s3 import S3, ObjectVersion
+from .s3 import S3, ObjectVersion, S3Error
 
 LOCK_KEY = META_PREFIX + "lock.json"
 # How long a lease lives without renewal. A running holder renews every
@@ -79,6 +90,9 @@ MODE_READ_BACK_UNVERSIONED = "read-back (unversioned: best effort)"
 # (level, message): level is "note" or "warning". Operations never print; the
 # task passes a callback that does.
 Notify = Callable[[str, str], None]
+# Read-only work an operation needs before its first write (listings, state
+# reads); `hold_lease` runs it while the read-back settles. See `_read_back`.
+Prepare = Callable[[], object]
 
 
 def _quiet(level: str, message: str) -> None:
@@ -206,11 +220,25 @@ class _Retry(Exception):
 class _LeaseClient:
     """Takes, renews and releases one lease. Not thread-safe beyond the renewer it starts."""
 
-    def __init__(self, cfg: DrConfig, s3: S3, operation: str, break_lock: bool, ttl: float, notify: Notify) -> None:
+    def __init__(
+        self,
+        cfg: DrConfig,
+        s3: S3,
+        operation: str,
+        break_lock: bool,
+        ttl: float,
+        notify: Notify,
+        prepare: Prepare | None = None,
+    ) -> None:
         self.cfg = cfg
         self.s3 = s3
         self.break_lock = break_lock
         self.notify = notify
+        self.prepare = prepare
+        # True once `prepare` ran in a read-back that then confirmed the lease.
+        self.prepared = False
+        # True while every version we wrote has a known id (see _remove_own).
+        self._ids_complete = False
         self.host = socket.gethostname()
         self.lease = Lease(
             bucket=cfg.bucket,
@@ -305,10 +333,28 @@ class _LeaseClient:
                     self._remove_own()
             raise
 
+    def first_look(self) -> Holder | None:
+        """`inspect`, after one HEAD: no current lease object means nobody holds the lease.
+
+        The holder is the writer of the oldest version newer than the newest
+        delete marker, so a key whose current version is missing or a delete
+        marker (HEAD: 404) has none. A free lease, the common case, is then one
+        HEAD instead of a ListObjectVersions, which some stores (moto) answer
+        by copying every version in the bucket.
+        """
+        try:
+            if not self.s3.exists(self.cfg.bucket, LOCK_KEY):
+                return None
+        except S3Error:
+            # A HEAD's error has no body, so no error code ("403" where the
+            # listing says SignatureDoesNotMatch): let the listing fail instead.
+            pass
+        return self.inspect()
+
     def _acquire(self) -> Lease:
         for _ in range(MAX_ROUNDS):
             try:
-                holder = self.inspect()
+                holder = self.first_look()
             except _Retry:
                 continue
             if holder is not None:
@@ -332,6 +378,7 @@ class _LeaseClient:
                 probe, vid2 = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
                 if probe == "exists":
                     self.lease.mode = MODE_CONDITIONAL
+                    self._ids_complete = all(v not in (None, "null") for v in self.lease.version_ids)
                     return self.lease
                 if vid2 is not None or probe == "written":
                     self.lease.version_ids.append(vid2)
@@ -361,18 +408,44 @@ class _LeaseClient:
             )
 
     def _read_back(self) -> bool:
-        """Put-then-read-back: are we the holder now, and still after SETTLE_SECONDS?"""
-        for attempt in range(2):
-            if attempt:
-                time.sleep(SETTLE_SECONDS)
-            try:
-                holder = self.inspect()
-            except _Retry:
-                holder = None
-            if holder is None or holder.token != self.lease.token:
-                self._remove_own()
-                self.lease.version_ids.clear()
-                return False
+        """Put-then-read-back: are we the holder now, and still after SETTLE_SECONDS?
+
+        The caller's read-only `prepare` runs during the wait instead of a bare
+        sleep. That changes nothing about who holds the lease: the second
+        listing still comes at least SETTLE_SECONDS after the first, and the
+        lease still counts as ours only once it confirms. What `prepare` read
+        before that is as good as read under the lease: a confirmation means
+        no contender's version is older than ours (a slower one the server
+        orders before us shows up in it, which is what the wait is for), so no
+        other run confirms the lease meanwhile, and only a run that confirmed
+        it writes. When it does not confirm, the plan is dropped with our
+        versions; `prepare` never writes, so there is nothing else to undo.
+        """
+        if not self._still_ours():
+            return False
+        first_look = time.monotonic()
+        if self.prepare is not None:
+            self.prepare()
+        waited = time.monotonic() - first_look
+        if waited < SETTLE_SECONDS:
+            time.sleep(SETTLE_SECONDS - waited)
+        # Also what makes a long `prepare` (the renewer is not running yet) safe:
+        # had our lease gone stale meanwhile and been broken, this look sees it.
+        if not self._still_ours():
+            return False
+        self.prepared = self.prepare is not None
+        return True
+
+    def _still_ours(self) -> bool:
+        """One read-back: True while we hold the lease; else our versions go and False."""
+        try:
+            holder = self.inspect()
+        except _Retry:
+            holder = None
+        if holder is None or holder.token != self.lease.token:
+            self._remove_own()
+            self.lease.version_ids.clear()
+            return False
         return True
 
     def _held(self, holder: Holder) -> LockHeld:
@@ -464,6 +537,9 @@ class _LeaseClient:
             # they all go at release. Overwriting the oldest would hand the
             # "oldest version" to a contender.
             self.lease.version_ids.append(r.get("VersionId"))
+            if r.get("ResponseMetadata", {}).get("RetryAttempts") or r.get("VersionId") in (None, "null"):
+                # A retried PUT may have written a version whose id we never saw.
+                self._ids_complete = False
             return True
 
     # ------------------------------------------------------------------ releasing
@@ -483,6 +559,17 @@ class _LeaseClient:
 
     def _remove_own(self) -> None:
         """Delete every version of the lease object that we wrote, and nothing else."""
+        if self._ids_complete:
+            # Won by a conditional PUT on a versioned bucket, renewed without a
+            # retry: every version we wrote is one whose id the server gave us
+            # (a retried If-None-Match PUT that had landed comes back 412 and
+            # makes _acquire adopt it from a listing). Delete those by id,
+            # without listing first.
+            ids = list(dict.fromkeys(v for v in self.lease.version_ids if v not in (None, "null")))
+            errors = self.s3.delete_versions(self.cfg.bucket, [(LOCK_KEY, v) for v in ids])
+            if errors:
+                raise DrError(f"could not delete the lease: {errors[0].message}")
+            return
         entries, _ = self.s3.key_versions(self.cfg.bucket, LOCK_KEY)
         ours_versioned: list[str] = []
         ours_plain = False
@@ -556,6 +643,27 @@ def read_lease(cfg: DrConfig, s3: S3 | None = None) -> Holder | None:
     return None
 
 
+def check_lease(cfg: DrConfig, s3: S3 | None = None, operation: str = "operation") -> None:
+    """Raise `LockHeld`, as `hold_lease` would, when another operation holds the lease (live or stale); take nothing.
+
+    For a run that turns out to have nothing to write (a no-change backup): it
+    needs no lease, but it still stops, with the same message, where taking
+    the lease would have stopped it. One HEAD while the lease is free.
+    """
+    if (cfg.endpoint.endpoint_url, cfg.bucket) in _local.__dict__.get("leases", {}):
+        return  # this thread holds it (re-entrant, as in hold_lease)
+    client = _LeaseClient(cfg, s3 or S3(cfg.endpoint, cfg.concurrency), operation, False, DEFAULT_TTL, _quiet)
+    for _ in range(MAX_ROUNDS):
+        try:
+            holder = client.first_look()
+        except _Retry:
+            continue  # a holder's version vanished while we read it: look again
+        if holder is not None:
+            raise client._held(holder)
+        return
+    # Still changing after MAX_ROUNDS looks: as read_lease, nobody to name.
+
+
 @contextlib.contextmanager
 def hold_lease(
     cfg: DrConfig,
@@ -565,22 +673,38 @@ def hold_lease(
     break_lock: bool = False,
     ttl: float = DEFAULT_TTL,
     notify: Notify | None = None,
+    prepare: Prepare | None = None,
 ) -> Iterator[Lease]:
     """Hold the bucket's lease for the body of the `with`; raises `LockHeld` (a DrError) when someone else has it.
 
     The lease is renewed in the background every `ttl / 3` seconds and released
     on the way out, after success and after failure alike.
+
+    `prepare`, when given, is the operation's read-only planning, run before
+    the `with` body: during the read-back's settle wait on stores that need
+    one, else right after the lease is won. It may run more than once (a round
+    that loses the confirmation drops its result): the last run is the one
+    that counts, so it should store its result where the body finds it. It
+    must not write to the bucket.
     """
     held: dict[tuple[str | None, str], Lease] = _local.__dict__.setdefault("leases", {})
     slot = (cfg.endpoint.endpoint_url, cfg.bucket)
     if slot in held:
+        if prepare is not None:
+            prepare()
         yield held[slot]
         return
-    client = _LeaseClient(cfg, s3 or S3(cfg.endpoint, cfg.concurrency), operation, break_lock, ttl, notify or _quiet)
+    client = _LeaseClient(
+        cfg, s3 or S3(cfg.endpoint, cfg.concurrency), operation, break_lock, ttl, notify or _quiet, prepare
+    )
     lease = client.acquire()
     held[slot] = lease
     try:
         client.start_renewing()
+        if prepare is not None and not client.prepared:
+            # Won without a settle wait (a conditional PUT): plan under the
+            # renewed lease, as the body would.
+            prepare()
         yield lease
     finally:
         del held[slot]

@@ -118,18 +118,33 @@ def count_requests() -> Iterator[Counter[str]]:
         _CLIENT_HOOKS.remove(entry)
 
 
+_HINTS = {
+    "NoSuchBucket": "check dr.bucket (and dr.endpoint_url / dr.region): the bucket does not exist there",
+    "AccessDenied": "check the credentials' permissions for this bucket",
+    "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / dr.profile: the server does not know this key",
+    "SignatureDoesNotMatch": "check the secret key for this access key id",
+}
+
+
+def error_hint(code: str) -> str | None:
+    """What to do about an S3 error code, for the ones an operator can fix."""
+    return _HINTS.get(code)
+
+
+def note_request(operation: str) -> None:
+    """Count a request made outside botocore (the awscrt path) for `count_requests`."""
+    for event, hook in list(_CLIENT_HOOKS):
+        if event == "before-send.s3":
+            hook(f"before-send.s3.{operation}")
+
+
 def _describe(err: Exception) -> tuple[str, str | None]:
     """A short, secret-free description of a botocore error, and a hint."""
     if isinstance(err, ClientError):
         e = err.response.get("Error", {})
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         code = e.get("Code", "?")
-        hint = {
-            "NoSuchBucket": "check dr.bucket (and dr.endpoint_url / dr.region): the bucket does not exist there",
-            "AccessDenied": "check the credentials' permissions for this bucket",
-            "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / dr.profile: the server does not know this key",
-            "SignatureDoesNotMatch": "check the secret key for this access key id",
-        }.get(code)
+        hint = error_hint(code)
         return f"{code} (HTTP {status}): {e.get('Message', '')}".rstrip(": "), hint
     if isinstance(err, NoCredentialsError):
         return "no credentials found", "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or dr.profile"
@@ -174,19 +189,76 @@ def _record_server_order() -> Callable[..., None]:
     return handler
 
 
+def _fast_timestamp_parser() -> Callable[[Any], datetime]:
+    """botocore's timestamp parser, without dateutil for S3's XML form ("2026-11-25T01:51:10.123Z")."""
+    from botocore.utils import parse_timestamp
+    from dateutil.tz import tzutc
+
+    utc = tzutc()
+
+    def parse(value: Any) -> datetime:
+        if isinstance(value, str) and len(value) >= 20 and value[10] == "T" and value[-1] == "Z":
+            with contextlib.suppress(ValueError):
+                naive = datetime.fromisoformat(value[:-1])
+                if naive.tzinfo is None:
+                    return naive.replace(tzinfo=utc)
+        return parse_timestamp(value)
+
+    return parse
+
+
 class S3:
     """A boto3 S3 client for one endpoint, sized for `concurrency` parallel requests."""
+
+    # One botocore data loader per process, shared by every S3 object. A new
+    # boto3 Session per client re-read and re-parsed the S3 service model and
+    # its endpoint rules: ≈ 60 ms of CPU per client idle, 0.15-0.2 s under
+    # load, and a backup makes two or three clients. Only the loader (its cache
+    # of parsed JSON models) is shared: each S3 still gets a fresh session, so
+    # credentials, profile, region and environment are resolved per client
+    # exactly as before (≈ 5 ms).
+    _loader: Any = None
+    _loader_lock = threading.Lock()
+
+    @classmethod
+    def _new_botocore_session(cls) -> Any:
+        import botocore.loaders
+        import botocore.session
+
+        session = botocore.session.Session()
+        with cls._loader_lock:
+            if cls._loader is None:
+                # Built from the environment alone: a profile named in the
+                # config that does not exist must fail in __init__ with the
+                # "profile not found" message, not here.
+                cls._loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+            session.register_component("data_loader", cls._loader)
+        # Listings are CPU-bound in the client, and most of that CPU was
+        # dateutil parsing each LastModified (≈ 25 µs each: 0.17 of the 0.33 s
+        # of CPU a 2,000-object listing took).
+        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_fast_timestamp_parser())
+        return session
 
     def __init__(self, endpoint: Endpoint, concurrency: int = 16) -> None:
         self.endpoint = endpoint
         self.concurrency = concurrency
         try:
+            core = self._new_botocore_session()
             session = boto3.session.Session(
+                botocore_session=core,
                 profile_name=endpoint.profile,
                 region_name=endpoint.region,
                 aws_access_key_id=endpoint.access_key_id,
                 aws_secret_access_key=endpoint.secret_access_key,
             )
+            # boto3 appends its own data dir to the (shared) loader's search
+            # path on every Session: keep one of each.
+            with self._loader_lock:
+                paths = self._loader.search_paths
+                paths[:] = list(dict.fromkeys(paths))
+            # With a ready loader nothing in the Session reads the profile, so
+            # a missing one would only fail at the first request: read it now.
+            core.get_scoped_config()
         except ProfileNotFound:
             raise DrError(
                 f"credentials profile {endpoint.profile!r} was not found",
@@ -713,6 +785,14 @@ class S3:
             Bucket=bucket,
             LifecycleConfiguration={"Rules": rules},
         )
+
+    # ------------------------------------------------------------------ awscrt
+    def credentials(self) -> Any:
+        """The botocore credentials this client signs with (for the awscrt path in crt.py)."""
+        creds = self.client._request_signer._credentials
+        if creds is None:
+            raise DrError("no credentials found", "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or dr.profile")
+        return creds
 
     # ------------------------------------------------------------------ restore
     def download_version(self, bucket: str, obj: ObjectVersion, dest: Path, attempts: int = 3) -> str:

@@ -57,7 +57,6 @@ def backup(
 ) -> None:
     """Stream the primary's live and snapshot prefixes to the backup bucket in another region."""
     from ..index import Index, utc_now
-    from ..lock import hold_lease
     from ..ops.backup import backup_endpoint, run_backup
     from ..ops.freshness import ago, newest_backup_row, parse_duration, row_time
     from .maintenance import lease_notify
@@ -81,9 +80,18 @@ def backup(
             return
     hooks(c, cfg, "pre", "backup")
     # The primary's lease: no snapshot, rollback or prune changes what is being
-    # listed and streamed. Hooks stay outside it (a hook may take it itself).
-    with hold_lease(cfg, operation="backup", break_lock=break_lock, notify=lease_notify):
-        result = run_backup(cfg, mirror=mirror, apply=apply, progress=render.progress_for_terminal())
+    # streamed. run_backup takes it once its read-only plan shows something to
+    # write (a no-change run needs none: see run_backup). Hooks stay outside it
+    # (a hook may take it itself).
+    result = run_backup(
+        cfg,
+        mirror=mirror,
+        apply=apply,
+        progress=render.progress_for_terminal(),
+        lease=True,
+        break_lock=break_lock,
+        notify=lease_notify,
+    )
     render.warn(result.warnings)
     if json_:
         render.print_json(result.to_dict())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,12 +42,36 @@ def load_config(c: Context, **overrides: Any) -> DrConfig:
     return config_mod.load(raw_config(c), project_dir(c), **overrides)
 
 
+_freeze_registered = False
+
+
+def _freeze_at_exit() -> None:
+    """Skip the interpreter's last garbage collection when the `inv` process ends.
+
+    At exit Python walks every object still alive for cycles: after a task
+    that is botocore's parsed service model, the listings, Invoke's config,
+    and it took ≈ 0.2 s of a 0.8 s no-change `inv dr.backup` on RGW (≈ 0.03 s
+    with this). `gc.freeze()` as the last exit handler moves them all out of
+    the collector's sight; memory goes back to the OS with the process as it
+    would anyway. Nothing of ours depends on a collection at exit: files are
+    written inside `with` blocks (the index is fsynced), stdout and stderr
+    are flushed by the interpreter itself, and the exit handlers that were
+    registered earlier (logging, connection pools) run after this one and
+    unchanged.
+    """
+    global _freeze_registered
+    if not _freeze_registered:
+        _freeze_registered = True
+        atexit.register(gc.freeze)
+
+
 def dr_task(*args: Any, **kwargs: Any) -> Callable[[F], Any]:
     """`@task` that turns a DrError into a one-line message and exit code 1, never a traceback."""
 
     def decorate(fn: F) -> Any:
         @functools.wraps(fn)
         def wrapper(c: Context, *a: Any, **kw: Any) -> Any:
+            _freeze_at_exit()
             try:
                 return fn(c, *a, **kw)
             except DrError as err:

@@ -20,14 +20,18 @@ def snapshot(c: Context, label: str, json_: bool = False, break_lock: bool = Fal
     """Copy every live key, server-side, to <snapshot_prefix><id>/ and record it."""
     from ..lock import hold_lease
     from ..ops.snapshot import take_snapshot, validate_label
+    from ..s3 import S3
     from .maintenance import lease_notify
 
     validate_label(label)
     cfg = load_config(c)
     hooks(c, cfg, "pre", "snapshot")
+    # One client for the lease and the snapshot: each one more is a few ms to
+    # 0.1 s of start-up (see S3.__init__).
+    s3 = S3(cfg.endpoint, cfg.concurrency)
     # Hooks stay outside the lease: a post hook such as `inv dr.backup` takes it itself.
-    with hold_lease(cfg, operation="snapshot", break_lock=break_lock, notify=lease_notify):
-        result = take_snapshot(cfg, label, progress=render.progress_for_terminal())
+    with hold_lease(cfg, s3, operation="snapshot", break_lock=break_lock, notify=lease_notify):
+        result = take_snapshot(cfg, label, progress=render.progress_for_terminal(), s3=s3)
     render.warn(result.warnings)
     if json_:
         render.print_json(result.row())

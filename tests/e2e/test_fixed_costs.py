@@ -1,0 +1,241 @@
+"""The fixed cost of a run: lazy imports, one data loader per process, and a lease only where a run writes.
+
+A no-change `inv dr.backup` is mostly fixed cost (start-up, clients, the
+lease), so these pin what keeps it small without giving up any guarantee: the
+package imports no operation and no boto3 until a task needs one; a backup
+with nothing to write checks the lease but does not take it (still refused,
+with the same message, while someone holds it); and where the lease falls
+back to read-back (RGW), the operation's read-only planning runs inside the
+settle wait instead of after it, with the lease confirmed before the first write.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+
+from dr_tasks import LockHeld, hold_lease, take_snapshot
+from dr_tasks import lock as lock_mod
+from dr_tasks.config import Endpoint
+from dr_tasks.errors import DrError
+from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
+from dr_tasks.s3 import S3, count_requests
+from tests.conftest import Server, assert_clean_refusal, bucket_state, new_bucket
+from tests.e2e.test_backup import backup_json, backup_rows, configure_backup, seeded
+
+
+def lock_entries(server: Server, bucket: str) -> list[Any]:
+    return [e for e in bucket_state(server, bucket) if e[0] == LOCK_KEY]
+
+
+# ---------------------------------------------------------------------- imports
+def test_the_package_and_the_task_list_load_without_boto3_or_the_operations(make_repo, moto_server):
+    """`from dr_tasks import dr` (every host's tasks.py) and `inv --list` pull in no operation and no boto3."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import dr_tasks
+        from dr_tasks import dr
+        from invoke.main import program
+        sys.argv = ["inv", "--list"]
+        try:
+            program.run()
+        except SystemExit:
+            pass
+        heavy = sorted(m for m in sys.modules if m.startswith(("boto3", "botocore", "dr_tasks.ops")))
+        print("HEAVY", heavy)
+        from dr_tasks import *  # every name in __all__ resolves
+        missing = [n for n in dr_tasks.__all__ if n not in dir(dr_tasks)]
+        print("MISSING", missing)
+        """
+    )
+    repo = make_repo(moto_server, new_bucket(moto_server))
+    r = subprocess.run([sys.executable, "-c", code], cwd=repo.path, env=repo.environ(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "dr.backup" in r.stdout and "HEAVY []" in r.stdout and "MISSING []" in r.stdout, r.stdout
+
+
+def test_unknown_package_attribute_is_an_attribute_error():
+    import dr_tasks
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dr_tasks.nope  # noqa: B018
+
+
+# ---------------------------------------------------------------------- S3 clients
+def test_clients_share_one_loader_but_not_credentials(moto_server, moto2):
+    a = S3(Endpoint("x", moto_server.endpoint, "us-east-1", None, moto_server.access_key, moto_server.secret_key))
+    b = S3(Endpoint("y", moto2.endpoint, "eu-west-1", None, moto2.access_key, moto2.secret_key))
+    # one loader per process, and boto3's data dir on its search path once however many clients
+    paths = S3._loader.search_paths
+    assert len(paths) == len(set(paths))
+    assert a.credentials().access_key == moto_server.access_key
+    assert b.credentials().access_key == moto2.access_key
+    assert (a.client.meta.region_name, b.client.meta.region_name) == ("us-east-1", "eu-west-1")
+
+
+def test_listing_timestamps_parse_as_botocore_parses_them():
+    from botocore.utils import parse_timestamp
+
+    from dr_tasks.s3 import _fast_timestamp_parser
+
+    parse = _fast_timestamp_parser()
+    for value in (
+        "2026-11-25T01:51:10.123Z",
+        "2026-11-25T01:51:10Z",
+        "2026-11-25T01:51:10.123456789Z",
+        "2024-02-29T23:59:59.9Z",
+        "Wed, 25 Nov 2026 01:51:10 GMT",
+        "2026-11-25T01:51:10+02:00",
+        1764035470,
+    ):
+        assert parse(value) == parse_timestamp(value), value
+    assert parse("2026-11-25T01:51:10.5Z").utcoffset().total_seconds() == 0
+
+
+def test_a_missing_profile_is_still_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    with pytest.raises(DrError, match="credentials profile 'nosuch' was not found"):
+        S3(Endpoint("b", "http://127.0.0.1:9", None, "nosuch"))
+
+
+# ---------------------------------------------------------------------- no-change backup
+def test_no_change_backup_checks_the_lease_but_takes_none(server, bucket, make_repo, fault_proxy, moto2):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    seeded(repo)
+    configure_backup(repo, moto2)
+    first = backup_json(repo)
+    assert first["copied"] > 0
+
+    fault_proxy.clear()
+    r = repo.run("dr.backup", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["copied"] == 0
+    # one look at the lease object (a HEAD: it is free), no write of it: no PUT, no delete
+    assert fault_proxy.counts["HeadObject"] == 1, fault_proxy.counts
+    assert set(fault_proxy.counts) == {"ListObjectsV2", "HeadObject"}, fault_proxy.counts
+    assert "put-then-read-back" not in r.stderr  # RGW: no lease taken, so nothing to fall back on
+    assert lock_entries(server, bucket) == [] and len(backup_rows(repo)) == 2
+
+
+def test_no_change_backup_is_refused_while_the_lease_is_held(server, bucket, make_repo, moto2):
+    repo = make_repo(server, bucket)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    backup_json(repo)
+    before = (repo.index_bytes(), bucket_state(moto2, dest))
+    with hold_lease(repo.cfg(), operation="rollback"):
+        r = repo.run("dr.backup")
+    assert_clean_refusal(r, "another dr operation is running: lease held by", "for rollback since")
+    assert (repo.index_bytes(), bucket_state(moto2, dest)) == before
+
+
+def test_changed_backup_takes_the_lease_and_plans_under_it(server, bucket, make_repo, fault_proxy, moto2):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    backup_json(repo)
+    server.client().put_object(Bucket=bucket, Key="state/skills/alpha/a.txt", Body=b"changed\n")
+    fault_proxy.clear()
+    again = backup_json(repo)
+    assert again["copied"] == 1
+    # planned once without the lease, once under it; the lease was taken (PUT) and released
+    assert fault_proxy.counts["ListObjectsV2"] == 2, fault_proxy.counts
+    assert fault_proxy.counts["PutObject"] >= 1 and lock_entries(server, bucket) == []
+    assert moto2.client().get_object(Bucket=dest, Key="state/skills/alpha/a.txt")["Body"].read() == b"changed\n"
+
+
+# ---------------------------------------------------------------------- prepare during the settle wait
+class FakeClock:
+    """Stands in for `time` in dr_tasks.lock: `prepare` advances it, `sleep` records what was left to wait."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+@pytest.mark.parametrize("prepare_takes", [0.2, 2.0])
+def test_prepare_runs_inside_the_settle_wait_and_before_the_body(server, bucket, make_repo, monkeypatch, prepare_takes):
+    clock = FakeClock()
+    monkeypatch.setattr(lock_mod, "time", clock)
+    calls: list[str] = []
+
+    def prepare() -> None:
+        calls.append("prepare")
+        clock.now += prepare_takes
+
+    with hold_lease(make_repo(server, bucket).cfg(), operation="t", prepare=prepare) as lease:
+        calls.append("body")
+    assert calls == ["prepare", "body"]
+    if server.name == "rgw":  # ignores If-None-Match: read-back, and prepare filled the settle wait
+        assert lease.mode == MODE_READ_BACK
+        left = lock_mod.SETTLE_SECONDS - prepare_takes
+        assert clock.slept == ([round(left, 6)] if left > 0 else [])
+    else:
+        assert lease.mode == MODE_CONDITIONAL and clock.slept == []
+    assert lock_entries(server, bucket) == []
+
+
+def test_racing_with_prepare_still_lets_exactly_one_hold(server, bucket, make_repo):
+    cfg = make_repo(server, bucket).cfg()
+    start = threading.Barrier(4)
+    losers_done = threading.Semaphore(0)
+    results: dict[int, Any] = {}
+
+    def contender(i: int) -> None:
+        planned: list[int] = []
+        start.wait()
+        try:
+            with hold_lease(cfg, operation=f"t{i}", prepare=lambda: planned.append(i)):
+                results[i] = list(planned)
+                for _ in range(3):  # hold until every other contender has given up
+                    assert losers_done.acquire(timeout=60)
+        except LockHeld as err:
+            results[i] = err
+            losers_done.release()
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    winners = {i: r for i, r in results.items() if not isinstance(r, Exception)}
+    assert len(results) == 4 and len(winners) == 1, results
+    (i, planned), *_ = winners.items()
+    assert planned and set(planned) == {i}  # the winner's body saw its own plan
+    assert lock_entries(server, bucket) == []
+
+
+# ---------------------------------------------------------------------- the lease's own requests
+def test_a_conditional_lease_costs_no_listing(moto_server, make_repo, fault_proxy_moto):
+    """moto honours If-None-Match: HEAD (free), PUT, PUT probe (412), DeleteObjects by id; no ListObjectVersions.
+
+    moto copies every version in the bucket on each ListObjectVersions, so on a
+    big bucket each one the lease saves is worth a copy of the whole bucket.
+    """
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket, endpoint_url=fault_proxy_moto.url)
+    repo.seed()
+    with count_requests() as own:
+        take_snapshot(repo.cfg(), "uncounted")  # the snapshot's own requests, no lease
+    fault_proxy_moto.clear()
+    r = repo.run("dr.snapshot", "--label=counted", "--json")
+    assert r.returncode == 0, r.stderr
+    counts = fault_proxy_moto.counts
+    assert counts["ListObjectVersions"] == own["ListObjectVersions"], (counts, own)
+    assert counts["PutObject"] == own["PutObject"] + 2 and counts["DeleteObjects"] == 1, (counts, own)
+    assert lock_entries(moto_server, bucket) == []
