@@ -28,6 +28,7 @@ counts only complete rows). Running again copies what is still missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -37,9 +38,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import META_PREFIX, DrConfig, Endpoint
+from ..crt import SMALL_OBJECT, CopyJob, bulk_for
 from ..errors import ConfigError, DrError
 from ..index import Index, iso, utc_now
-from ..parallel import run_parallel
+from ..lock import Notify, check_lease, hold_lease
+from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
 from .freshness import newest_backup_row, parse_duration, row_time
@@ -234,10 +237,12 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
     """Listings only (plus the one state object): what to copy, what to skip, what `--mirror` would delete."""
     warnings: list[str] = []
     bp = cfg.backup.prefix
-    # The two regions are listed at the same time: on a no-change run the
-    # listings are nearly all of the work, and they wait on different servers.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # The two regions are listed at the same time, and the state read beside
+    # them: on a no-change run these are nearly all of the work, and they wait
+    # on different servers.
+    with ThreadPoolExecutor(max_workers=2) as pool:
         source_listing = pool.submit(list_sources, cfg, src)
+        state_read = pool.submit(_load_state, cfg, dst, dest_bucket, warnings)
         try:
             dest = {o.key: o for o in dst.iter_objects(dest_bucket, bp)}
         except S3Error as err:
@@ -254,7 +259,7 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
                 "create it (versioned) in the backup region, or fix dr.backup.bucket / dr.backup.endpoint_url",
             ) from None
         raise err
-    state = _load_state(cfg, dst, dest_bucket, warnings)
+    state = state_read.result()
     to_copy: list[ObjectVersion] = []
     skipped = 0
     for o in sources:
@@ -297,6 +302,11 @@ def _row_id(index_rows: list[dict[str, Any]], ts: str) -> str:
     return rid
 
 
+def _writes(plan: BackupPlan, mirror: bool) -> bool:
+    """Whether carrying out `plan` writes anything (copies, deletes, the state object)."""
+    return bool(plan.to_copy or (mirror and plan.deletes) or plan.state_pruned)
+
+
 def run_backup(
     cfg: DrConfig,
     *,
@@ -308,12 +318,69 @@ def run_backup(
     dst: S3 | None = None,
     now: datetime | None = None,
     part_size: int = PART_SIZE,
+    lease: bool = False,
+    break_lock: bool = False,
+    notify: Notify | None = None,
 ) -> BackupResult:
     """Back up the primary to `backup.bucket`; returns the result (check `.partial`) after appending its row.
 
     Raises DrError before anything is sent on a config problem, and
     `MirrorNeedsApply` when `mirror` is set without `apply`.
+
+    With `lease=True` it deals with the primary's lease itself, and takes it
+    only when the run has something to write: it plans first, read-only, while
+    one request checks that nobody holds the lease (held, live or stale: the
+    same `LockHeld` as taking it). A run that finds nothing changed appends its
+    row without the lease's round trips (on stores that ignore If-None-Match,
+    also a 0.5 s settle wait). A run that will write takes the lease and plans
+    again under it, overlapping that wait. `break_lock` (take over a stale
+    lease) takes the lease first, whatever the plan. Without `lease` the caller
+    holds it, or not.
+
+    Why a no-change run needs no lease: it writes nothing to either bucket (the
+    row goes to the local index), and its listing is as good as one taken under
+    the lease. An operation holding the lease when it is checked stops the run.
+    One that held it only while the listing ran either had changed something
+    by then, which shows up in the plan as something to copy (so the run takes
+    the lease, and plans again under it), or had not, and then the listing is
+    the state of the primary at that moment, which is all a backup row claims.
+    Live keys change under any backup anyway: the host mirrors them without
+    the lease.
     """
+    # A lease taken during the run is released when run_backup returns, after
+    # the row, as a caller's `with hold_lease(...)` around the whole run would be.
+    with contextlib.ExitStack() as held:
+        return _run_backup(
+            cfg,
+            mirror=mirror,
+            apply=apply,
+            if_older_than=if_older_than,
+            progress=progress,
+            src=src,
+            dst=dst,
+            now=now,
+            part_size=part_size,
+            lease=held if lease else None,
+            break_lock=break_lock,
+            notify=notify,
+        )
+
+
+def _run_backup(
+    cfg: DrConfig,
+    *,
+    mirror: bool,
+    apply: bool,
+    if_older_than: str | timedelta | None,
+    progress: Progress,
+    src: S3 | None,
+    dst: S3 | None,
+    now: datetime | None,
+    part_size: int,
+    lease: contextlib.ExitStack | None,
+    break_lock: bool,
+    notify: Notify | None,
+) -> BackupResult:
     ep = backup_endpoint(cfg)
     if apply and not mirror:
         raise DrError("--apply only confirms the deletes of --mirror", "use --mirror --apply, or neither")
@@ -352,11 +419,43 @@ def run_backup(
             "the backup bucket is at the same endpoint as the primary: it is not a different failure domain"
         )
 
-    progress.start("listing the primary and the backup")
-    try:
-        plan = plan_backup(cfg, src, dst, ep.bucket)
-    finally:
-        progress.stop()
+    plan: BackupPlan | None = None
+
+    def make_plan() -> None:
+        nonlocal plan
+        progress.start("listing the primary and the backup")
+        try:
+            plan = plan_backup(cfg, src, dst, ep.bucket)
+        finally:
+            progress.stop()
+
+    def take_lease() -> None:
+        assert lease is not None
+        lease.enter_context(hold_lease(cfg, src, "backup", break_lock=break_lock, notify=notify, prepare=make_plan))
+
+    if lease is not None and break_lock:
+        take_lease()  # the operator asked about the lease: take (and break) it whatever the plan
+    else:
+        if lease is None:
+            make_plan()
+        else:
+            # Is the lease free? Asked alongside the listings (one request);
+            # a held one stops the run, as taking it would, before any write.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                free = pool.submit(check_lease, cfg, src, "backup")
+                try:
+                    make_plan()
+                finally:
+                    free.result()  # LockHeld wins over a listing error, as when the lease came first
+        assert plan is not None
+        if mirror and not apply:
+            raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
+        if lease is not None and _writes(plan, mirror):
+            # Planned without the lease, so planned again under it (during the
+            # lease's settle wait, where the store needs one): what is copied
+            # is decided while no snapshot, rollback or prune can run.
+            take_lease()
+    assert plan is not None
     result.warnings.extend(plan.warnings)
     if mirror and not apply:
         raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
@@ -369,21 +468,47 @@ def run_backup(
     dirty = [False]
     bp = cfg.backup.prefix
 
-    def copy_one(o: ObjectVersion) -> int:
-        moved = dst.stream_copy(src, cfg.bucket, o.key, ep.bucket, bp + o.key, part_size)
+    def record(key: str, src_etag: str, size: int, dst_etag: str) -> None:
         with lock:
             # The ETag the GET returned, not the listing's: if the object
             # changed in between, the next run's listing matches what we hold.
-            state[o.key] = [moved.src_etag, moved.size, moved.dst_etag]
+            state[key] = [src_etag, size, dst_etag]
             dirty[0] = True
             if time.monotonic() - last_save[0] > CHECKPOINT_SECONDS:
                 _save_state(cfg, dst, ep.bucket, dict(state))
                 last_save[0] = time.monotonic()
+
+    def copy_one(o: ObjectVersion) -> int:
+        moved = dst.stream_copy(src, cfg.bucket, o.key, ep.bucket, bp + o.key, part_size)
+        record(o.key, moved.src_etag, moved.size, moved.dst_etag)
         return moved.size
 
+    # Small objects go through awscrt (a GET into memory, then a PUT); big or
+    # empty ones stream through boto3 in parts, memory bounded by the part size.
+    use_crt = cfg.transfer_client == "crt"
+    small = [o for o in plan.to_copy if use_crt and 0 < o.size <= SMALL_OBJECT]
+    large = [o for o in plan.to_copy if not (use_crt and 0 < o.size <= SMALL_OBJECT)]
+    # Clients only when there is something for them (a no-change run has nothing).
+    bulk_src = bulk_for(src, cfg.concurrency) if small else None
+    bulk_dst = bulk_for(dst, cfg.concurrency) if bulk_src is not None else None
+    if bulk_dst is None:  # awscrt missing: everything takes the boto3 path
+        small, large = [], small + large
     progress.start(f"copying {len(plan.to_copy)} objects to s3://{ep.bucket}/{bp}", total=len(plan.to_copy))
     try:
-        done, failed = run_parallel(copy_one, plan.to_copy, cfg.concurrency, progress)
+        done: list[tuple[ObjectVersion, int]] = []
+        failed: list[Failure[ObjectVersion]] = []
+        if small and bulk_src is not None and bulk_dst is not None:
+            jobs = (CopyJob(o, cfg.bucket, o.key, ep.bucket, bp + o.key) for o in small)
+            for job, outcome in bulk_dst.copy_small_from(bulk_src, jobs):
+                progress.advance()
+                if isinstance(outcome, DrError):
+                    failed.append(Failure(job.tag, outcome))
+                else:
+                    record(job.tag.key, outcome.src_etag, outcome.size, outcome.dst_etag)
+                    done.append((job.tag, outcome.size))
+        more_done, more_failed = run_parallel(copy_one, large, cfg.concurrency, progress)
+        done += more_done
+        failed += more_failed
     finally:
         progress.stop()
     result.copied = len(done)
@@ -419,5 +544,8 @@ def run_backup(
             "they were kept as they are"
         )
     result.seconds = round(time.monotonic() - started, 3)
+    # A no-change run holds no lease, so another backup of this repo may have
+    # appended a row with the same second's id since the index was read.
+    result.id = _row_id(index.read().rows, ts)
     index.append(result.row())
     return result
