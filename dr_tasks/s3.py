@@ -276,7 +276,13 @@ class S3:
             s3={"addressing_style": "path" if endpoint.endpoint_url else "auto"},
             signature_version="s3v4",
         )
-        self.client = session.client("s3", endpoint_url=endpoint.endpoint_url, config=config)
+        try:
+            self.client = session.client("s3", endpoint_url=endpoint.endpoint_url, config=config)
+        except BotoCoreError as err:
+            # e.g. AWS_CA_BUNDLE set to "" or a bad AWS_* setting: say which, no traceback.
+            raise DrError(
+                f"cannot set up the S3 client: {err}", "check the AWS_* environment variables and dr.endpoint_url"
+            ) from None
         for event, hook in list(_CLIENT_HOOKS):
             self.client.meta.events.register(event, hook)
         self.client.meta.events.register("before-parse.s3.ListObjectVersions", _record_server_order())

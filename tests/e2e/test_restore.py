@@ -550,6 +550,8 @@ def test_crt_path_over_https_with_a_private_ca(rgw_server, make_repo):
     r = repo.run("dr.restore", UNIT, ts, env={"AWS_CA_BUNDLE": rgw_server.ca_bundle})
     assert r.returncode == 0, r.stderr
     assert local_tree(holding(repo, UNIT, datetime.fromisoformat(ts))) == {k[len(U) :]: v for k, v in files.items()}
+    r = repo.run("dr.restore", UNIT, ts, "--force", env={"AWS_CA_BUNDLE": ""})
+    assert_clean_refusal(r, "cannot set up the S3 client", "AWS_")
     # without the CA the TLS handshake fails, clearly, and nothing is left behind
     r = repo.run("dr.restore", UNIT, ts, "--force", env={"AWS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"})
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
