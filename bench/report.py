@@ -77,63 +77,57 @@ def markdown(results: dict[str, Any]) -> str:
     lines += rss_against_size(results)
     if results.get("scaling"):
         ns = sorted({p["n"] for p in results["scaling"]})
-        segs = [f"{a}→{b}" for a, b in itertools.pairwise(ns)]
-        lines += [
-            "",
-            "## Time against N (chart.png)",
-            "",
+        seconds = _by_key(results["scaling"], "median_s")
+        lines += ["", "## Time against N (chart.png)", ""]
+        lines += _per_n_table(
             "Median seconds at each N, then the cost of each extra object between two N (ms/object): "
             "a straight line has the same figure in every segment.",
-            "",
-            "| server | scenario | tool | "
-            + " | ".join(f"N={n}" for n in ns)
-            + "".join(f" | ms/object {s}" for s in segs)
-            + " |",
-            "|---|---|---|" + "---:|" * (len(ns) + len(segs)),
-        ]
-        series: dict[tuple[str, str, str], dict[int, float]] = {}
-        for p in results["scaling"]:
-            series.setdefault((p["server"], p["scenario"], p["tool"]), {})[p["n"]] = p["median_s"]
-        for (srv, scn, tool), pts in series.items():
-            slopes = [
-                _fmt(1000 * (pts[b] - pts[a]) / (b - a)) if pts.get(a) is not None and pts.get(b) is not None else "–"
-                for a, b in itertools.pairwise(ns)
-            ]
-            lines.append(
-                f"| {srv} | {scn} | {tool} | "
-                + " | ".join(_fmt(pts.get(n)) for n in ns)
-                + "".join(f" | {x}" for x in slopes)
-                + " |"
-            )
+            ns,
+            seconds,
+        )
         # The machine-independent half of "linear": the client's own CPU (user time; the kernel's
         # time for creating files varies 2x run to run on a shared VM) at each N, and per extra object.
-        cpu: dict[tuple[str, str, str], dict[int, float]] = {}
-        for p in results["scaling"]:
-            if p.get("client_user_s") is not None:
-                cpu.setdefault((p["server"], p["scenario"], p["tool"]), {})[p["n"]] = p["client_user_s"]
+        cpu = _by_key([p for p in results["scaling"] if p.get("client_user_s") is not None], "client_user_s")
         if cpu:
-            lines += [
-                "",
-                "Client user CPU seconds (median run) at each N, then ms of user CPU per extra object:",
-                "",
-                "| server | scenario | tool | "
-                + " | ".join(f"N={n}" for n in ns)
-                + "".join(f" | ms/object {s}" for s in segs)
-                + " |",
-                "|---|---|---|" + "---:|" * (len(ns) + len(segs)),
-            ]
-            for (srv, scn, tool), pts in cpu.items():
-                slopes = [
-                    _fmt(1000 * (pts[b] - pts[a]) / (b - a)) if a in pts and b in pts else "–"
-                    for a, b in itertools.pairwise(ns)
-                ]
-                lines.append(
-                    f"| {srv} | {scn} | {tool} | "
-                    + " | ".join(_fmt(pts.get(n)) for n in ns)
-                    + "".join(f" | {x}" for x in slopes)
-                    + " |"
-                )
+            lines.append("")
+            lines += _per_n_table(
+                "Client user CPU seconds (median run) at each N, then ms of user CPU per extra object:", ns, cpu
+            )
     return "\n".join(lines) + "\n"
+
+
+def _by_key(points: list[dict[str, Any]], field: str) -> dict[tuple[str, str, str], dict[int, float]]:
+    """(server, scenario, tool) -> {N: the point's `field`}."""
+    series: dict[tuple[str, str, str], dict[int, float]] = {}
+    for p in points:
+        series.setdefault((p["server"], p["scenario"], p["tool"]), {})[p["n"]] = p[field]
+    return series
+
+
+def _per_n_table(caption: str, ns: list[int], series: dict[tuple[str, str, str], dict[int, float]]) -> list[str]:
+    """A value at each N, then 1000 x its growth per extra object between neighbouring N."""
+    segs = [f"{a}→{b}" for a, b in itertools.pairwise(ns)]
+    lines = [
+        caption,
+        "",
+        "| server | scenario | tool | "
+        + " | ".join(f"N={n}" for n in ns)
+        + "".join(f" | ms/object {s}" for s in segs)
+        + " |",
+        "|---|---|---|" + "---:|" * (len(ns) + len(segs)),
+    ]
+    for (srv, scn, tool), pts in series.items():
+        slopes = [
+            _fmt(1000 * (pts[b] - pts[a]) / (b - a)) if pts.get(a) is not None and pts.get(b) is not None else "–"
+            for a, b in itertools.pairwise(ns)
+        ]
+        lines.append(
+            f"| {srv} | {scn} | {tool} | "
+            + " | ".join(_fmt(pts.get(n)) for n in ns)
+            + "".join(f" | {x}" for x in slopes)
+            + " |"
+        )
+    return lines
 
 
 def rss_against_size(results: dict[str, Any]) -> list[str]:
