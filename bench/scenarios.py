@@ -54,6 +54,19 @@ def _noop(_run: int) -> None:
     pass
 
 
+def _aws_sync_via(
+    aws: str, server: Server, ep: Endpoint, src: str, dest_server: Server, dest: str, stage: Path, work: Path
+) -> Prepared:
+    """awscli cannot copy between endpoints: `aws s3 sync` down to `stage`, then up (what users do)."""
+    script = (
+        f"{aws} s3 sync --only-show-errors --endpoint-url {ep(server)} s3://{src}/ {stage}/ && "
+        f"{aws} s3 sync --only-show-errors --endpoint-url {ep(dest_server)} {stage}/ s3://{dest}/"
+    )
+    env = tools.peer_env(server, ep(server))
+    env.pop("AWS_ENDPOINT_URL")
+    return ["sh", "-c", script], env, work
+
+
 def list_etags(client: Any, bucket: str, prefix: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -383,14 +396,7 @@ def backup(
             current[("aws", run)] = new_dest("aws", run, ep)
             # The local copy persists with its destination, as a user's would between runs.
             stage = work / f"aws-stage-{current[('aws', run)]}"
-            script = (
-                f"{aws} s3 sync --only-show-errors --endpoint-url {ep(server)} s3://{b}/ {stage}/ && "
-                f"{aws} s3 sync --only-show-errors --endpoint-url {ep(dest_server)} {stage}/ "
-                f"s3://{current[('aws', run)]}/"
-            )
-            env = tools.peer_env(server, ep(server))
-            env.pop("AWS_ENDPOINT_URL")
-            return ["sh", "-c", script], env, work
+            return _aws_sync_via(aws, server, ep, b, dest_server, current[("aws", run)], stage, work)
 
         ts.append(Tool("aws s3 sync (via local dir)", aws_prepare, verify_bucket("aws"), _noop))
     if "rclone" in names:
@@ -522,14 +528,7 @@ def bigobject(server: Server, dest_server: Server, big: BigObject, work: Path, p
 
         def aws_prepare(run: int, ep: Endpoint) -> Prepared:
             stage = work / f"aws-stage-aws-r{run}"
-            script = (
-                f"{aws} s3 sync --only-show-errors --endpoint-url {ep(server)} s3://{b}/ {stage}/ && "
-                f"{aws} s3 sync --only-show-errors --endpoint-url {ep(dest_server)} {stage}/ "
-                f"s3://{new_dest('aws', run)}/"
-            )
-            env = tools.peer_env(server, ep(server))
-            env.pop("AWS_ENDPOINT_URL")
-            return ["sh", "-c", script], env, work
+            return _aws_sync_via(aws, server, ep, b, dest_server, new_dest("aws", run), stage, work)
 
         ts.append(Tool("aws s3 sync (via local dir)", aws_prepare, verify("aws"), cleanup("aws")))
     if peers.rclone:
