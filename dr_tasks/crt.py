@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 from .errors import DrError
-from .s3 import S3, S3Error, error_hint, max_attempts, note_request
+from .s3 import S3, S3Error, download_problem, error_hint, max_attempts, note_request
 
 T = TypeVar("T")
 
@@ -122,7 +122,6 @@ class BulkS3:
         from awscrt import io as crt_io
         from awscrt import s3 as crt_s3
 
-        self._s3 = s3
         self.concurrency = max(1, concurrency)
         url = urlsplit(s3.client.meta.endpoint_url)
         self._netloc = url.netloc
@@ -342,18 +341,12 @@ class BulkS3:
                         job.key,
                         f"asked for version {job.version_id}, the server sent {got_vid}",
                     )
-                etag = job.etag.strip('"').lower()
-                md5_etag = (
-                    len(etag) == 32
-                    and all(ch in "0123456789abcdef" for ch in etag)
-                    and not call.headers.get("x-amz-server-side-encryption", "").startswith("aws:kms")
-                    and "x-amz-server-side-encryption-customer-algorithm" not in call.headers
+                encrypted = (
+                    call.headers.get("x-amz-server-side-encryption", "").startswith("aws:kms")
+                    or "x-amz-server-side-encryption-customer-algorithm" in call.headers
                 )
-                if call.size != job.size:
-                    problem = f"read {call.size} bytes, the listing says {job.size}"
-                elif md5_etag and call.md5.hexdigest() != etag:
-                    problem = f"the bytes read hash to MD5 {call.md5.hexdigest()}, the ETag says {etag}"
-                else:
+                problem = download_problem(call.size, job.size, call.md5.hexdigest(), job.etag, encrypted)
+                if not problem:
                     return job, call.sha.hexdigest()
             if call.attempt >= ATTEMPTS:
                 return job, S3Error("GetObject", job.bucket, what, f"{problem} ({ATTEMPTS} tries)")
@@ -457,16 +450,17 @@ def _parse_error(body: bytes) -> tuple[str, str]:
 
 
 _LOCK = threading.Lock()
-_CLIENTS: dict[int, BulkS3] = {}
 
 
 def bulk_for(s3: S3, concurrency: int) -> BulkS3 | None:
-    """The awscrt client for `s3`'s endpoint, or None when awscrt is not installed."""
+    """The awscrt client for `s3`'s endpoint (made once, kept on `s3`), or None when awscrt is not installed.
+
+    Kept on the S3 object rather than in a module-level table, so it goes (with
+    its connections and threads) when the S3 object does.
+    """
     if not available():
         return None
     with _LOCK:
-        found = _CLIENTS.get(id(s3))
-        if found is None or found._s3 is not s3:
-            found = BulkS3(s3, concurrency)
-            _CLIENTS[id(s3)] = found
-        return found
+        if s3.bulk is None:
+            s3.bulk = BulkS3(s3, concurrency)
+        return s3.bulk

@@ -242,6 +242,8 @@ class S3:
     def __init__(self, endpoint: Endpoint, concurrency: int = 16) -> None:
         self.endpoint = endpoint
         self.concurrency = concurrency
+        # The awscrt client for this endpoint, made on first use by crt.bulk_for.
+        self.bulk: Any = None
         try:
             core = self._new_botocore_session()
             session = boto3.session.Session(
@@ -809,6 +811,10 @@ class S3:
         or damaged on the way is fetched again from the start (botocore
         retries requests, not body reads); `dest` is the caller's temp file.
         """
+        if obj.size == 0:
+            # The listing names an immutable empty version: no GET needed.
+            dest.write_bytes(b"")
+            return hashlib.sha256(b"").hexdigest()
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": obj.key}
         if obj.version_id and obj.version_id != "null":
             kwargs["VersionId"] = obj.version_id
@@ -839,20 +845,28 @@ class S3:
                 raise S3Error(
                     "GetObject", bucket, obj.key, f"asked for version {obj.version_id}, the server sent {got_vid}"
                 )
-            etag = obj.etag_plain.lower()
-            md5_etag = (
-                len(etag) == 32
-                and all(ch in "0123456789abcdef" for ch in etag)
-                and not str(resp.get("ServerSideEncryption", "")).startswith("aws:kms")
-                and not resp.get("SSECustomerAlgorithm")
+            encrypted = str(resp.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(
+                resp.get("SSECustomerAlgorithm")
             )
-            if size != obj.size:
-                problem = f"read {size} bytes, the listing says {obj.size}"
-            elif md5_etag and md5.hexdigest() != etag:
-                problem = f"the bytes read hash to MD5 {md5.hexdigest()}, the ETag says {etag}"
-            else:
+            problem = download_problem(size, obj.size, md5.hexdigest(), obj.etag, encrypted)
+            if not problem:
                 return sha.hexdigest()
         raise S3Error("GetObject", bucket, f"{obj.key} (version {obj.version_id})", f"{problem} ({attempts} tries)")
+
+
+def download_problem(read: int, size: int, md5_hex: str, etag: str, encrypted: bool) -> str:
+    """Why the bytes read are not the listed version ("" when they are).
+
+    The length must be the listing's, and the MD5 the ETag where the ETag is
+    one: a single-part upload without SSE-KMS or SSE-C (`encrypted`).
+    """
+    etag = etag.strip('"').lower()
+    md5_etag = len(etag) == 32 and all(ch in "0123456789abcdef" for ch in etag) and not encrypted
+    if read != size:
+        return f"read {read} bytes, the listing says {size}"
+    if md5_etag and md5_hex != etag:
+        return f"the bytes read hash to MD5 {md5_hex}, the ETag says {etag}"
+    return ""
 
 
 def _merge_page(page: dict[str, Any]) -> Iterator[ObjectVersion]:

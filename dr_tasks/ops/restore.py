@@ -754,12 +754,7 @@ def _download_all(
             return None
         target, tmp = paths
         try:
-            if item[1].size == 0:
-                # The listing names an immutable empty version: no GET needed.
-                tmp.write_bytes(b"")
-                sha = hashlib.sha256(b"").hexdigest()
-            else:
-                sha = s3.download_version(cfg.bucket, item[1], tmp)
+            sha = s3.download_version(cfg.bucket, item[1], tmp)
         except OSError as err:
             tmp.unlink(missing_ok=True)
             raise _write_error(item[0], item[1], err) from None
