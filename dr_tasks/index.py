@@ -14,8 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import jsonlines
-
 from .errors import DrError
 
 VERSION = 1
@@ -80,7 +78,7 @@ class Index:
         result.torn_tail = bool(data) and not data.endswith(b"\n")
         text = data.decode("utf-8", errors="replace")
         # Line by line, so a bad line is reported by its number and the rows
-        # around it are kept (jsonlines' reader stops at the first bad line).
+        # around it are kept (a JSON Lines reader would stop at the first bad line).
         for lineno, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
@@ -113,9 +111,9 @@ class Index:
                 prefix = "\n" if self._needs_newline() else ""
                 # Terminating a torn tail keeps it (still reported on read)
                 # rather than gluing our row onto it.
-                writer = jsonlines.Writer(fh, flush=True, compact=True, sort_keys=False)
-                fh.write(prefix)
-                writer.write(line)
+                # One write of the whole line: the payload is already the
+                # compact JSON a JSON Lines writer would produce.
+                fh.write(prefix + payload + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as err:

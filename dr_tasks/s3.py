@@ -1,4 +1,4 @@
-"""The only module that imports boto3: clients, listings, copies and streams.
+"""The only module that talks to S3 through botocore: clients, listings, copies and streams.
 
 Everything here speaks the S3 that S3-compatible stores speak (AWS, DigitalOcean
 Spaces, MinIO, Ceph RGW): request checksums only when required, path-style
@@ -16,19 +16,20 @@ import os
 import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-import boto3
-from boto3.s3.transfer import TransferConfig
+import botocore.handlers
+import botocore.loaders
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    DataNotFoundError,
     EndpointConnectionError,
     NoCredentialsError,
     ProfileNotFound,
@@ -153,40 +154,91 @@ def _describe(err: Exception) -> tuple[str, str | None]:
     return f"{type(err).__name__}: {err}", None
 
 
-def _record_server_order() -> Callable[..., None]:
-    """Keep the (key, version id) order of a ListObjectVersions page as the server sent it.
+# Set while our own code sends a listing request on this thread: only then
+# does `_parse_listing` take over the page. Other users of `S3.client` (the
+# Python API, tests) keep botocore's usual "Versions" / "Contents" lists.
+_own_listing = threading.local()
 
-    botocore parses versions and delete markers into two separate lists, which
-    loses their interleaving; the server's newest-first order is the contract
-    for "the version current at T", including entries with equal timestamps.
+
+def _parse_listing(
+    operation_model: Any, response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """Read a ListObjectVersions / ListObjectsV2 page once, in ElementTree's C parser.
+
+    botocore read each 1,000-entry page three times in Python (an "is this a
+    200 that is really an error" parse, its own parse, then its shape walk:
+    ≈ 85 ms of CPU per page, most of a no-change backup's work). Here the
+    entries become `ObjectVersion`s in the server's order (which botocore's
+    split into "Versions" and "DeleteMarkers" loses, and which decides
+    same-timestamp ties) under "DrEntries"; the body botocore goes on to parse
+    keeps only the page's other fields (IsTruncated, the next markers,
+    CommonPrefixes), so its own checks and key decoding still apply to them.
     """
+    body = response_dict.get("body")
+    if (
+        not getattr(_own_listing, "on", False)
+        or operation_model.name not in ("ListObjectVersions", "ListObjectsV2")
+        or response_dict.get("status_code") != 200
+        or not body
+    ):
+        return
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return  # a torn page: botocore's own check makes it a retried 500
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    if root.tag[len(ns) :] == "Error":
+        return
+    raw: list[tuple[ET.Element, str]] = []
+    rest = ET.Element(root.tag)
+    for el in root:
+        kind = el.tag[len(ns) :]
+        if kind in ("Version", "DeleteMarker", "Contents"):
+            raw.append((el, kind))
+        else:
+            rest.append(el)
+    # botocore asks for EncodingType=url and decodes the keys it parses; so do we.
+    encoded = root.findtext(ns + "EncodingType") == "url"
+    parse_ts = _timestamp_parser()
+    tag_key, tag_vid, tag_size, tag_etag, tag_lm, tag_latest = (
+        ns + t for t in ("Key", "VersionId", "Size", "ETag", "LastModified", "IsLatest")
+    )
+    entries: list[ObjectVersion] = []
+    for el, kind in raw:
+        key = vid = etag = lm = ""
+        size = 0
+        # ListObjectsV2 lists only current objects.
+        latest = kind == "Contents"
+        for child in el:
+            tag, text = child.tag, child.text or ""
+            if tag == tag_key:
+                key = unquote_plus(text) if encoded else text
+            elif tag == tag_vid:
+                vid = text
+            elif tag == tag_size:
+                size = int(text)
+            elif tag == tag_etag:
+                etag = text
+            elif tag == tag_lm:
+                lm = text
+            elif tag == tag_latest:
+                latest = text == "true"
+        if kind == "DeleteMarker":
+            entries.append(ObjectVersion(key, vid or None, 0, "", parse_ts(lm), latest, True))
+        else:
+            entries.append(ObjectVersion(key, vid or None, size, etag, parse_ts(lm), latest))
+    customized_response_dict["DrEntries"] = entries
+    response_dict["body"] = ET.tostring(rest)
 
-    def handler(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
-        body = response_dict.get("body") or b""
-        if response_dict.get("status_code") != 200 or not body:
-            return
-        order: list[tuple[str, str]] = []
-        try:
-            root = ET.fromstring(body)
-            # botocore asks for EncodingType=url and decodes the keys it
-            # parses; the raw XML keys must be decoded the same way to match.
-            encoded = any(el.tag.rsplit("}", 1)[-1] == "EncodingType" and el.text == "url" for el in root)
-            for el in root:
-                tag = el.tag.rsplit("}", 1)[-1]
-                if tag in ("Version", "DeleteMarker"):
-                    key = vid = ""
-                    for child in el:
-                        ctag = child.tag.rsplit("}", 1)[-1]
-                        if ctag == "Key":
-                            key = unquote_plus(child.text or "") if encoded else (child.text or "")
-                        elif ctag == "VersionId":
-                            vid = child.text or ""
-                    order.append((key, vid))
-        except ET.ParseError:
-            return
-        customized_response_dict["DrServerOrder"] = order
 
-    return handler
+_parse_ts: Callable[[Any], datetime] | None = None
+
+
+def _timestamp_parser() -> Callable[[Any], datetime]:
+    global _parse_ts
+    if _parse_ts is None:
+        _parse_ts = _fast_timestamp_parser()
+    return _parse_ts
 
 
 def _fast_timestamp_parser() -> Callable[[Any], datetime]:
@@ -207,11 +259,58 @@ def _fast_timestamp_parser() -> Callable[[Any], datetime]:
     return parse
 
 
+class _KnownServices(Sequence[str]):
+    """The services a loader has models for, listed only when someone reads the whole list."""
+
+    def __init__(self, loader: Any, type_name: str) -> None:
+        self._loader = loader
+        self._type_name = type_name
+        self._all: list[str] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        # One directory listing for the service asked about (cached by botocore).
+        try:
+            return bool(self._loader.list_api_versions(name, self._type_name))
+        except DataNotFoundError:
+            return False
+
+    def _names(self) -> list[str]:
+        if self._all is None:
+            self._all = botocore.loaders.Loader.list_available_services(self._loader, self._type_name)
+        return self._all
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._names()[i]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+class _ModelLoader(botocore.loaders.Loader):
+    """botocore's data loader, minus a scan of every service directory before the first model.
+
+    `load_service_model` checks the name it is given against the list of all
+    ~400 services it could load, which it builds by listing and stat-ing every
+    directory of botocore's data: ≈ 50 ms of each run's start (a tenth of a
+    no-change backup), to load the one model we use. The check still happens,
+    for the service asked about; the whole list is built only if read.
+    """
+
+    def list_available_services(self, type_name: str) -> Sequence[str]:  # type: ignore[override]
+        return _KnownServices(self, type_name)
+
+    @botocore.loaders.instance_cache
+    def load_data_with_path(self, name: str) -> Any:
+        # Every new session parses `endpoints` (≈ 15 ms) through this uncached
+        # call; its twin `load_data` is cached, and so is this now.
+        return super().load_data_with_path(name)
+
+
 class S3:
-    """A boto3 S3 client for one endpoint, sized for `concurrency` parallel requests."""
+    """A botocore S3 client for one endpoint, sized for `concurrency` parallel requests."""
 
     # One botocore data loader per process, shared by every S3 object. A new
-    # boto3 Session per client re-read and re-parsed the S3 service model and
+    # session per client re-read and re-parsed the S3 service model and
     # its endpoint rules: ≈ 60 ms of CPU per client idle, 0.15-0.2 s under
     # load, and a backup makes two or three clients. Only the loader (its cache
     # of parsed JSON models) is shared: each S3 still gets a fresh session, so
@@ -222,7 +321,6 @@ class S3:
 
     @classmethod
     def _new_botocore_session(cls) -> Any:
-        import botocore.loaders
         import botocore.session
 
         session = botocore.session.Session()
@@ -231,7 +329,13 @@ class S3:
                 # Built from the environment alone: a profile named in the
                 # config that does not exist must fail in __init__ with the
                 # "profile not found" message, not here.
-                cls._loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+                data_path = os.environ.get("AWS_DATA_PATH")
+                extra = (
+                    [os.path.expanduser(os.path.expandvars(d)) for d in data_path.split(os.pathsep)]
+                    if data_path
+                    else []
+                )
+                cls._loader = _ModelLoader(extra_search_paths=extra)
             session.register_component("data_loader", cls._loader)
         # Listings are CPU-bound in the client, and most of that CPU was
         # dateutil parsing each LastModified (≈ 25 µs each: 0.17 of the 0.33 s
@@ -245,21 +349,17 @@ class S3:
         # The awscrt client for this endpoint, made on first use by crt.bulk_for.
         self.bulk: Any = None
         try:
+            # botocore directly, not a boto3 Session: boto3's client brings its
+            # transfer manager's CRT glue (≈ 30 ms of every start) for two
+            # calls that `_transfer_manager` makes from s3transfer itself.
             core = self._new_botocore_session()
-            session = boto3.session.Session(
-                botocore_session=core,
-                profile_name=endpoint.profile,
-                region_name=endpoint.region,
-                aws_access_key_id=endpoint.access_key_id,
-                aws_secret_access_key=endpoint.secret_access_key,
-            )
-            # boto3 appends its own data dir to the (shared) loader's search
-            # path on every Session: keep one of each.
-            with self._loader_lock:
-                paths = self._loader.search_paths
-                paths[:] = list(dict.fromkeys(paths))
-            # With a ready loader nothing in the Session reads the profile, so
-            # a missing one would only fail at the first request: read it now.
+            if endpoint.profile:
+                core.set_config_variable("profile", endpoint.profile)
+            if endpoint.region:
+                core.set_config_variable("region", endpoint.region)
+            if endpoint.access_key_id or endpoint.secret_access_key:
+                core.set_credentials(endpoint.access_key_id, endpoint.secret_access_key)
+            # A missing profile would otherwise only fail at the first request: read it now.
             core.get_scoped_config()
         except ProfileNotFound:
             raise DrError(
@@ -279,7 +379,7 @@ class S3:
             signature_version="s3v4",
         )
         try:
-            self.client = session.client("s3", endpoint_url=endpoint.endpoint_url, config=config)
+            self.client = core.create_client("s3", endpoint_url=endpoint.endpoint_url, config=config)
         except BotoCoreError as err:
             # e.g. AWS_CA_BUNDLE set to "" or a bad AWS_* setting: say which, no traceback.
             raise DrError(
@@ -287,7 +387,25 @@ class S3:
             ) from None
         for event, hook in list(_CLIENT_HOOKS):
             self.client.meta.events.register(event, hook)
-        self.client.meta.events.register("before-parse.s3.ListObjectVersions", _record_server_order())
+        events = self.client.meta.events
+        # `_parse_listing` must see a listing page before botocore's check for
+        # "a 200 that is really an error" parses all of it once more; the
+        # check itself still runs, right after, on what is left of the page.
+        check_200 = getattr(botocore.handlers, "_handle_200_error", None)
+        if check_200 is not None:
+            events.unregister("before-parse.s3.*", check_200)
+        events.register_first("before-parse.s3.*", _parse_listing)
+        if check_200 is not None:
+            events.register_first("before-parse.s3.*", check_200)
+
+    def _transfer_manager(self, threshold: int = 8 * 1024**2, part_size: int = 8 * 1024**2) -> Any:
+        """boto3's transfer manager (s3transfer) on this client: multipart uploads and copies in parallel."""
+        from s3transfer.manager import TransferConfig, TransferManager
+
+        config = TransferConfig(
+            multipart_threshold=threshold, multipart_chunksize=part_size, max_request_concurrency=self.concurrency
+        )
+        return TransferManager(self.client, config)
 
     # ------------------------------------------------------------------ errors
     def _fail(self, operation: str, bucket: str, key: str | None, err: Exception) -> S3Error:
@@ -317,34 +435,48 @@ class S3:
             self.enable_versioning(bucket)
 
     # ------------------------------------------------------------------ listings
-    def iter_versions(self, bucket: str, prefix: str) -> Iterator[ObjectVersion]:
+    def _pages(self, operation: str, bucket: str, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Pages of a listing, each with its entries (server order) under "DrEntries" (see `_parse_listing`)."""
+        fn = self.client.list_object_versions if operation == "ListObjectVersions" else self.client.list_objects_v2
+        marks = (
+            (("NextKeyMarker", "KeyMarker"), ("NextVersionIdMarker", "VersionIdMarker"))
+            if operation == "ListObjectVersions"
+            else (("NextContinuationToken", "ContinuationToken"),)
+        )
+        while True:
+            _own_listing.on = True
+            try:
+                page = fn(**kwargs)
+            except (ClientError, BotoCoreError) as err:
+                raise self._fail(operation, bucket, kwargs.get("Prefix"), err) from None
+            finally:
+                _own_listing.on = False
+            if "DrEntries" not in page:
+                raise S3Error(operation, bucket, kwargs.get("Prefix"), "the server's listing could not be read")
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            nxt = {arg: page.get(field) or "" for field, arg in marks}
+            if all(kwargs.get(arg, "") == value for arg, value in nxt.items()):
+                # A server that says "more" without moving on would loop forever.
+                raise S3Error(operation, bucket, kwargs.get("Prefix"), "the server sent the same page marker twice")
+            kwargs.update(nxt)
+
+    def iter_versions(self, bucket: str, prefix: str, page_size: int = 1000) -> Iterator[ObjectVersion]:
         """Every version and delete marker under `prefix`, page by page, in the server's order.
 
         The server sends keys in ascending order and each key's entries newest
         first; a key's entries may continue on the next page.
         """
-        paginator = self.client.get_paginator("list_object_versions")
-        try:
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}):
-                yield from _merge_page(page)
-        except (ClientError, BotoCoreError) as err:
-            raise self._fail("ListObjectVersions", bucket, prefix, err) from None
+        for page in self._pages(
+            "ListObjectVersions", bucket, {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        ):
+            yield from _merge_page(page["DrEntries"])
 
     def iter_objects(self, bucket: str, prefix: str) -> Iterator[ObjectVersion]:
         """Current objects under `prefix` (ListObjectsV2: no version ids)."""
-        paginator = self.client.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}):
-                for o in page.get("Contents", []):
-                    yield ObjectVersion(
-                        key=o["Key"],
-                        version_id=None,
-                        size=o["Size"],
-                        etag=o.get("ETag", ""),
-                        last_modified=o["LastModified"],
-                    )
-        except (ClientError, BotoCoreError) as err:
-            raise self._fail("ListObjectsV2", bucket, prefix, err) from None
+        for page in self._pages("ListObjectsV2", bucket, {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}):
+            yield from page["DrEntries"]
 
     def iter_current(self, bucket: str, prefix: str, versioned: bool) -> Iterator[ObjectVersion]:
         """The current version of every key under `prefix`, with its version id when versioned."""
@@ -359,16 +491,9 @@ class S3:
         """One level of a "directory": (common prefixes, objects) under `prefix` with '/' as delimiter."""
         prefixes: list[str] = []
         objects: list[ObjectVersion] = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-                prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-                objects.extend(
-                    ObjectVersion(o["Key"], None, o["Size"], o.get("ETag", ""), o["LastModified"])
-                    for o in page.get("Contents", [])
-                )
-        except (ClientError, BotoCoreError) as err:
-            raise self._fail("ListObjectsV2", bucket, prefix, err) from None
+        for page in self._pages("ListObjectsV2", bucket, {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}):
+            prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+            objects.extend(page["DrEntries"])
         return prefixes, objects
 
     # ------------------------------------------------------------------ objects
@@ -382,16 +507,8 @@ class S3:
                 self.client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
             else:
                 # The transfer manager splits it into UploadPartCopy requests.
-                self.client.copy(
-                    source,
-                    dst_bucket,
-                    dst_key,
-                    Config=TransferConfig(
-                        multipart_threshold=MAX_SINGLE_COPY,
-                        multipart_chunksize=COPY_PART_SIZE,
-                        max_concurrency=self.concurrency,
-                    ),
-                )
+                with self._transfer_manager(MAX_SINGLE_COPY, COPY_PART_SIZE) as manager:
+                    manager.copy(copy_source=source, bucket=dst_bucket, key=dst_key).result()
         except (ClientError, BotoCoreError) as err:
             raise self._fail("CopyObject", dst_bucket, f"{dst_key} (from {src.key})", err) from None
 
@@ -463,7 +580,8 @@ class S3:
     def upload_file(self, permit: UploadPermit, bucket: str, key: str) -> None:
         """Upload a local file. Takes only a guard-issued permit, so no path skips the guard."""
         try:
-            self.client.upload_file(str(permit.path), bucket, key)
+            with self._transfer_manager() as manager:
+                manager.upload(str(permit.path), bucket, key).result()
         except (ClientError, BotoCoreError) as err:
             raise self._fail("PutObject", bucket, key, err) from None
 
@@ -571,22 +689,13 @@ class S3:
         """Versions and delete markers of exactly `key` (server order, newest first) and the server's Date."""
         entries: list[ObjectVersion] = []
         server_now: datetime | None = None
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": key, "MaxKeys": 1000}
-        try:
-            while True:
-                page = self.client.list_object_versions(**kwargs)
-                if server_now is None:
-                    date = page.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-                    if date:
-                        with contextlib.suppress(TypeError, ValueError):
-                            server_now = email.utils.parsedate_to_datetime(date)
-                entries.extend(e for e in _merge_page(page) if e.key == key)
-                if not page.get("IsTruncated"):
-                    break
-                kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
-                kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker", "")
-        except (ClientError, BotoCoreError) as err:
-            raise self._fail("ListObjectVersions", bucket, key, err) from None
+        for page in self._pages("ListObjectVersions", bucket, {"Bucket": bucket, "Prefix": key, "MaxKeys": 1000}):
+            if server_now is None:
+                date = page.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+                if date:
+                    with contextlib.suppress(TypeError, ValueError):
+                        server_now = email.utils.parsedate_to_datetime(date)
+            entries.extend(e for e in _merge_page(page["DrEntries"]) if e.key == key)
         return entries, server_now
 
     def get_version_or_none(self, bucket: str, key: str, version_id: str | None) -> bytes | None:
@@ -869,45 +978,18 @@ def download_problem(read: int, size: int, md5_hex: str, etag: str, encrypted: b
     return ""
 
 
-def _merge_page(page: dict[str, Any]) -> Iterator[ObjectVersion]:
-    """Versions and delete markers of one page in newest-first order, key by key.
+def _merge_page(entries: list[ObjectVersion]) -> Iterator[ObjectVersion]:
+    """One page's versions and delete markers (as the server sent them) in newest-first order, key by key.
 
     Sorted by key, then newest first; among equal timestamps the latest entry
     first, then the order the server sent them in. AWS and RGW interleave
     versions and markers in true order (which the raw order keeps); moto
     writes all versions before all markers, so the timestamps must decide.
     """
-    entries: list[ObjectVersion] = []
-    for v in page.get("Versions", []):
-        entries.append(
-            ObjectVersion(
-                key=v["Key"],
-                version_id=v.get("VersionId"),
-                size=v.get("Size", 0),
-                etag=v.get("ETag", ""),
-                last_modified=v["LastModified"],
-                is_latest=bool(v.get("IsLatest")),
-            )
-        )
-    for d in page.get("DeleteMarkers", []):
-        entries.append(
-            ObjectVersion(
-                key=d["Key"],
-                version_id=d.get("VersionId"),
-                size=0,
-                etag="",
-                last_modified=d["LastModified"],
-                is_latest=bool(d.get("IsLatest")),
-                is_delete_marker=True,
-            )
-        )
-    raw = {k: i for i, k in enumerate(page.get("DrServerOrder") or [])}
-    fallback = len(raw)
 
     def order(item: tuple[int, ObjectVersion]) -> tuple[str, float, bool, int]:
         i, e = item
-        pos = raw.get((e.key, e.version_id or ""), fallback + i)
-        return (e.key, -e.last_modified.timestamp(), not e.is_latest, pos)
+        return (e.key, -e.last_modified.timestamp(), not e.is_latest, i)
 
     for _, e in sorted(enumerate(entries), key=order):
         yield e

@@ -7,7 +7,6 @@ from typing import Any
 
 from invoke import Context
 from invoke.exceptions import Exit
-from rich.markup import escape
 
 from .. import render
 from .base import dr_task, hooks, load_config
@@ -18,7 +17,7 @@ def _print_checks(checks: Iterable[Any]) -> None:
     out = render.stdout()
     for c in checks:
         mark = "[green]PASS[/green]" if c.ok else "[red]FAIL[/red]"
-        out.print(f"{mark}  {c.name:<12} {escape(c.detail)}", markup=True, highlight=False)
+        out.print(f"{mark}  {c.name:<12} {render.escape(c.detail)}", markup=True, highlight=False)
         if not c.ok and c.fix:
             out.print(f"      {'':<12} fix: {c.fix}", markup=False, highlight=False)
 

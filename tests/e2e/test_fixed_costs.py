@@ -72,7 +72,7 @@ def test_unknown_package_attribute_is_an_attribute_error():
 def test_clients_share_one_loader_but_not_credentials(moto_server, moto2):
     a = S3(Endpoint("x", moto_server.endpoint, "us-east-1", None, moto_server.access_key, moto_server.secret_key))
     b = S3(Endpoint("y", moto2.endpoint, "eu-west-1", None, moto2.access_key, moto2.secret_key))
-    # one loader per process, and boto3's data dir on its search path once however many clients
+    # one loader per process, each data dir on its search path once however many clients
     paths = S3._loader.search_paths
     assert len(paths) == len(set(paths))
     assert a.credentials().access_key == moto_server.access_key
@@ -97,6 +97,69 @@ def test_listing_timestamps_parse_as_botocore_parses_them():
     ):
         assert parse(value) == parse_timestamp(value), value
     assert parse("2026-11-25T01:51:10.5Z").utcoffset().total_seconds() == 0
+
+
+def test_a_listing_page_is_parsed_once_and_botocore_sees_only_its_markers(server, monkeypatch):
+    """Our parse takes the entries; botocore's own checks and parser get a page of a few hundred bytes."""
+    bucket = new_bucket(server)
+    c = server.client()
+    for i in range(120):
+        c.put_object(Bucket=bucket, Key=f"k/{i:03d}", Body=b"x")
+    seen: list[int] = []
+
+    def after_ours(response_dict: dict[str, Any], **_: Any) -> None:
+        seen.append(len(response_dict.get("body") or b""))
+
+    s3 = S3(Endpoint(bucket, server.endpoint, "us-east-1", None, server.access_key, server.secret_key))
+    s3.client.meta.events.register_last("before-parse.s3.ListObjectVersions", after_ours)
+    s3.client.meta.events.register_last("before-parse.s3.ListObjectsV2", after_ours)
+    versions = list(s3.iter_versions(bucket, "k/", page_size=50))
+    objects = list(s3.iter_objects(bucket, "k/"))
+    assert len(versions) == 120 and len(objects) == 120
+    assert len(seen) == 4 and max(seen) < 1500, seen  # 3 version pages + 1 object page, markers only
+
+
+def test_the_first_client_does_not_scan_every_service_directory(monkeypatch):
+    """botocore's loader lists and stats ~400 service dirs before its first model; ours asks about S3 only."""
+    import botocore.loaders
+
+    calls: list[str] = []
+    real = botocore.loaders.Loader.list_available_services
+
+    def spy(self: Any, type_name: str) -> Any:
+        calls.append(type_name)
+        return real(self, type_name)
+
+    monkeypatch.setattr(botocore.loaders.Loader, "list_available_services", spy)
+    monkeypatch.setattr(S3, "_loader", None)
+    s3 = S3(Endpoint("b", "http://127.0.0.1:9", "us-east-1", None, "a", "b"))
+    assert s3.client.meta.service_model.service_name == "s3"
+    assert calls == []
+    loader = S3._loader
+    assert "s3" in loader.list_available_services("service-2")
+    assert "nosuchservice" not in loader.list_available_services("service-2")
+    assert "sts" in list(loader.list_available_services("service-2"))  # the whole list, when read
+
+
+def test_a_no_change_json_backup_loads_neither_rich_nor_boto3(server, bucket, make_repo, moto2):
+    repo = make_repo(server, bucket)
+    configure_backup(repo, moto2)
+    seeded(repo)
+    assert backup_json(repo)["copied"] > 0
+    code = textwrap.dedent(
+        """
+        import sys
+        from invoke.main import program
+        try:
+            program.run(["inv", "dr.backup", "--json"])
+        except SystemExit as e:
+            assert not e.code, e.code
+        print("LOADED", sorted(m for m in ("rich", "boto3", "s3transfer", "jsonlines") if m in sys.modules))
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=repo.path, env=repo.environ(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert '"copied": 0' in r.stdout and "LOADED []" in r.stdout, r.stdout
 
 
 def test_a_missing_profile_is_still_named(tmp_path, monkeypatch):
