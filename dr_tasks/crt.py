@@ -26,6 +26,7 @@ import queue
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -39,6 +40,8 @@ T = TypeVar("T")
 # A body that failed our own checks (short, wrong MD5) or a connection that
 # broke after awscrt's retries is fetched again from the start this often.
 ATTEMPTS = 3
+# Threads that create and write the small files of a restore.
+WRITERS = 4
 # Objects above this size are left to boto3's streaming path: in-memory
 # buffering for a copy must stay small however many copies are in flight.
 SMALL_OBJECT = 1024 * 1024
@@ -54,7 +57,13 @@ def available() -> bool:
 
 @dataclass
 class GetJob(Generic[T]):
-    """One object version to fetch into `dest` (the caller's temp file)."""
+    """One object version to fetch into `dest`, with `mtime` (seconds) when given.
+
+    A version up to SMALL_OBJECT is read into memory, checked, and only then
+    written to `dest` (so `dest` may be the final name); a bigger one is
+    written by awscrt as it arrives and checked after (so `dest` should be a
+    temp name the caller renames).
+    """
 
     tag: T
     bucket: str
@@ -63,6 +72,11 @@ class GetJob(Generic[T]):
     size: int
     etag: str
     dest: Path
+    mtime: float | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        return self.size <= SMALL_OBJECT
 
 
 @dataclass
@@ -298,34 +312,50 @@ class BulkS3:
                 # Nothing to fetch: the listing names an immutable empty version.
                 # (A ranged GET of an empty object is 416 on RGW, which awscrt
                 # does not recognise as "empty".)
-                try:
-                    job.dest.write_bytes(b"")
-                except OSError as err:
-                    call.write_error = err
                 done.put(call)
                 return call
             query = ""
             if job.version_id and job.version_id != "null":
                 query = "?versionId=" + quote(job.version_id, safe="")
             request = self._request("GET", job.bucket, job.key, query)
-            # awscrt writes the file itself, off the GIL: opening and writing
-            # from Python threads here made every file wait for the GIL.
-            self._submit(call, done, crt_s3.S3RequestType.GET_OBJECT, request, "GetObject", str(job.dest))
+            # Small bodies come to Python in one callback and are written once,
+            # checked, by the caller's thread: one open per file. awscrt writing
+            # them itself cost three opens and a read-back each, and file
+            # creation is most of a small restore's system time. Big ones are
+            # written by awscrt as they arrive (off the GIL, bounded memory).
+            dest = None if job.in_memory else str(job.dest)
+            self._submit(call, done, crt_s3.S3RequestType.GET_OBJECT, request, "GetObject", dest)
             return call
+
+        # File creation is system time that can be long (ext4 searching for a
+        # free inode right after a mass delete took 0.5 ms a file here): a few
+        # threads do it, off the GIL, while the requests go on.
+        writers = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="dr-write")
+
+        def write(call: _Call, data: bytes) -> None:
+            job: GetJob[T] = call.job
+            try:
+                _write_file(job.dest, data, job.mtime)
+                call.sha.update(data)
+            except OSError as err:
+                call.write_error = err
+            call.phase = "written"
+            done.put(call)
 
         def finish(call: _Call) -> tuple[GetJob[T], str | DrError] | None:
             job: GetJob[T] = call.job
-            if call.error is None and call.write_error is None and job.size:
+            if call.phase == "written":
+                if call.write_error is not None:
+                    return job, _write_error(job, call.write_error)
+                return job, call.sha.hexdigest()
+            if call.error is None and not job.in_memory:
                 try:
                     _hash_file(job.dest, call)
                 except OSError as err:
                     call.write_error = err
             what = f"{job.key} (version {job.version_id})"
             if call.write_error is not None:
-                return job, DrError(
-                    f"cannot write {job.dest.name} (from {job.key}): {call.write_error.strerror}",
-                    "check disk space and permissions",
-                )
+                return job, _write_error(job, call.write_error)
             problem = ""
             if call.error is not None:
                 err, transient = self._failure("GetObject", job.bucket, what, call)
@@ -347,13 +377,19 @@ class BulkS3:
                 )
                 problem = download_problem(call.size, job.size, call.md5.hexdigest(), job.etag, encrypted)
                 if not problem:
-                    return job, call.sha.hexdigest()
+                    if not job.in_memory:
+                        return job, call.sha.hexdigest()
+                    writers.submit(write, call, b"".join(call.buf))
+                    return None  # its outcome comes back through `done` once written
             if call.attempt >= ATTEMPTS:
                 return job, S3Error("GetObject", job.bucket, what, f"{problem} ({ATTEMPTS} tries)")
             start(job, call.attempt + 1)
             return None
 
-        yield from self._drive(jobs, done, start, finish)
+        try:
+            yield from self._drive(jobs, done, start, finish)
+        finally:
+            writers.shutdown(wait=True)
 
     # ------------------------------------------------------------------ backup
     def copy_small_from(self, src: BulkS3, jobs: Iterable[CopyJob[T]]) -> Iterator[tuple[CopyJob[T], Copied | DrError]]:
@@ -414,6 +450,22 @@ class BulkS3:
             return job, Copied(call.size, call.src_etag, call.headers.get("etag", "").strip('"'))
 
         yield from self._drive(jobs, done, start, finish)
+
+
+def _write_file(path: Path, data: bytes, mtime: float | None) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
+    finally:
+        os.close(fd)
+
+
+def _write_error(job: GetJob[Any], err: OSError) -> DrError:
+    return DrError(f"cannot write {job.dest.name} (from {job.key}): {err.strerror}", "check disk space and permissions")
 
 
 def _hash_file(path: Path, call: _Call) -> None:

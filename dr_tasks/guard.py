@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pathspec
 
@@ -121,8 +121,12 @@ class Guard:
         problem = Guard.key_problem(rel_key)
         if problem:
             raise GuardError(f"refusing key {rel_key!r}: {problem}", "it would resolve outside the holding dir")
-        parts = PurePosixPath(rel_key).parts
+        # key_problem refused empty, "." and ".." segments: splitting is exact.
+        parts = rel_key.split("/")
         target = base.joinpath(*parts)
+        if verified is not None and target.parent in verified:
+            # Its parent was checked, and so were all of the parent's parents.
+            return target
         # A parent that is (or later becomes) a symlink could point anywhere.
         cur = base
         for part in parts[:-1]:

@@ -102,8 +102,10 @@ def _fraction(dt: datetime) -> str:
 
 def iso_utc(dt: datetime) -> str:
     """2026-04-15T18:00:00Z, with the fraction of a second only when there is one."""
-    u = dt.astimezone(timezone.utc)
-    return u.strftime("%Y-%m-%dT%H:%M:%S") + _fraction(u) + "Z"
+    u = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    # isoformat is C: a restore formats one of these per file.
+    text = u.isoformat()
+    return (text.rstrip("0") if u.microsecond else text) + "Z"
 
 
 def compact_utc(dt: datetime) -> str:

@@ -746,7 +746,7 @@ def _download_all(
         except OSError as err:
             tmp.unlink(missing_ok=True)
             raise _write_error(name, v, err) from None
-        return RestoredFile(name, v.key, v.version_id, v.size, v.etag_plain, iso_utc(v.last_modified), sha)
+        return _restored(name, v, sha)
 
     def fetch(item: tuple[str, ObjectVersion]) -> RestoredFile | None:
         paths = prepare(item)
@@ -802,7 +802,12 @@ def _download_bulk(
                 continue
             target, tmp = paths
             v = item[1]
-            yield GetJob((item, target), bucket, v.key, v.version_id, v.size, v.etag_plain, tmp)
+            job = GetJob((item, target), bucket, v.key, v.version_id, v.size, v.etag_plain, tmp)
+            if job.in_memory:
+                # Written once, already checked, with its mtime: straight to its
+                # name (the staging dir as a whole is what gets published).
+                job.dest, job.mtime = target, v.last_modified.timestamp()
+            yield job
 
     for job, outcome in bulk.download_versions(jobs()):
         item, target = job.tag
@@ -811,11 +816,19 @@ def _download_bulk(
             job.dest.unlink(missing_ok=True)
             failed.append(Failure(item, outcome))
             continue
+        if job.dest == target:
+            name, v = item
+            done.append((item, _restored(name, v, outcome)))
+            continue
         try:
             done.append((item, publish(item, target, job.dest, outcome)))
         except DrError as err:
             failed.append(Failure(item, err))
     return done, failed
+
+
+def _restored(name: str, v: ObjectVersion, sha: str) -> RestoredFile:
+    return RestoredFile(name, v.key, v.version_id, v.size, v.etag_plain, iso_utc(v.last_modified), sha)
 
 
 def _write_error(name: str, v: ObjectVersion, err: OSError) -> DrError:
