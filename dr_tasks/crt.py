@@ -42,8 +42,10 @@ T = TypeVar("T")
 ATTEMPTS = 3
 # Threads that create and write the small files of a restore.
 WRITERS = 4
-# Objects above this size are left to boto3's streaming path: in-memory
-# buffering for a copy must stay small however many copies are in flight.
+# The in-memory bound: a backup copies objects up to this size through awscrt
+# (bigger ones take boto3's streaming path), and a restore checks versions up
+# to this size in memory before writing them; either way what is buffered
+# stays small however many requests are in flight.
 SMALL_OBJECT = 1024 * 1024
 
 
