@@ -457,9 +457,16 @@ class S3:
             if not page.get("IsTruncated"):
                 return
             nxt = {arg: page.get(field) or "" for field, arg in marks}
-            if all(kwargs.get(arg, "") == value for arg, value in nxt.items()):
-                # A server that says "more" without moving on would loop forever.
-                raise S3Error(operation, bucket, kwargs.get("Prefix"), "the server sent the same page marker twice")
+            if not any(nxt.values()) or all(kwargs.get(arg, "") == value for arg, value in nxt.items()):
+                # A server that says "more" without a new marker would have us
+                # start over, or ask for the same page, forever.
+                raise S3Error(
+                    operation,
+                    bucket,
+                    kwargs.get("Prefix"),
+                    "the server said the listing goes on but sent no new page marker",
+                    "this S3 server's listing is broken; report it to its operator",
+                )
             kwargs.update(nxt)
 
     def iter_versions(self, bucket: str, prefix: str, page_size: int = 1000) -> Iterator[ObjectVersion]:

@@ -563,3 +563,17 @@ def test_unknown_transfer_client_is_a_config_error(moto_server, make_repo):
     repo = make_repo(moto_server, bucket, transfer_client="fast")
     r = repo.run("dr.restore", UNIT, "2026-04-15T18:00:00Z")
     assert_clean_refusal(r, "transfer_client", '"crt"', '"classic"')
+
+
+@pytest.mark.parametrize("client", ["crt", "classic"])
+def test_a_file_the_disk_refuses_is_named_and_nothing_is_left(server, bucket, make_repo, client):
+    """S3 takes a 300-byte name segment; the file system does not (ENAMETOOLONG): a clean refusal."""
+    repo = make_repo(server, bucket, transfer_client=client)
+    long_name = "n" * 300 + ".txt"
+    for k in (U + "ok.txt", U + long_name):
+        put(server, bucket, k, b"small body\n")
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3))
+    r = repo.run("dr.restore", UNIT, ts)
+    assert_clean_refusal(r, "File name too long", long_name[:40])
+    # no staging dir, no holding dir, no receipt
+    assert not (repo.path / "_restore").exists() or list((repo.path / "_restore").iterdir()) == []

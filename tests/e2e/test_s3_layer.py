@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -110,3 +111,36 @@ def test_our_listing_parse_reads_what_botocore_reads_even_when_url_encoded(serve
     assert {(o.key, o.size, o.etag, o.last_modified) for o in s3.iter_objects(bucket, "dir/")} == current
     # The S3 object's own client still answers as botocore does for anyone else who calls it.
     assert len(s3.client.list_object_versions(Bucket=bucket, Prefix="dir/")["Versions"]) == 8
+
+
+def test_a_listing_that_says_more_without_a_new_marker_is_refused_not_followed_forever(server):
+    """A broken store answering "truncated" with no marker, or the same one again, would page forever."""
+    bucket = new_bucket(server)
+    c = server.client()
+    for i in range(3):
+        c.put_object(Bucket=bucket, Key=f"k/{i}", Body=b"x")
+    s3 = make_s3(server)
+    markers: dict[str, str] = {}
+
+    def stuck(response_dict: dict, **_: object) -> None:
+        # After our parse took the entries, what is left says "more"; with a
+        # remembered marker it is the previous page's marker again.
+        root = ET.fromstring(response_dict["body"])
+        ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+        root.find(ns + "IsTruncated").text = "true"
+        for el in root.findall(ns + "NextKeyMarker") + root.findall(ns + "NextVersionIdMarker"):
+            root.remove(el)
+        if markers.get("key"):
+            ET.SubElement(root, ns + "NextKeyMarker").text = markers["key"]
+        response_dict["body"] = ET.tostring(root)
+
+    s3.client.meta.events.register_last("before-parse.s3.ListObjectVersions", stuck)
+    with pytest.raises(s3mod.S3Error, match="goes on but sent no new page marker"):
+        list(s3.iter_versions(bucket, "k/", page_size=3))  # one page, "truncated", no marker
+    markers["key"] = "k/1"
+    with count_requests() as counts:
+        s3 = make_s3(server)
+        s3.client.meta.events.register_last("before-parse.s3.ListObjectVersions", stuck)
+        with pytest.raises(s3mod.S3Error, match="goes on but sent no new page marker"):
+            list(s3.iter_versions(bucket, "k/", page_size=2))  # page 2 names k/1 again
+    assert counts["ListObjectVersions"] == 2
