@@ -30,6 +30,7 @@ from typing import Any
 import pathspec
 
 from ..config import DrConfig
+from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, iso, utc_now
 from ..parallel import run_parallel
@@ -480,10 +481,6 @@ def apply_rollback(
         ) from None
     undo = rollback_command(safety_id, safety, not plan.versioned)
 
-    def copy_one(item: PlanItem) -> int:
-        s3.copy(cfg.bucket, plan.sources[item.key], cfg.bucket, cfg.key_for(item.key))
-        return item.size
-
     def delete_batch(keys: list[str]) -> int:
         errors = s3.delete_keys(cfg.bucket, keys)
         if errors:
@@ -493,7 +490,8 @@ def apply_rollback(
     failures: list[str] = []
     progress.start(f"copying {len(plan.copy)} objects back from snapshot {snap_id}", total=len(plan.copy))
     try:
-        _, failed = run_parallel(copy_one, plan.copy, cfg.concurrency, progress)
+        pairs = [(i, plan.sources[i.key], cfg.key_for(i.key)) for i in plan.copy]
+        _, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
     finally:
         progress.stop()
     failures += [f"copy {f.item.key}: {f.error.message}" for f in failed]

@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from ..config import DrConfig
+from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, iso, utc_now
-from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
 
@@ -160,13 +160,10 @@ def take_snapshot(
     progress.stop()
     dest_dir = snapshot_dir(cfg, snap_id)
 
-    def copy_one(o: ObjectVersion) -> int:
-        s3.copy(cfg.bucket, o, cfg.bucket, dest_dir + cfg.rel_for(o.key))
-        return o.size
-
     progress.start(f"copying {len(objects)} objects to {dest_dir}", total=len(objects))
     try:
-        done, failed = run_parallel(copy_one, objects, cfg.concurrency, progress)
+        pairs = [(o, o, dest_dir + cfg.rel_for(o.key)) for o in objects]
+        done, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
     finally:
         progress.stop()
     if failed:

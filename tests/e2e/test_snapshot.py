@@ -166,6 +166,23 @@ def test_throttling_and_resets_mid_copy_are_retried(server, bucket, make_repo, f
     assert snapshot_objects(repo, json.loads(r.stdout)["id"]) == files
 
 
+def test_a_copy_that_fails_after_its_200_is_retried_and_then_refused(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    files = repo.seed()
+    fault_proxy.add(Rule(op="CopyObject", key="alpha/", fault="200-error", times=2))
+    r = repo.run("dr.snapshot", "--label=late-error", "--json")
+    assert r.returncode == 0, r.stderr
+    assert fault_proxy.faults["CopyObject:200-error"] == 2
+    assert snapshot_objects(repo, json.loads(r.stdout)["id"]) == files
+
+    fault_proxy.add(Rule(op="CopyObject", key="beta/blob.bin", fault="200-error", times=-1))
+    before = repo.index_bytes()
+    r = repo.run("dr.snapshot", "--label=never")
+    assert_clean_refusal(r, "state/skills/beta/blob.bin", "InternalError", "no index row was written")
+    assert repo.index_bytes() == before
+    assert not any("never" in k for k in live_objects(server, bucket, "snapshots/"))
+
+
 def test_writes_during_the_snapshot_do_not_tear_it(server, bucket, make_repo, fault_proxy):
     repo = make_repo(server, bucket, endpoint_url=fault_proxy.url, concurrency=1)
     files = repo.seed()

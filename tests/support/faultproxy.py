@@ -86,7 +86,10 @@ def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: d
 
 @dataclass
 class Rule:
-    """Answer `fault` (503, 500, 403, "reset", "cut", "stall", "hold" or "hold-after") to matching requests.
+    """Answer `fault` (503, 500, 403, "reset", "cut", "stall", "hold", "hold-after" or "200-error") to matching requests.
+
+    "200-error" is a 200 whose body is an InternalError: how S3 reports a
+    copy that failed after its response had begun.
 
     `op` matches the S3 operation, `key` a substring of the decoded key,
     `prefix` exactly the `prefix` parameter of a listing ("" when absent);
@@ -231,13 +234,14 @@ class FaultProxy:
             self._park(hold)
             self._reset(h)
             return
-        if isinstance(fault, int):
-            code, message = _BODIES.get(fault, ("Fault", "injected"))
+        if isinstance(fault, int) or fault == "200-error":
+            status = 200 if fault == "200-error" else int(fault)
+            code, message = _BODIES.get(500 if fault == "200-error" else status, ("Fault", "injected"))
             payload = (
                 f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
                 f"<Message>{message}</Message><Key>{key}</Key></Error>"
             ).encode()
-            h.send_response(fault)
+            h.send_response(status)
             h.send_header("Content-Type", "application/xml")
             h.send_header("Content-Length", str(len(payload)))
             h.end_headers()
