@@ -86,7 +86,7 @@ def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: d
 
 @dataclass
 class Rule:
-    """Answer `fault` (503, 500, 403, "reset", "cut", "stall", "hold", "hold-after" or "200-error") to matching requests.
+    """Answer `fault` (503, 500, 403, "reset", "cut", "stall", "hold", "hold-after", "200-error") to requests.
 
     "200-error" is a 200 whose body is an InternalError: how S3 reports a
     copy that failed after its response had begun.
