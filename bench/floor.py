@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dest-endpoint", default="")
     ap.add_argument("--dest-bucket", default="")
     ap.add_argument("--at", default="")
-    ap.add_argument("--concurrency", type=int, default=16)
+    # dr-tasks' default `concurrency` (not imported: the floor loads boto3 and nothing else).
+    ap.add_argument("--concurrency", type=int, default=32)
     a = ap.parse_args(argv)
     return {"snapshot": snapshot, "restore": restore, "backup": backup}[a.mode](a)
 

@@ -193,7 +193,7 @@ class HostRepo:
         (path / ".gitignore").write_text("_restore/\n")
 
     def configure(self, endpoint: str, **extra: Any) -> None:
-        # Our defaults (concurrency 16, ...) stay as they are: they are what is measured.
+        # Our defaults (concurrency 32, ...) stay as they are: they are what is measured.
         cfg = {"bucket": self.bucket, "endpoint_url": endpoint, "region": "us-east-1", **extra}
         (self.path / "invoke.yaml").write_text(yaml.safe_dump({"dr": cfg}))
 

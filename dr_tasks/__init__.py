@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .ops.reindex import ReindexResult, reindex
     from .ops.restore import RestoreResult, restore_at
     from .ops.rollback import RollbackPlan, RollbackResult, apply_rollback, plan_rollback
-    from .ops.snapshot import take_snapshot
+    from .ops.snapshot import SnapshotPlan, plan_snapshot, take_snapshot
     from .ops.verify import VerifyResult, deep_verify, run_verify
     from .ops.versioning import VersioningResult, enable_versioning, versioning_status
     from .tasks import ns as dr
@@ -74,6 +74,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "run_verify": (".ops.verify", "run_verify"),
     "show_snapshot": (".ops.catalog", "show_snapshot"),
     "take_snapshot": (".ops.snapshot", "take_snapshot"),
+    "plan_snapshot": (".ops.snapshot", "plan_snapshot"),
+    "SnapshotPlan": (".ops.snapshot", "SnapshotPlan"),
     "versioning_status": (".ops.versioning", "versioning_status"),
 }
 
@@ -109,6 +111,7 @@ __all__ = [
     "RestoreResult",
     "RollbackPlan",
     "RollbackResult",
+    "SnapshotPlan",
     "VerifyResult",
     "VersioningResult",
     "apply_rollback",
@@ -124,6 +127,7 @@ __all__ = [
     "pin_snapshot",
     "plan_prune",
     "plan_rollback",
+    "plan_snapshot",
     "prune",
     "read_lease",
     "reindex",

@@ -343,7 +343,7 @@ class S3:
         session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp_parser())
         return session
 
-    def __init__(self, endpoint: Endpoint, concurrency: int = 16) -> None:
+    def __init__(self, endpoint: Endpoint, concurrency: int = 32) -> None:
         self.endpoint = endpoint
         self.concurrency = concurrency
         # The awscrt client for this endpoint, made on first use by crt.bulk_for.

@@ -19,7 +19,7 @@ from typing import Any
 from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
-from ..index import Index, iso, utc_now
+from ..index import Index, IndexRead, iso, utc_now
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
 
@@ -126,7 +126,25 @@ def build_manifest(
     }
 
 
-def take_snapshot(
+@dataclass
+class SnapshotPlan:
+    """What a snapshot will copy, read before anything is written.
+
+    Planning only reads, so `dr.snapshot` runs it while the lease settles
+    (`hold_lease(prepare=...)`): on a store without conditional PUTs that wait
+    is half a second, as long as the listing of a few thousand keys.
+    """
+
+    id: str
+    label: str
+    ts: str
+    versioned: bool
+    objects: list[ObjectVersion]
+    existing: IndexRead
+    started: float
+
+
+def plan_snapshot(
     cfg: DrConfig,
     label: str,
     *,
@@ -134,16 +152,14 @@ def take_snapshot(
     s3: S3 | None = None,
     now: datetime | None = None,
     check_label: bool = True,
-) -> SnapshotResult:
-    """Take a snapshot labelled `label` and record it. Raises DrError on any refusal or failure."""
+) -> SnapshotPlan:
+    """List what a snapshot labelled `label` would copy; raises DrError on a refusal. Writes nothing."""
     if check_label:
         validate_label(label)
     started = time.monotonic()
     ts_dt = (now or utc_now()).replace(microsecond=0)
-    ts = iso(ts_dt)
     snap_id = snapshot_id(ts_dt, label)
-    index = Index(cfg.index_path)
-    existing = index.read()
+    existing = Index(cfg.index_path).read()
     if existing.find("snapshot", snap_id):
         raise DrError(f"snapshot {snap_id} already exists in the index", "wait a second or pick another label")
 
@@ -154,10 +170,36 @@ def take_snapshot(
         raise DrError(
             f"snapshot {snap_id} already exists in the bucket (s3://{cfg.bucket}/{mkey})", "pick another label"
         )
-
     progress.start("listing live keys")
-    objects = list_live(cfg, s3, versioned)
-    progress.stop()
+    try:
+        objects = list_live(cfg, s3, versioned)
+    finally:
+        progress.stop()
+    return SnapshotPlan(snap_id, label, iso(ts_dt), versioned, objects, existing, started)
+
+
+def take_snapshot(
+    cfg: DrConfig,
+    label: str,
+    *,
+    progress: Progress = NULL_PROGRESS,
+    s3: S3 | None = None,
+    now: datetime | None = None,
+    check_label: bool = True,
+    plan: SnapshotPlan | None = None,
+) -> SnapshotResult:
+    """Take a snapshot labelled `label` and record it. Raises DrError on any refusal or failure.
+
+    `plan` is a `plan_snapshot` made under the same lease; without one the
+    snapshot plans first.
+    """
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    if plan is None:
+        plan = plan_snapshot(cfg, label, progress=progress, s3=s3, now=now, check_label=check_label)
+    elif plan.label != label:
+        raise ValueError(f"the plan is for label {plan.label!r}, not {label!r}")
+    snap_id, ts, versioned, objects, existing = plan.id, plan.ts, plan.versioned, plan.objects, plan.existing
+    mkey = manifest_key(cfg, snap_id)
     dest_dir = snapshot_dir(cfg, snap_id)
 
     progress.start(f"copying {len(objects)} objects to {dest_dir}", total=len(objects))
@@ -177,11 +219,11 @@ def take_snapshot(
             "run the same command again once the cause is fixed",
         )
 
-    manifest = build_manifest(cfg, snap_id, label, ts, versioned, objects)
+    manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects)
     s3.put_bytes(cfg.bucket, mkey, json.dumps(manifest, separators=(",", ":")).encode(), "application/json")
     result = SnapshotResult(
         id=snap_id,
-        label=label,
+        label=plan.label,
         ts=ts,
         bucket=cfg.bucket,
         source=f"s3://{cfg.bucket}/{cfg.prefix}",
@@ -190,7 +232,7 @@ def take_snapshot(
         bytes=sum(o.size for o in objects),
         manifest=mkey,
         versioned=versioned,
-        seconds=round(time.monotonic() - started, 3),
+        seconds=round(time.monotonic() - plan.started, 3),
     )
     if not versioned:
         result.warnings.append(UNVERSIONED_WARNING)
@@ -199,7 +241,7 @@ def take_snapshot(
             "the index has unreadable lines (" + "; ".join(b.describe() for b in existing.bad[:3]) + "); "
             "they were kept as they are"
         )
-    index.append(result.row())
+    Index(cfg.index_path).append(result.row())
     return result
 
 

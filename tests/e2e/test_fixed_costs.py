@@ -253,6 +253,23 @@ def test_prepare_runs_inside_the_settle_wait_and_before_the_body(server, bucket,
     assert lock_entries(server, bucket) == []
 
 
+def test_snapshot_lists_live_keys_while_the_lease_settles_and_copies_after(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    files = repo.seed()
+    fault_proxy.clear()
+    r = repo.run("dr.snapshot", "--label=planned", "--json")
+    assert r.returncode == 0, r.stderr
+    log = fault_proxy.log
+    lease_looks = [i for i, (op, _, prefix) in enumerate(log) if op == "ListObjectVersions" and prefix == LOCK_KEY]
+    live_list = [i for i, (op, _, prefix) in enumerate(log) if op == "ListObjectVersions" and prefix != LOCK_KEY]
+    copies = [i for i, (op, _, _) in enumerate(log) if op == "CopyObject"]
+    assert len(copies) == len(files) and live_list, log
+    if server.name == "rgw":  # read-back: the listing fills the settle wait, the copies wait for the confirmation
+        assert lease_looks[0] < live_list[0] and live_list[-1] < lease_looks[1] < copies[0], log
+    else:  # a conditional PUT won it: plan right after, still before the first copy
+        assert live_list[-1] < copies[0], log
+
+
 def test_racing_with_prepare_still_lets_exactly_one_hold(server, bucket, make_repo):
     cfg = make_repo(server, bucket).cfg()
     start = threading.Barrier(4)

@@ -125,6 +125,8 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.counts: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        # (operation, key, listing prefix) of every request, in the order they arrived.
+        self.log: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         # Parked requests ("stall", "hold", "hold-after") wait on this; `release()` swaps in a fresh one.
         self._release = threading.Event()
@@ -159,6 +161,7 @@ class FaultProxy:
             self.rules.clear()
             self.counts.clear()
             self.faults.clear()
+            self.log.clear()
         self.release()
 
     def release(self) -> None:
@@ -224,6 +227,8 @@ class FaultProxy:
         length = int(headers.get("content-length") or 0)
         body = h.rfile.read(length) if length else b""
         prefix = query.get("prefix", [""])[0]
+        with self._lock:
+            self.log.append((op, key, prefix))
         fault, delay, hold = self._decide(op, key, prefix)
         if delay:
             time.sleep(delay)

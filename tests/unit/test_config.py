@@ -39,7 +39,7 @@ def test_minimal_config(tmp_path: Path):
     assert cfg.bucket == "my-state"
     assert cfg.root == tmp_path.resolve()
     assert cfg.preserve == ("state/log/snapshots.ndjson",)
-    assert cfg.concurrency == 16 and cfg.retention_days == 30
+    assert cfg.concurrency == 32 and cfg.retention_days == 30
     assert cfg.backup.endpoint is None and cfg.backup.max_age_days == 7
     assert cfg.is_live_key("state/a.txt")
     assert not cfg.is_live_key("snapshots/x/state/a.txt")
