@@ -35,6 +35,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -610,9 +611,11 @@ def restore_at(
             f"{ts_iso} is in the future (now {iso_utc(now.replace(microsecond=0))}): restoring the current state"
         )
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
-    versioned = s3.versioning(cfg.bucket) == "Enabled"
-    if not versioned:
-        warnings.append(UNVERSIONED_WARNING)
+    # Asked while the listing runs: the answer only adds a warning, and on a
+    # distant region it is one round trip less before the first download.
+    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dr-versioning")
+    versioning = side.submit(s3.versioning, cfg.bucket)
+    side.shutdown(wait=False)
 
     # 2. which version of each key was current at TS
     progress.start(f"listing versions under s3://{cfg.bucket}/{scope.key_prefix}")
@@ -641,6 +644,9 @@ def restore_at(
                 present.append((n, d.entry))
     finally:
         progress.stop()
+    versioned = versioning.result() == "Enabled"
+    if not versioned:
+        warnings.append(UNVERSIONED_WARNING)
     if not present and not refused:
         raise _refuse_empty(cfg, s3, scope, ts_iso, decided)
 
