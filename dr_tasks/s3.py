@@ -49,6 +49,10 @@ COPY_PART_SIZE = 512 * 1024**2
 # the AWS_MAX_ATTEMPTS environment variable, when set, wins (see `max_attempts`).
 MAX_ATTEMPTS = 8
 
+# A listing that leaves out some prefixes is split into one listing per kept
+# top-level "directory" when there are at most this many (see S3._listing).
+MAX_SPLIT = 64
+
 # (event name, handler) pairs attached to every client made from now on. Tests
 # and the benchmark use it to count requests with a botocore event hook.
 _CLIENT_HOOKS: list[tuple[str, Callable[..., Any]]] = []
@@ -469,28 +473,83 @@ class S3:
                 )
             kwargs.update(nxt)
 
-    def iter_versions(self, bucket: str, prefix: str, page_size: int = 1000) -> Iterator[ObjectVersion]:
-        """Every version and delete marker under `prefix`, page by page, in the server's order.
+    def _listing(
+        self, operation: str, bucket: str, prefix: str, page_size: int, skip: tuple[str, ...]
+    ) -> Iterator[list[ObjectVersion]]:
+        """Pages of entries under `prefix`, in key order, without listing the keys under `skip` where it can.
 
-        The server sends keys in ascending order and each key's entries newest
-        first; a key's entries may continue on the next page.
+        Snapshots live in the bucket they snapshot, so a plain listing of
+        live keys reads every version of every snapshot kept, and grows with
+        each one. When a skipped prefix lies below `prefix`, one listing with
+        a '/' delimiter names the "directories" and each one that is kept is
+        listed on its own: Prefix and Delimiter are the parts of the listing
+        API every store implements alike (a KeyMarker that is not a key is
+        not: moto drops the key after it). A listing that fits in one page is
+        just that page.
         """
-        for page in self._pages(
-            "ListObjectVersions", bucket, {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
-        ):
-            yield from _merge_page(page["DrEntries"])
+        skip = tuple(p for p in skip if p)
+        if prefix.startswith(skip):
+            return
+        base = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        pages = self._pages(operation, bucket, base)
+        first = next(pages)
+        if not first.get("IsTruncated") or not any(p.startswith(prefix) and p != prefix for p in skip):
+            # Everything in one page (a fresh bucket) costs no more than the plain listing.
+            yield first["DrEntries"]
+            for page in pages:
+                yield page["DrEntries"]
+            return
+        pages.close()
+        direct: list[ObjectVersion] = []
+        subs: list[str] = []
+        for page in self._pages(operation, bucket, {**base, "Delimiter": "/"}):
+            direct.extend(page["DrEntries"])
+            subs.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+        kept = [s for s in subs if not s.startswith(skip)]
+        if len(kept) > MAX_SPLIT:
+            # Many small directories: one listing of everything is fewer requests.
+            for page in self._pages(operation, bucket, base):
+                yield page["DrEntries"]
+            return
+        i = 0
+        for sub in kept:
+            j = i
+            while j < len(direct) and direct[j].key < sub:
+                j += 1
+            if j > i:
+                yield direct[i:j]
+            i = j
+            yield from self._listing(operation, bucket, sub, page_size, skip)
+        if i < len(direct):
+            yield direct[i:]
 
-    def iter_objects(self, bucket: str, prefix: str) -> Iterator[ObjectVersion]:
-        """Current objects under `prefix` (ListObjectsV2: no version ids)."""
-        for page in self._pages("ListObjectsV2", bucket, {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}):
-            yield from page["DrEntries"]
+    def iter_versions(
+        self, bucket: str, prefix: str, page_size: int = 1000, skip: tuple[str, ...] = ()
+    ) -> Iterator[ObjectVersion]:
+        """Every version and delete marker under `prefix`, page by page, in key order.
 
-    def iter_current(self, bucket: str, prefix: str, versioned: bool) -> Iterator[ObjectVersion]:
+        Each key's entries come newest first; a key's entries may continue on
+        the next page. Keys under the `skip` prefixes are left out where
+        leaving them out saves requests (see `_listing`): callers still filter.
+        """
+        for entries in self._listing("ListObjectVersions", bucket, prefix, page_size, skip):
+            yield from _merge_page(entries)
+
+    def iter_objects(
+        self, bucket: str, prefix: str, skip: tuple[str, ...] = (), page_size: int = 1000
+    ) -> Iterator[ObjectVersion]:
+        """Current objects under `prefix` (ListObjectsV2: no version ids); `skip` as in `iter_versions`."""
+        for entries in self._listing("ListObjectsV2", bucket, prefix, page_size, skip):
+            yield from entries
+
+    def iter_current(
+        self, bucket: str, prefix: str, versioned: bool, skip: tuple[str, ...] = ()
+    ) -> Iterator[ObjectVersion]:
         """The current version of every key under `prefix`, with its version id when versioned."""
         if not versioned:
-            yield from self.iter_objects(bucket, prefix)
+            yield from self.iter_objects(bucket, prefix, skip)
             return
-        for v in self.iter_versions(bucket, prefix):
+        for v in self.iter_versions(bucket, prefix, skip=skip):
             if v.is_latest and not v.is_delete_marker:
                 yield v
 

@@ -118,7 +118,8 @@ def _unit_of(cfg: DrConfig, key: str) -> str | None:
 
 
 def _live_bytes(cfg: DrConfig, s3: S3) -> dict[str, bytes]:
-    keys = [o.key for o in s3.iter_objects(cfg.bucket, cfg.prefix) if cfg.is_live_key(o.key)]
+    listing = s3.iter_objects(cfg.bucket, cfg.prefix, cfg.reserved_prefixes())
+    keys = [o.key for o in listing if cfg.is_live_key(o.key)]
     done, failed = run_parallel(lambda k: s3.get_bytes(cfg.bucket, k), keys, cfg.concurrency)
     if failed:
         raise _StepFailed(f"cannot read back {failed[0].item}: {failed[0].error}")

@@ -624,7 +624,8 @@ def restore_at(
     refused: list[RefusedKey] = []
     markers: list[str] = []
     try:
-        in_scope = ((scope.name_for(cfg, e.key), e) for e in s3.iter_versions(cfg.bucket, scope.key_prefix))
+        listing = s3.iter_versions(cfg.bucket, scope.key_prefix, skip=cfg.reserved_prefixes())
+        in_scope = ((scope.name_for(cfg, e.key), e) for e in listing)
         names: dict[str, str] = {}
         for d in versions_at((e for n, e in in_scope if n is not None), ts_dt):
             decided.append(d)

@@ -95,7 +95,8 @@ class SnapshotResult:
 
 def list_live(cfg: DrConfig, s3: S3, versioned: bool) -> list[ObjectVersion]:
     """The current version of every live key (snapshots and our bookkeeping excluded)."""
-    return [o for o in s3.iter_current(cfg.bucket, cfg.prefix, versioned) if cfg.is_live_key(o.key)]
+    skip = cfg.reserved_prefixes()
+    return [o for o in s3.iter_current(cfg.bucket, cfg.prefix, versioned, skip) if cfg.is_live_key(o.key)]
 
 
 def build_manifest(

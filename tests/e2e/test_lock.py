@@ -260,15 +260,13 @@ def test_renewal_keeps_a_long_operation_live_and_a_takeover_is_noticed(moto_serv
         holder = read_lease(cfg)
         assert holder is not None and holder.stale is None and holder.operation == "long"
         assert len(lease.version_ids) >= 2  # the first write plus at least one renewal
-        # someone deletes our lease and takes it: the renewer notices
+        # someone writes their lease and deletes ours: the renewer notices. (In that order, so
+        # that at no moment is there no lease at all: the renewer would report "nobody".)
         c = moto_server.client()
-        for vid in lease.version_ids:
-            c.delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=vid)
         ghost_vid = plant_lease(moto_server, bucket)
         deadline = time.monotonic() + 5
         while not lease.lost and time.monotonic() < deadline:
-            # A renewal in flight while we deleted lands before the ghost and
-            # would still hold: take that one away too, as a real takeover would.
+            # Every version of ours, also a renewal that landed while we were at it.
             for _, vid, _, _ in lock_entries(moto_server, bucket):
                 if vid != ghost_vid:
                     c.delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=vid)

@@ -52,6 +52,49 @@ def test_versions_of_one_key_split_across_pages(moto_server):
     ]
 
 
+SKIP_LAYOUT = [
+    ".dr-tasks/lock.json",
+    "a-before",
+    *[f"snapshots/s{i:02}/k.txt" for i in range(30)],
+    "snapshots0",  # sorts right after the skipped range: must still be listed
+    "snapshotsz/x",
+    "state",  # a key named like a directory
+    "state-x",  # sorts between "state" and "state/"
+    "state/a",
+    "state/deep/er/k",
+    "zz.txt",
+]
+
+
+@pytest.mark.parametrize("operation", ["ListObjectVersions", "ListObjectsV2"])
+def test_skipped_prefixes_are_not_listed_and_no_other_key_is_lost(server, operation):
+    """Live-key listings leave snapshots/ out: their cost must not grow with the snapshots kept."""
+    bucket = new_bucket(server)
+    c = server.client()
+    for k in SKIP_LAYOUT:
+        c.put_object(Bucket=bucket, Key=k, Body=b"1")
+        c.put_object(Bucket=bucket, Key=k, Body=b"22")  # two versions each
+    c.delete_object(Bucket=bucket, Key="state-x")  # and a delete marker
+    skip = ("snapshots/", ".dr-tasks/")
+
+    def listed(skip: tuple[str, ...]) -> tuple[list[tuple[str, str | None]], int]:
+        with count_requests() as counts:
+            s3 = make_s3(server)  # the counting hook goes on clients made inside the block
+            if operation == "ListObjectVersions":
+                got = [(v.key, v.version_id) for v in s3.iter_versions(bucket, "", page_size=3, skip=skip)]
+            else:
+                got = [(o.key, None) for o in s3.iter_objects(bucket, "", skip=skip, page_size=3)]
+        return got, counts[operation]
+
+    everything, all_requests = listed(())
+    kept, requests = listed(skip)
+    assert {k for k, _ in everything} >= set(SKIP_LAYOUT) - {"state-x"}
+    assert not any(k.startswith(skip) for k, _ in kept), kept
+    assert kept == [e for e in everything if not e[0].startswith(skip)]
+    # the delimiter listing (names and top-level keys), then "snapshotsz/" and "state/" on their own
+    assert requests < all_requests, (requests, all_requests)
+
+
 def test_objects_over_the_single_copy_limit_use_multipart_copy(server, monkeypatch):
     bucket = new_bucket(server)
     c = server.client()

@@ -228,7 +228,7 @@ class FakeS3:
     def versioning(self, bucket: str) -> str:
         return "Enabled"
 
-    def iter_versions(self, bucket: str, prefix: str) -> Iterator[ObjectVersion]:
+    def iter_versions(self, bucket: str, prefix: str, skip: tuple[str, ...] = ()) -> Iterator[ObjectVersion]:
         return iter([e for e in self.entries if e.key.startswith(prefix)])
 
     def list_prefixes(self, bucket: str, prefix: str) -> tuple[list[str], list[ObjectVersion]]:
