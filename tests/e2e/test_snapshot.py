@@ -44,6 +44,27 @@ def test_snapshot_copies_every_live_key_byte_for_byte(server, bucket, make_repo)
     assert sizes == {k: len(v) for k, v in files.items()}
 
 
+ODD_KEYS = {
+    "state/skills/odd/has space.txt": b"space\n",
+    "state/skills/odd/plus+sign.txt": b"plus\n",
+    "state/skills/odd/per%cent~tilde.txt": b"percent\n",
+    "state/skills/odd/caf\u00e9 \u2603.txt": b"unicode\n",
+    "state/skills/odd/q?mark&amp=1.txt": b"query-looking\n",
+}
+
+
+def test_keys_that_need_escaping_are_copied_as_the_exact_version(server, bucket, make_repo):
+    """The copy source is a URL the server decodes (with `?versionId=`): every character must survive."""
+    repo = make_repo(server, bucket)
+    c = repo.client()
+    for key, body in ODD_KEYS.items():
+        c.put_object(Bucket=bucket, Key=key, Body=body)
+    r = repo.run("dr.snapshot", "--label=odd", "--json")
+    assert r.returncode == 0, r.stderr
+    snap = json.loads(r.stdout)["id"]
+    assert snapshot_objects(repo, snap) == ODD_KEYS
+
+
 def test_second_snapshot_does_not_copy_the_first(server, bucket, make_repo):
     repo = make_repo(server, bucket)
     files = repo.seed()
