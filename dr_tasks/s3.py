@@ -49,8 +49,8 @@ COPY_PART_SIZE = 512 * 1024**2
 # the AWS_MAX_ATTEMPTS environment variable, when set, wins (see `max_attempts`).
 MAX_ATTEMPTS = 8
 
-# A listing that leaves out some prefixes is split into one listing per kept
-# top-level "directory" when there are at most this many (see S3._listing).
+# A listing that goes around a skipped prefix lists each kept "directory"
+# after it on its own when there are at most this many (see S3._listing).
 MAX_SPLIT = 64
 
 # (event name, handler) pairs attached to every client made from now on. Tests
@@ -474,52 +474,63 @@ class S3:
             kwargs.update(nxt)
 
     def _listing(
-        self, operation: str, bucket: str, prefix: str, page_size: int, skip: tuple[str, ...]
+        self, operation: str, bucket: str, prefix: str, page_size: int, skip: tuple[str, ...], after: str = ""
     ) -> Iterator[list[ObjectVersion]]:
-        """Pages of entries under `prefix`, in key order, without listing the keys under `skip` where it can.
+        """Pages of entries under `prefix` (only keys after `after`), in key order, going around `skip`.
 
         Snapshots live in the bucket they snapshot, so a plain listing of
-        live keys reads every version of every snapshot kept, and grows with
-        each one. When a skipped prefix lies below `prefix`, one listing with
-        a '/' delimiter names the "directories" and each one that is kept is
-        listed on its own: Prefix and Delimiter are the parts of the listing
-        API every store implements alike (a KeyMarker that is not a key is
-        not: moto drops the key after it). A listing that fits in one page is
-        just that page.
+        live keys would read every version of every snapshot kept, and grow
+        with each one. The listing runs plainly (a bucket without snapshots
+        costs nothing more) until a page ends inside a skipped prefix. Then
+        one listing with a '/' delimiter names the "directories", and each
+        kept one after that point is listed on its own: Prefix and Delimiter
+        are the parts of the listing API every store implements alike (a
+        KeyMarker that is not a key is not: moto drops the key after it).
+        So a skipped prefix costs at most one page of its keys and one
+        delimited listing, whatever it holds. Callers still filter.
         """
         skip = tuple(p for p in skip if p)
         if prefix.startswith(skip):
             return
-        base = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
-        pages = self._pages(operation, bucket, base)
-        first = next(pages)
-        if not first.get("IsTruncated") or not any(p.startswith(prefix) and p != prefix for p in skip):
-            # Everything in one page (a fresh bucket) costs no more than the plain listing.
-            yield first["DrEntries"]
-            for page in pages:
-                yield page["DrEntries"]
+        inner = tuple(p for p in skip if p.startswith(prefix) and p != prefix)
+        pages = self._pages(operation, bucket, {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size})
+        last = ""
+        for page in pages:
+            entries = page["DrEntries"]
+            kept = [e for e in entries if e.key > after] if after else entries
+            if kept:
+                yield kept
+            if not entries:
+                return
+            last = entries[-1].key
+            if inner and page.get("IsTruncated") and last.startswith(inner):
+                break  # inside a skipped prefix, with more to come: go around it
+        else:
             return
-        pages.close()
+        floor = max(after, last)
         direct: list[ObjectVersion] = []
         subs: list[str] = []
-        for page in self._pages(operation, bucket, {**base, "Delimiter": "/"}):
-            direct.extend(page["DrEntries"])
+        delimited = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size, "Delimiter": "/"}
+        for page in self._pages(operation, bucket, delimited):
+            direct.extend(e for e in page["DrEntries"] if e.key > floor)
             subs.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-        kept = [s for s in subs if not s.startswith(skip)]
-        if len(kept) > MAX_SPLIT:
-            # Many small directories: one listing of everything is fewer requests.
-            for page in self._pages(operation, bucket, base):
-                yield page["DrEntries"]
+        # Directories wholly before `floor` were listed already; the one `floor` is in is listed after it.
+        ahead = [s for s in subs if not s.startswith(skip) and (s > floor or floor.startswith(s))]
+        if len(ahead) > MAX_SPLIT:
+            # Many small directories: going on with the plain listing is fewer requests.
+            for page in pages:
+                yield [e for e in page["DrEntries"] if e.key > floor]
             return
+        pages.close()
         i = 0
-        for sub in kept:
+        for sub in ahead:
             j = i
             while j < len(direct) and direct[j].key < sub:
                 j += 1
             if j > i:
                 yield direct[i:j]
             i = j
-            yield from self._listing(operation, bucket, sub, page_size, skip)
+            yield from self._listing(operation, bucket, sub, page_size, skip, floor if floor.startswith(sub) else "")
         if i < len(direct):
             yield direct[i:]
 
