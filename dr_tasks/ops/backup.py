@@ -47,6 +47,11 @@ from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
 from .freshness import newest_backup_row, parse_duration, row_time
 
+# Big objects streamed at once, whatever `concurrency` says: each holds one
+# 8 MiB part in memory, so this bounds a backup's peak at about 128 MiB. More
+# in flight helps small requests behind latency, not big bodies.
+MAX_STREAMS = 16
+
 KIND = "cross-region-backup"
 # Per-worker part size of a streamed copy: peak memory is about
 # concurrency x this. S3's minimum part size is 5 MiB.
@@ -516,7 +521,7 @@ def _run_backup(
                 else:
                     record(job.tag.key, outcome.src_etag, outcome.size, outcome.dst_etag)
                     done.append((job.tag, outcome.size))
-        more_done, more_failed = run_parallel(copy_one, large, cfg.concurrency, progress)
+        more_done, more_failed = run_parallel(copy_one, large, min(cfg.concurrency, MAX_STREAMS), progress)
         done += more_done
         failed += more_failed
     finally:

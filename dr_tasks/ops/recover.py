@@ -21,7 +21,7 @@ from ..errors import DrError
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
-from .backup import PART_SIZE, backup_endpoint
+from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint
 
 SHOWN = 10
 
@@ -131,7 +131,7 @@ def recover_from_backup(
 
     progress.start(f"copying {len(todo)} objects back into s3://{cfg.bucket}", total=len(todo))
     try:
-        done, failed = run_parallel(copy_one, todo, cfg.concurrency, progress)
+        done, failed = run_parallel(copy_one, todo, min(cfg.concurrency, MAX_STREAMS), progress)
     finally:
         progress.stop()
     result.copied = len(done)
