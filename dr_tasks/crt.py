@@ -361,7 +361,7 @@ class BulkS3:
             job: GetJob[T] = call.job
             if call.phase == "written":
                 if call.write_error is not None:
-                    return job, _write_error(job, call.write_error)
+                    return job, WriteFailed(job, call.write_error)
                 return job, call.sha.hexdigest()
             if call.error is None and not job.in_memory:
                 try:
@@ -370,7 +370,7 @@ class BulkS3:
                     call.write_error = err
             what = f"{job.key} (version {job.version_id})"
             if call.write_error is not None:
-                return job, _write_error(job, call.write_error)
+                return job, WriteFailed(job, call.write_error)
             problem = ""
             if call.error is not None:
                 err, transient = self._failure("GetObject", job.bucket, what, call)
@@ -522,8 +522,16 @@ def _write_file(path: Path, data: bytes, mtime: float | None) -> None:
         os.close(fd)
 
 
-def _write_error(job: GetJob[Any], err: OSError) -> DrError:
-    return DrError(f"cannot write {job.dest.name} (from {job.key}): {err.strerror}", "check disk space and permissions")
+class WriteFailed(DrError):
+    """A downloaded version that could not be written (or read back); `error` says why.
+
+    The caller knows the name the user sees (the temp file here may not be
+    it), so it words the message: see restore's `_write_error`.
+    """
+
+    def __init__(self, job: GetJob[Any], error: OSError) -> None:
+        super().__init__(f"cannot write {job.key}: {error.strerror}", "check disk space and permissions")
+        self.error = error
 
 
 def _hash_file(path: Path, call: _Call) -> None:

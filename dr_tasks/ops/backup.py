@@ -54,7 +54,7 @@ MAX_STREAMS = 16
 
 KIND = "cross-region-backup"
 # Per-worker part size of a streamed copy: peak memory is about
-# concurrency x this. S3's minimum part size is 5 MiB.
+# MAX_STREAMS x this. S3's minimum part size is 5 MiB.
 PART_SIZE = 8 * 1024 * 1024
 STATE_NAME = META_PREFIX + "backup-state.json"
 STATE_VERSION = 1

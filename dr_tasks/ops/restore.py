@@ -44,7 +44,7 @@ from typing import Any
 import pathspec
 
 from ..config import DrConfig
-from ..crt import BulkS3, GetJob, bulk_for
+from ..crt import BulkS3, GetJob, WriteFailed, bulk_for
 from ..errors import DrError
 from ..guard import Guard, GuardError
 from ..lock import pid_alive
@@ -821,6 +821,8 @@ def _download_bulk(
         progress.advance()
         if isinstance(outcome, DrError):
             job.dest.unlink(missing_ok=True)
+            if isinstance(outcome, WriteFailed):
+                outcome = _write_error(item[0], item[1], outcome.error)
             failed.append(Failure(item, outcome))
             continue
         if job.dest == target:

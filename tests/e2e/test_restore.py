@@ -577,3 +577,27 @@ def test_a_file_the_disk_refuses_is_named_and_nothing_is_left(server, bucket, ma
     assert_clean_refusal(r, "File name too long", long_name[:40])
     # no staging dir, no holding dir, no receipt
     assert not (repo.path / "_restore").exists() or list((repo.path / "_restore").iterdir()) == []
+
+
+def test_a_write_that_fails_names_the_file_as_the_user_sees_it(server, bucket, make_repo, monkeypatch):
+    """A full disk while the awscrt path writes a checked body: the error names `deep/c.md`, not a temp basename."""
+    import errno
+
+    from dr_tasks import crt
+
+    repo = make_repo(server, bucket)
+    for k in (U + "ok.txt", U + "deep/c.md"):
+        put(server, bucket, k, b"small body\n")
+    real_write = crt._write_file
+
+    def full_disk(path: Path, data: bytes, mtime: float | None) -> None:
+        if path.name == "c.md":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data, mtime)
+
+    monkeypatch.setattr(crt, "_write_file", full_disk)
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3))
+    with pytest.raises(DrError) as caught:
+        restore_at(repo.cfg(), ts, unit=UNIT)
+    assert f"cannot write deep/c.md (from {U}deep/c.md): No space left on device" in caught.value.message
+    assert not (repo.path / "_restore").exists() or list((repo.path / "_restore").iterdir()) == []
