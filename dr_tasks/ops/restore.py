@@ -30,10 +30,13 @@ import hashlib
 import itertools
 import json
 import os
+import queue
 import re
 import shutil
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -532,6 +535,107 @@ def compute_diff(
 
 
 # ---------------------------------------------------------------------- the operation
+class _Decisions:
+    """Which version of each key in scope to write, decided as the listing streams in.
+
+    `stream` lists on a thread of its own and yields each (name, version) to
+    write as soon as it is safe to, so the first downloads start after the
+    first page, not after the last one, and the listing's round trips overlap
+    the downloads (a tenth of a 2,000-key restore on RGW). A name is held back
+    until the listing has passed every name that could be below it (listings
+    are in key order, and every `name/...` sorts before `name0`): a name that
+    is a file and also a directory at TS (keys `a` and `a/b`) cannot be
+    written as both, and is refused, never half-written.
+    """
+
+    def __init__(self, cfg: DrConfig, scope: Scope, ts: datetime) -> None:
+        self.cfg, self.scope, self.ts = cfg, scope, ts
+        self.decided: list[KeyAtTs] = []
+        self.names: dict[str, str] = {}
+        self.refused: list[RefusedKey] = []
+        self.markers: list[str] = []
+        self.emitted = 0
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def decide(self, entries: Iterable[ObjectVersion], emit: Callable[[tuple[str, ObjectVersion]], None]) -> None:
+        """Go through the listing once; `emit` each (name, version) to write, in key order."""
+        cfg, scope = self.cfg, self.scope
+        held: deque[tuple[str, ObjectVersion]] = deque()
+        dirs: set[str] = set()
+
+        def release(upto: str | None) -> None:
+            while held and (upto is None or upto >= held[0][0] + "0"):
+                n, e = held.popleft()
+                if n in dirs:
+                    self.refused.append(
+                        RefusedKey(e.key, f"{n!r} is both a file and a directory at TS; the directory was restored")
+                    )
+                else:
+                    self.emitted += 1
+                    emit((n, e))
+
+        in_scope = ((scope.name_for(cfg, e.key), e) for e in entries)
+        for d in versions_at((e for n, e in in_scope if n is not None), self.ts):
+            if self._stop.is_set():
+                return
+            self.decided.append(d)
+            n = scope.name_for(cfg, d.key)
+            assert n is not None
+            self.names[d.key] = n
+            release(n)
+            if d.entry is None:
+                continue
+            if (n == "" or n.endswith("/")) and d.entry.size == 0:
+                self.markers.append(d.key)  # a "folder" object some consoles create: nothing to write
+                continue
+            problem = Guard.key_problem(n)
+            if problem:
+                self.refused.append(RefusedKey(d.key, problem))
+                continue
+            parts = n.split("/")[:-1]
+            dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+            held.append((n, d.entry))
+        release(None)
+
+    def stream(self, listing: Callable[[], Iterable[ObjectVersion]]) -> Iterator[tuple[str, ObjectVersion]]:
+        """Start `decide` over `listing()` on a thread of its own, now; iterate what it emits.
+
+        Its errors are raised by the iterator. Started here, not at the first
+        `next`, so that what the caller does before it (awscrt's import and
+        client) overlaps the first page's round trip.
+        """
+        out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        end = object()
+
+        def work() -> None:
+            try:
+                self.decide(listing(), out.put)
+                out.put(end)
+            except BaseException as err:  # handed to the consumer, raised there
+                out.put(_Raised(err))
+
+        threading.Thread(target=work, name="dr-listing", daemon=True).start()
+
+        def emitted() -> Iterator[tuple[str, ObjectVersion]]:
+            try:
+                while (item := out.get()) is not end:
+                    if isinstance(item, _Raised):
+                        raise item.error
+                    yield item
+            finally:
+                self._stop.set()
+
+        return emitted()
+
+
+@dataclass
+class _Raised:
+    error: BaseException
+
+
 def _refuse_empty(cfg: DrConfig, s3: S3, scope: Scope, ts: str, decided: list[KeyAtTs]) -> DrError:
     where = f"s3://{cfg.bucket}/{scope.key_prefix}"
     what = f"unit {scope.unit}" if scope.unit else (f"path {scope.path}" if scope.path else "the repo")
@@ -617,65 +721,49 @@ def restore_at(
     versioning = side.submit(s3.versioning, cfg.bucket)
     side.shutdown(wait=False)
 
-    # 2. which version of each key was current at TS
-    progress.start(f"listing versions under s3://{cfg.bucket}/{scope.key_prefix}")
-    decided: list[KeyAtTs] = []
-    present: list[tuple[str, ObjectVersion]] = []
-    refused: list[RefusedKey] = []
-    markers: list[str] = []
-    try:
-        listing = s3.iter_versions(cfg.bucket, scope.key_prefix, skip=cfg.reserved_prefixes())
-        in_scope = ((scope.name_for(cfg, e.key), e) for e in listing)
-        names: dict[str, str] = {}
-        for d in versions_at((e for n, e in in_scope if n is not None), ts_dt):
-            decided.append(d)
-            progress.advance()
-            n = scope.name_for(cfg, d.key)
-            assert n is not None
-            names[d.key] = n
-            if d.entry is None:
-                continue
-            if (n == "" or n.endswith("/")) and d.entry.size == 0:
-                markers.append(d.key)  # a "folder" object some consoles create: nothing to write
-                continue
-            problem = Guard.key_problem(n)
-            if problem:
-                refused.append(RefusedKey(d.key, problem))
-            else:
-                present.append((n, d.entry))
-    finally:
-        progress.stop()
-    versioned = versioning.result() == "Enabled"
-    if not versioned:
-        warnings.append(UNVERSIONED_WARNING)
-    if not present and not refused:
-        raise _refuse_empty(cfg, s3, scope, ts_iso, decided)
-
-    # A name that is a file and also a directory (keys `a` and `a/b`) cannot be written as both.
-    dirs = {n.rsplit("/", 1)[0] for n, _ in present if "/" in n}
-    parents: set[str] = set()
-    for dname in dirs:
-        parts = dname.split("/")
-        parents.update("/".join(parts[: i + 1]) for i in range(len(parts)))
-    for n, e in [p for p in present if p[0] in parents]:
-        refused.append(RefusedKey(e.key, f"{n!r} is both a file and a directory at TS; the directory was restored"))
-    present = [p for p in present if p[0] not in parents]
-
-    # 3. download into a staging dir beside the holding dir
-    cfg.restore_path.mkdir(parents=True, exist_ok=True)
-    _sweep_dead_staging(cfg.restore_path)
+    # 2. which version of each key was current at TS, decided on a thread of
+    # its own while 3. downloads what is decided
+    decisions = _Decisions(cfg, scope, ts_dt)
+    items = decisions.stream(lambda: s3.iter_versions(cfg.bucket, scope.key_prefix, skip=cfg.reserved_prefixes()))
     # The pid in the name lets a later restore remove what a killed one left.
     staging = cfg.restore_path / f".{name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+
+    def staged(items: Iterator[tuple[str, ObjectVersion]]) -> Iterator[tuple[str, ObjectVersion]]:
+        # Made at the first key to write: a restore refused for having nothing
+        # at TS leaves not even an empty restore dir.
+        for i, item in enumerate(items):
+            if i == 0:
+                cfg.restore_path.mkdir(parents=True, exist_ok=True)
+                _sweep_dead_staging(cfg.restore_path)
+                staging.mkdir()
+            yield item
+
+    refused: list[RefusedKey] = []
+    progress.start(f"restoring from s3://{cfg.bucket}/{scope.key_prefix} as at {ts_iso}")
     try:
-        restored = _download_all(cfg, s3, staging, present, refused, progress)
-        ts_label = f"at-{compact_utc(ts_dt)}"
-        diff = compute_diff(cfg, scope, staging, restored, ts_label, full)
+        try:
+            restored = _download_all(cfg, s3, staging, staged(items), refused, progress)
+        finally:
+            decisions.stop()
+            progress.stop()
+        refused += decisions.refused
+        versioned = versioning.result() == "Enabled"
+        if not versioned:
+            warnings.append(UNVERSIONED_WARNING)
+        if not decisions.emitted and not refused:
+            raise _refuse_empty(cfg, s3, scope, ts_iso, decisions.decided)
+        if not staging.exists():
+            # Every key was refused: the holding dir is still made, empty, so
+            # the receipt and the report point at something.
+            cfg.restore_path.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
+        diff = compute_diff(cfg, scope, staging, restored, f"at-{compact_utc(ts_dt)}", full)
         replaced = _publish(cfg, staging, holding, force)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
 
+    names, decided = decisions.names, decisions.decided
     result = RestoreResult(
         scope=scope.kind,
         unit=scope.unit,
@@ -692,7 +780,7 @@ def restore_at(
         restored=sorted(restored, key=lambda f: f.name),
         deleted_at_ts=sorted(names[d.key] for d in decided if d.state == "deleted"),
         born_after_ts=sorted(names[d.key] for d in decided if d.state == "not-yet"),
-        directory_markers=markers,
+        directory_markers=decisions.markers,
         refused=sorted(refused, key=lambda r: r.key),
         diff=diff,
         replaced_existing=replaced,
@@ -715,10 +803,11 @@ def _download_all(
     cfg: DrConfig,
     s3: S3,
     staging: Path,
-    present: list[tuple[str, ObjectVersion]],
+    present: Iterable[tuple[str, ObjectVersion]],
     refused: list[RefusedKey],
     progress: Progress,
 ) -> list[RestoredFile]:
+    """Download `present` (which may still be streaming in) into `staging`; raise DrError if any failed."""
     # Directories already checked (not symlinks) and created: each once per
     # restore, not once per file (that was a fifth of the workers' time).
     verified: set[Path] = set()
@@ -770,19 +859,15 @@ def _download_all(
             raise
         return publish(item, target, tmp, sha)
 
-    progress.start(f"restoring {len(present)} files", total=len(present))
-    try:
-        bulk = bulk_for(s3, cfg.concurrency) if cfg.transfer_client == "crt" else None
-        if bulk is None:
-            done, failed = run_parallel(fetch, present, cfg.concurrency, progress)
-        else:
-            done, failed = _download_bulk(bulk, cfg.bucket, present, prepare, publish, progress)
-    finally:
-        progress.stop()
+    bulk = bulk_for(s3, cfg.concurrency) if cfg.transfer_client == "crt" else None
+    if bulk is None:
+        done, failed = run_parallel(fetch, present, cfg.concurrency, progress)
+    else:
+        done, failed = _download_bulk(bulk, cfg.bucket, present, prepare, publish, progress)
     if failed:
         names = ", ".join(f.item[1].key for f in failed[:5]) + (" ..." if len(failed) > 5 else "")
         raise DrError(
-            f"restore failed: {len(failed)} of {len(present)} downloads failed ({names}); "
+            f"restore failed: {len(failed)} of {len(done) + len(failed)} downloads failed ({names}); "
             f"first error: {failed[0].error.message}; nothing was left in {cfg.restore_dir}/",
             "run the same command again once the cause is fixed",
         )
@@ -792,7 +877,7 @@ def _download_all(
 def _download_bulk(
     bulk: BulkS3,
     bucket: str,
-    present: list[tuple[str, ObjectVersion]],
+    present: Iterable[tuple[str, ObjectVersion]],
     prepare: Callable[[tuple[str, ObjectVersion]], tuple[Path, Path] | None],
     publish: Callable[[tuple[str, ObjectVersion], Path, Path, str], RestoredFile],
     progress: Progress,

@@ -16,6 +16,7 @@ from dr_tasks import load_config
 from dr_tasks.errors import DrError
 from dr_tasks.ops.restore import (
     DIFF_LINE_CAP,
+    _Decisions,
     diff_file,
     gitignore_covers,
     resolve_scope,
@@ -270,7 +271,49 @@ def test_nothing_written_when_refused_early(cfg: Any) -> None:
     s3 = FakeS3([v("repo/state/skills/u/a", "1", T + timedelta(days=1))], {"1": b"a"})
     with pytest.raises(DrError, match="had no objects at 2026-04-15T18:00:00Z"):
         restore_at(cfg, T, unit="u", s3=s3)  # type: ignore[arg-type]
-    assert not cfg.restore_path.exists() or not list(cfg.restore_path.iterdir())
+    assert not cfg.restore_path.exists()  # not even an empty restore dir
+
+
+def test_a_name_is_written_only_once_nothing_can_be_below_it(cfg: Any) -> None:
+    p = "repo/state/skills/u/"
+    scope = resolve_scope(cfg, "u", None, False)
+    before = T - timedelta(seconds=1)
+    names = ["a", "a-b", "a.txt", "a/c", "b", "d", "d/e", "d/e/f", "g", "h", "h/i", "z"]
+    entries = [v(p + n, n, before, dm=n == "h/i") for n in names]  # h/i: deleted at TS, h stays a file
+    emitted: list[str] = []
+    seen_when: dict[str, list[str]] = {}
+
+    def listing() -> Iterator[ObjectVersion]:
+        for e in entries:
+            seen_when[e.key[len(p) :]] = list(emitted)
+            yield e
+
+    d = _Decisions(cfg, scope, T)
+    d.decide(listing(), lambda item: emitted.append(item[0]))
+    assert emitted == ["a-b", "a.txt", "a/c", "b", "d/e/f", "g", "h", "z"]
+    assert sorted(r.key[len(p) :] for r in d.refused) == ["a", "d", "d/e"]
+    assert all("both a file and a directory" in r.reason for r in d.refused)
+    assert d.emitted == len(emitted)
+    # streamed: out while the listing goes on (a key is decided when the next one is read)
+    assert seen_when["d"] == [] and "a/c" in seen_when["d/e"] and "b" in seen_when["d/e/f"]
+
+
+def test_a_listing_that_fails_half_way_fails_the_stream(cfg: Any) -> None:
+    p = "repo/state/skills/u/"
+    scope = resolve_scope(cfg, "u", None, False)
+
+    def listing() -> Iterator[ObjectVersion]:
+        yield v(p + "a", "1", T - timedelta(seconds=1))
+        yield v(p + "b", "1", T - timedelta(seconds=1))
+        yield v(p + "c", "1", T - timedelta(seconds=1))
+        raise S3Error("ListObjectVersions", "bkt", None, "SlowDown after 8 tries")
+
+    got: list[str] = []
+    with pytest.raises(S3Error, match="SlowDown"):
+        for name, _ in _Decisions(cfg, scope, T).stream(listing):
+            got.append(name)
+    # "a" went out once "b" was decided (when "c" was read); "b" waited for "c", which never was
+    assert got == ["a"]
 
 
 # ---------------------------------------------------------------------- CLI parsing
