@@ -75,7 +75,7 @@ def backup(
             if json_:
                 render.print_json({"not_due": True, "last_complete": last, "message": msg})
             else:
-                render.stdout().print(msg)
+                render.lines([msg])
             return
     hooks(c, cfg, "pre", "backup")
     # The primary's lease: no snapshot, rollback or prune changes what is being
@@ -95,10 +95,12 @@ def backup(
     if json_:
         render.print_json(result.to_dict())
     else:
-        render.stdout().print(
-            f"backup {result.id}: copied {_n(result.copied, 'object')} ({result.bytes} bytes), "
-            f"skipped {result.skipped} unchanged, deleted {result.deleted} -> {result.dest} ({result.seconds:.2f}s)"
-            + (" [PARTIAL]" if result.partial else "")
+        render.lines(
+            [
+                f"backup {result.id}: copied {_n(result.copied, 'object')} ({result.bytes} bytes), "
+                f"skipped {result.skipped} unchanged, deleted {result.deleted} -> {result.dest} ({result.seconds:.2f}s)"
+                + (" [PARTIAL]" if result.partial else "")
+            ]
         )
     if result.partial:
         shown = ", ".join(result.failed[:5]) + (" ..." if len(result.failed) > 5 else "")

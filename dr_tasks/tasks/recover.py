@@ -27,22 +27,24 @@ def recover(c: Context, apply: bool = False, create_bucket: bool = False, json_:
     if json_:
         render.print_json(result.to_dict())
     else:
-        out = render.stdout()
         if not apply:
-            out.print(
+            # Keys are user data: plain lines, never markup.
+            report = [
                 f"recover plan {result.source} -> {result.dest}: {result.objects} objects in the backup, "
                 f"{len(result.to_copy)} to copy, {result.skipped} already there"
-            )
-            for key in result.to_copy[:10]:
-                out.print(f"  copy {key}")
+            ]
+            report += [f"  copy {key}" for key in result.to_copy[:10]]
             if len(result.to_copy) > 10:
-                out.print(f"  ... and {len(result.to_copy) - 10} more (--json lists all)")
+                report.append(f"  ... and {len(result.to_copy) - 10} more (--json lists all)")
             flags = " --create-bucket" if result.warnings and not result.created_bucket else ""
-            out.print(f"dry run: nothing was copied; run `inv dr.recover --apply{flags}` to copy")
+            report.append(f"dry run: nothing was copied; run `inv dr.recover --apply{flags}` to copy")
+            render.lines(report)
         else:
-            out.print(
-                f"recovered {result.copied} objects ({result.bytes} bytes) into {result.dest}, "
-                f"{result.skipped} already there ({result.seconds:.2f}s)"
+            render.lines(
+                [
+                    f"recovered {result.copied} objects ({result.bytes} bytes) into {result.dest}, "
+                    f"{result.skipped} already there ({result.seconds:.2f}s)"
+                ]
             )
     if not result.ok:
         raise Exit(

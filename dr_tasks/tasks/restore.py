@@ -101,8 +101,7 @@ def restore(
     if json_:
         render.print_json(result.to_dict())
     else:
-        for line in summary_lines(result):
-            render.stdout().print(line, markup=False, highlight=False)
+        render.lines(summary_lines(result))
     if not result.ok:
         shown = "; ".join(f"{r.key!r} ({r.reason})" for r in result.refused[:10])
         more = f" and {len(result.refused) - 10} more" if len(result.refused) > 10 else ""

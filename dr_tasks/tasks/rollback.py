@@ -84,9 +84,7 @@ def rollback(
             data["apply_command"] = plan.apply_command(_program())
             render.print_json(data)
         else:
-            out = render.stdout()
-            for line in plan_lines(plan):
-                out.print(line, markup=False, highlight=False)
+            render.lines(plan_lines(plan))
         if plan.needs_allow_unversioned:
             render.warn([UNVERSIONED_LOUD])
         if plan.changes:
@@ -124,14 +122,13 @@ def rollback(
     if json_:
         render.print_json(result.to_dict())
     else:
-        out = render.stdout()
-        out.print(
-            f"rolled back to {result.snapshot}: {result.copied} copied back, {result.deleted} deleted, "
-            f"{result.unchanged} unchanged, {result.preserved} preserved ({result.seconds:.2f}s)",
-            markup=False,
-            highlight=False,
+        render.lines(
+            [
+                f"rolled back to {result.snapshot}: {result.copied} copied back, {result.deleted} deleted, "
+                f"{result.unchanged} unchanged, {result.preserved} preserved ({result.seconds:.2f}s)",
+                f"undo with: {result.undo_command(_program())}",
+            ]
         )
-        out.print(f"undo with: {result.undo_command(_program())}", markup=False, highlight=False)
     hooks(c, cfg, "post", "rollback", result)
 
 
