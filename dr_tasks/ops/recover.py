@@ -8,16 +8,25 @@ what is already there with the same size and ETag, so an interrupted run just
 continues. It never deletes anything at either end, and it is a dry run unless
 `apply` is set. Afterwards the index (itself a live key) and every snapshot are
 back, so restore and rollback work again.
+
+An applying run under `lease=True` (what `inv dr.recover --apply` does) holds
+the primary's lease while it plans and copies, as every other writer does: a
+backup (which would mirror a half-recovered bucket), a snapshot or a rollback
+waits for it. The lease lives in the primary bucket, so it is taken once the
+bucket exists (after `create_bucket` made it). A dry run writes nothing and
+takes none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
+from ..lock import Notify, hold_lease
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
@@ -92,8 +101,16 @@ def recover_from_backup(
     primary: S3 | None = None,
     backup: S3 | None = None,
     part_size: int = PART_SIZE,
+    lease: bool = False,
+    break_lock: bool = False,
+    notify: Notify | None = None,
 ) -> RecoverResult:
-    """Plan (and with `apply`, run) the copy from the backup bucket back into the primary."""
+    """Plan (and with `apply`, run) the copy from the backup bucket back into the primary.
+
+    With `lease` an applying run takes the primary's lease and plans again
+    under it (see the module's docstring); without it, a caller that applies
+    holds `hold_lease(cfg, operation="recover")` itself.
+    """
     ep = backup_endpoint(cfg)
     started = time.monotonic()
     result = RecoverResult(
@@ -113,27 +130,45 @@ def recover_from_backup(
             "check dr.backup.bucket / dr.backup.prefix (and that `inv dr.backup` ever ran)",
         )
     bp = cfg.backup.prefix
-    todo: list[ObjectVersion] = []
-    for o in sources:
-        cur = have.get(o.key[len(bp) :])
-        if cur is not None and cur.size == o.size and cur.etag_plain == o.etag_plain:
-            result.skipped += 1
-        else:
-            todo.append(o)
     result.objects = len(sources)
-    result.to_copy = [o.key[len(bp) :] for o in todo]
+
+    def plan() -> list[ObjectVersion]:
+        result.skipped = 0
+        todo: list[ObjectVersion] = []
+        for o in sources:
+            cur = have.get(o.key[len(bp) :])
+            if cur is not None and cur.size == o.size and cur.etag_plain == o.etag_plain:
+                result.skipped += 1
+            else:
+                todo.append(o)
+        result.to_copy = [o.key[len(bp) :] for o in todo]
+        return todo
+
     if not apply:
+        plan()
         result.seconds = round(time.monotonic() - started, 3)
         return result
+
+    def replan() -> None:
+        # What is in the primary now, read under the lease: a writer that
+        # finished before we got it is not overwritten unseen.
+        nonlocal have
+        have = {o.key: o for o in primary.iter_objects(cfg.bucket, "")}
 
     def copy_one(o: ObjectVersion) -> int:
         return primary.stream_copy(backup, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :], part_size).size
 
-    progress.start(f"copying {len(todo)} objects back into s3://{cfg.bucket}", total=len(todo))
-    try:
-        done, failed = run_parallel(copy_one, todo, min(cfg.concurrency, MAX_STREAMS), progress)
-    finally:
-        progress.stop()
+    with contextlib.ExitStack() as held:
+        if lease:
+            held.enter_context(
+                hold_lease(cfg, primary, "recover", break_lock=break_lock, notify=notify, prepare=replan)
+            )
+        todo = plan()
+        progress.start(f"copying {len(todo)} objects back into s3://{cfg.bucket}", total=len(todo))
+        try:
+            done, failed = run_parallel(copy_one, todo, min(cfg.concurrency, MAX_STREAMS), progress)
+        finally:
+            progress.stop()
     result.copied = len(done)
     result.bytes = sum(n for _, n in done)
     result.failed = [f.item.key[len(bp) :] for f in failed]

@@ -14,15 +14,28 @@ from .base import dr_task, hooks, load_config
         "apply": "really copy (without it: show what would be copied)",
         "create_bucket": "create the primary bucket (versioned) when it does not exist",
         "json": "print the result as JSON",
+        "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
     }
 )
-def recover(c: Context, apply: bool = False, create_bucket: bool = False, json_: bool = False) -> None:
+def recover(
+    c: Context, apply: bool = False, create_bucket: bool = False, json_: bool = False, break_lock: bool = False
+) -> None:
     """Stream everything the backup holds for this repo back into the primary bucket; never deletes."""
     from ..ops.recover import recover_from_backup
+    from .maintenance import lease_notify
 
     cfg = load_config(c)
     hooks(c, cfg, "pre", "recover")
-    result = recover_from_backup(cfg, apply=apply, create_bucket=create_bucket, progress=render.progress_for_terminal())
+    # --apply holds the primary's lease while it plans and copies (hooks stay outside it).
+    result = recover_from_backup(
+        cfg,
+        apply=apply,
+        create_bucket=create_bucket,
+        progress=render.progress_for_terminal(),
+        lease=True,
+        break_lock=break_lock,
+        notify=lease_notify,
+    )
     render.warn(result.warnings)
     if json_:
         render.print_json(result.to_dict())

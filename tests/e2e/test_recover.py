@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import assert_clean_refusal, live_objects, new_bucket
+from dr_tasks.lock import LOCK_KEY
+from tests.conftest import assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.e2e.test_backup import configure_backup
+from tests.e2e.test_lock import lock_entries, plant_lease
 from tests.support.faultproxy import FaultProxy, Rule
 
 
@@ -80,6 +82,31 @@ def test_dry_run_lists_and_changes_nothing(moto_server, make_repo, moto2):
     for key in odd:
         assert f"  copy {key}\n" in r.stdout
     assert "state/skills/beta/blob.bin" not in live_objects(moto_server, bucket)
+
+
+def test_apply_holds_the_primary_lease_and_waits_for_no_one(server, bucket, make_repo, moto2):
+    # A backup (which mirrors the primary into the backup) or a rollback
+    # running while recover writes would see, or change, a half-recovered
+    # bucket: --apply takes the primary's lease like every other writer.
+    repo = make_repo(server, bucket)
+    repo.seed()
+    configure_backup(repo, moto2)
+    assert repo.run("dr.backup").returncode == 0
+    server.client().delete_object(Bucket=bucket, Key="state/skills/beta/blob.bin")
+    ghost = plant_lease(server, bucket)
+    before = bucket_state(server, bucket)
+    r = repo.run("dr.recover", "--apply")
+    assert_clean_refusal(r, "another dr operation is running: lease held by ghost@elsewhere pid 4242 for rollback")
+    assert bucket_state(server, bucket) == before
+    dry = repo.run("dr.recover")  # a dry run only reads: it needs no lease
+    assert dry.returncode == 0 and "copy state/skills/beta/blob.bin" in dry.stdout
+
+    server.client().delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=ghost)
+    r = repo.run("dr.recover", "--apply", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["copied"] == 1
+    assert "state/skills/beta/blob.bin" in live_objects(server, bucket)
+    assert lock_entries(server, bucket) == []  # released, and no delete marker left behind
 
 
 def test_without_a_backup_bucket_it_names_the_key(moto_server, make_repo):
