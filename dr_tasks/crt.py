@@ -131,16 +131,33 @@ class _Call:
     error_body: bytes = b""
     src_etag: str = ""
     keep: Any = None  # the awscrt request: must outlive its callbacks
+    # Bytes this call may hold in memory; past it the object is not what the
+    # listing said (it grew since), `grown` is set and the request cancelled.
+    cap: int | None = None
+    grown: bool = False
 
     def on_headers(self, status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
         self.status = status_code
         self.headers = {k.lower(): v for k, v in headers}
+        length = self.headers.get("content-length", "")
+        if self.cap is not None and status_code < 300 and length.isdigit() and int(length) > self.cap:
+            self._overflow()
 
     def on_body(self, chunk: bytes, offset: int, **_: Any) -> None:
         # Only small copies read into memory; downloads go straight to a file.
+        if self.grown or (self.cap is not None and self.size + len(chunk) > self.cap):
+            self._overflow()
+            return
         self.buf.append(bytes(chunk))
         self.md5.update(chunk)
         self.size += len(chunk)
+
+    def _overflow(self) -> None:
+        self.grown = True
+        self.buf.clear()
+        request = self.keep
+        if request is not None:  # None only in the instant before make_request returns
+            request.cancel()
 
 
 class BulkS3:
@@ -461,7 +478,9 @@ class BulkS3:
         done: queue.SimpleQueue[_Call] = queue.SimpleQueue()
 
         def start(job: CopyJob[T], attempt: int) -> _Call:
-            call = _Call(job, attempt)
+            # Listed as small, read whole into memory: capped, so an object
+            # replaced by a big one since the listing is never buffered whole.
+            call = _Call(job, attempt, cap=SMALL_OBJECT)
             request = src._request("GET", job.src_bucket, job.src_key)
             src._submit(call, done, crt_s3.S3RequestType.GET_OBJECT, request, "GetObject")
             return call
@@ -482,6 +501,8 @@ class BulkS3:
             job: CopyJob[T] = call.job
             if call.phase == "get":
                 where = (job.src_bucket, job.src_key)
+                if call.grown:
+                    return job, SourceGrew(job.src_bucket, job.src_key)
                 if call.error is not None:
                     err, transient = src._failure("GetObject", *where, call)
                     if not transient or call.attempt >= ATTEMPTS:
@@ -520,6 +541,18 @@ def _write_file(path: Path, data: bytes, mtime: float | None) -> None:
             os.utime(fd, (mtime, mtime))
     finally:
         os.close(fd)
+
+
+class SourceGrew(DrError):
+    """A small copy's source is bigger than SMALL_OBJECT now (replaced since the listing).
+
+    Not a failure: the caller copies it again through its streaming path.
+    """
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(
+            f"s3://{bucket}/{key} grew past {SMALL_OBJECT} bytes since it was listed", "run the same command again"
+        )
 
 
 class WriteFailed(DrError):

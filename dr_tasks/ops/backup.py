@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import META_PREFIX, DrConfig, Endpoint
-from ..crt import SMALL_OBJECT, CopyJob, bulk_for
+from ..crt import SMALL_OBJECT, CopyJob, SourceGrew, bulk_for
 from ..errors import ConfigError, DrError
 from ..index import Index, iso, utc_now
 from ..lock import Notify, check_lease, hold_lease
@@ -515,6 +515,9 @@ def _run_backup(
         if small and bulk_src is not None and bulk_dst is not None:
             jobs = (CopyJob(o, cfg.bucket, o.key, ep.bucket, bp + o.key) for o in small)
             for job, outcome in bulk_dst.copy_small_from(bulk_src, jobs):
+                if isinstance(outcome, SourceGrew):
+                    large.append(job.tag)  # replaced by a big object since the listing: stream it
+                    continue
                 progress.advance()
                 if isinstance(outcome, DrError):
                     failed.append(Failure(job.tag, outcome))

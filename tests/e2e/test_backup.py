@@ -461,3 +461,37 @@ def test_both_copy_paths_keep_bytes_type_and_metadata_of_odd_keys(server, bucket
     for key, (body, ctype, meta) in objects.items():
         r = got.get_object(Bucket=dest, Key=key)
         assert (r["Body"].read(), r["ContentType"], r["Metadata"]) == (body, ctype, meta), key
+
+
+def test_a_small_object_replaced_by_a_big_one_after_the_listing_is_streamed_not_buffered(
+    server, bucket, make_repo, moto2, monkeypatch
+):
+    # Listed at 6 bytes, it is 3 MiB by the time its GET starts: the
+    # in-memory path (objects up to 1 MiB) must not hold it whole, and the
+    # object must still arrive, byte for byte, through the streaming path.
+    from dr_tasks import run_backup
+    from dr_tasks.crt import SMALL_OBJECT, BulkS3, _Call
+
+    repo = make_repo(server, bucket)
+    repo.seed()
+    backup_bucket = configure_backup(repo, moto2)
+    key = "state/skills/alpha/a.txt"
+    big = os.urandom(3 * MiB)
+    held: list[int] = []
+    copy_small_from, on_body = BulkS3.copy_small_from, _Call.on_body
+
+    def racing(self: Any, src: Any, jobs: Any) -> Any:
+        server.client().put_object(Bucket=bucket, Key=key, Body=big)
+        yield from copy_small_from(self, src, jobs)
+
+    def watched(self: Any, chunk: bytes, offset: int, **kw: Any) -> None:
+        on_body(self, chunk, offset, **kw)
+        held.append(sum(len(b) for b in self.buf))
+
+    monkeypatch.setattr(BulkS3, "copy_small_from", racing)
+    monkeypatch.setattr(_Call, "on_body", watched)
+    result = run_backup(repo.cfg())
+    assert result.ok and not result.partial and result.failed == []
+    got = moto2.client().get_object(Bucket=backup_bucket, Key=key)["Body"].read()
+    assert hashlib.md5(got).hexdigest() == hashlib.md5(big).hexdigest()
+    assert held and max(held) <= SMALL_OBJECT
