@@ -943,26 +943,45 @@ class S3:
         return StreamedObject(size, src_etag, dst_etag, md5.hexdigest())
 
     def digest(self, bucket: str, key: str, version_id: str | None = None) -> ObjectDigest:
-        """Read an object through once and hash it (MD5 and SHA-256), 1 MiB at a time."""
+        """Read an object through once and hash it (MD5 and SHA-256), 1 MiB at a time.
+
+        A body that breaks off part-way (a reset, a stall, fewer bytes than
+        its Content-Length) is read again from the start, STREAM_ATTEMPTS
+        reads in all: botocore retries requests, not body reads, and `dr.verify
+        --deep` would otherwise call a snapshot object unreadable for a
+        hiccup on the way.
+        """
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id and version_id != "null":
             kwargs["VersionId"] = version_id
-        md5 = hashlib.md5()
-        sha = hashlib.sha256()
-        size = 0
-        try:
-            resp = self.client.get_object(**kwargs)
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
+            md5 = hashlib.md5()
+            sha = hashlib.sha256()
+            size = 0
+            try:
+                resp = self.client.get_object(**kwargs)
+            except (ClientError, BotoCoreError) as err:
+                raise self._fail("GetObject", bucket, key, err) from None
             body = resp["Body"]
             try:
                 for chunk in body.iter_chunks(1024 * 1024):
                     md5.update(chunk)
                     sha.update(chunk)
                     size += len(chunk)
+            except BotoCoreError as err:
+                if attempt == STREAM_ATTEMPTS:
+                    raise S3Error(
+                        "GetObject",
+                        bucket,
+                        key,
+                        f"the stream broke: {type(err).__name__}: {err} ({STREAM_ATTEMPTS} tries)",
+                        "check the network to the endpoint; run the same command again",
+                    ) from None
+                continue
             finally:
                 body.close()
-        except (ClientError, BotoCoreError) as err:
-            raise self._fail("GetObject", bucket, key, err) from None
-        return ObjectDigest(size, str(resp.get("ETag", "")).strip('"'), md5.hexdigest(), sha.hexdigest())
+            return ObjectDigest(size, str(resp.get("ETag", "")).strip('"'), md5.hexdigest(), sha.hexdigest())
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ versioning
     def enable_versioning(self, bucket: str) -> None:

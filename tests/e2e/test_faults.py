@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from dr_tasks import KeepRules, list_snapshots, prune, reindex, restore_at, run_backup, take_snapshot
+from dr_tasks import KeepRules, deep_verify, list_snapshots, prune, reindex, restore_at, run_backup, take_snapshot
 from dr_tasks.index import Index
 from dr_tasks.lock import LOCK_KEY
 from dr_tasks.timeparse import compact_utc, iso_utc
@@ -504,6 +504,22 @@ def test_restore_retries_503_bursts_500s_and_bodies_cut_mid_stream(server, bucke
         n: hashlib.sha256(v).hexdigest() for n, v in unit_tree().items()
     }
     assert sorted(p.name for p in (repo.path / "_restore").iterdir()) == [hold.name, f"{hold.name}.json"]
+
+
+def test_deep_verify_reads_a_body_cut_mid_stream_again(server, bucket, make_repo, fault_proxy):
+    # A hiccup on the way is not a damaged snapshot: the read starts over.
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    seed_unit(server, bucket)
+    row = json.loads(ok(repo.run("dr.snapshot", "--label=cut", "--json")).stdout)
+    fault_proxy.add(Rule(op="GetObject", key="big.bin", fault="cut", times=2))
+    d = deep_verify(repo.cfg(), row["id"])
+    assert dict(fault_proxy.faults) == {"GetObject:cut": 2}
+    assert (d.verified, d.unreadable, d.mismatched) == (len(UNIT_FILES), [], [])
+    manifest = json.loads(
+        server.client().get_object(Bucket=bucket, Key=f"snapshots/{row['id']}.manifest.json")["Body"].read()
+    )
+    sha = {o["key"]: o["sha256"] for o in manifest["objects"]}
+    assert sha[f"{U}big.bin"] == hashlib.sha256(UNIT_FILES[f"{U}big.bin"]).hexdigest()
 
 
 def test_rollback_retries_503_bursts_500s_resets_and_a_cut_manifest(server, bucket, make_repo, fault_proxy):
