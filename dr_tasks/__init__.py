@@ -14,12 +14,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .config import DrConfig
     from .config import load as load_config
     from .errors import ConfigError, DrError
-    from .lock import Lease, LockHeld, hold_lease, read_lease
+    from .lock import Lease, LockHeld, check_lease, hold_lease, read_lease
     from .ops.backup import BackupResult, MirrorNeedsApply, run_backup
     from .ops.catalog import find_snapshot, list_snapshots, show_snapshot
     from .ops.drill import run_drill
     from .ops.freshness import FreshnessResult, check_freshness
     from .ops.prune import KeepRules, PinResult, PruneResult, pin_snapshot, plan_prune, prune
+    from .ops.recover import RecoverResult, recover_from_backup
     from .ops.reindex import ReindexResult, reindex
     from .ops.restore import RestoreResult, restore_at
     from .ops.rollback import RollbackPlan, RollbackResult, apply_rollback, plan_rollback
@@ -46,6 +47,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "MirrorNeedsApply": (".ops.backup", "MirrorNeedsApply"),
     "PinResult": (".ops.prune", "PinResult"),
     "PruneResult": (".ops.prune", "PruneResult"),
+    "RecoverResult": (".ops.recover", "RecoverResult"),
     "ReindexResult": (".ops.reindex", "ReindexResult"),
     "RestoreResult": (".ops.restore", "RestoreResult"),
     "RollbackPlan": (".ops.rollback", "RollbackPlan"),
@@ -54,6 +56,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "VersioningResult": (".ops.versioning", "VersioningResult"),
     "apply_rollback": (".ops.rollback", "apply_rollback"),
     "check_freshness": (".ops.freshness", "check_freshness"),
+    "check_lease": (".lock", "check_lease"),
     "deep_verify": (".ops.verify", "deep_verify"),
     "dr": (".tasks", "ns"),
     "enable_versioning": (".ops.versioning", "enable_versioning"),
@@ -67,6 +70,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "plan_rollback": (".ops.rollback", "plan_rollback"),
     "prune": (".ops.prune", "prune"),
     "read_lease": (".lock", "read_lease"),
+    "recover_from_backup": (".ops.recover", "recover_from_backup"),
     "reindex": (".ops.reindex", "reindex"),
     "restore_at": (".ops.restore", "restore_at"),
     "run_backup": (".ops.backup", "run_backup"),
@@ -107,6 +111,7 @@ __all__ = [
     "MirrorNeedsApply",
     "PinResult",
     "PruneResult",
+    "RecoverResult",
     "ReindexResult",
     "RestoreResult",
     "RollbackPlan",
@@ -116,6 +121,7 @@ __all__ = [
     "VersioningResult",
     "apply_rollback",
     "check_freshness",
+    "check_lease",
     "deep_verify",
     "dr",
     "enable_versioning",
@@ -130,6 +136,7 @@ __all__ = [
     "plan_snapshot",
     "prune",
     "read_lease",
+    "recover_from_backup",
     "reindex",
     "restore_at",
     "run_backup",
