@@ -9,8 +9,9 @@ Order of work:
    dir that git or SYNC_DENY would not ignore, one that exists already (unless
    `force`), a restore dir reached through a symlink;
 2. stream the version listing under the scope's prefix and decide key by key
-   which entry was current at TS (see `versions_at`);
-3. download those exact version ids in parallel into a staging dir next to the
+   which entry was current at TS (see `versions_at`), on a thread of its own
+   (see `_Decisions`), while
+3. those exact version ids download in parallel into a staging dir next to the
    holding dir, each through a temp file that is checked (size, MD5 ETag) and
    renamed into place, with mtime = the version's LastModified;
 4. diff the staged tree against the live local files;
