@@ -16,8 +16,9 @@ import json
 import os
 import threading
 import xml.etree.ElementTree as ET
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +50,16 @@ COPY_PART_SIZE = 512 * 1024**2
 # How many times botocore tries a request in all (first try included);
 # the AWS_MAX_ATTEMPTS environment variable, when set, wins (see `max_attempts`).
 MAX_ATTEMPTS = 8
+
+# Parts that stream copies through one client hold in memory at once, over
+# every object streaming (each part is the caller's part size, 8 MiB for a
+# backup): what bounds a backup's or recover's peak memory at about 128 MiB,
+# whatever the number or size of the objects in flight.
+STREAM_BUFFERS = 16
+# Parts of one object uploading at once while its next part is read: one
+# object of 512 MiB, RGW to RGW, took 4.3 s with one (4.7 s read-then-upload),
+# 3.4 s with two, 3.1 s with four (at 17 MiB more peak RSS).
+PART_UPLOADS = 2
 
 # A listing that goes around a skipped prefix lists each kept "directory"
 # after it on its own when there are at most this many (see S3._listing).
@@ -368,6 +379,7 @@ class S3:
     def __init__(self, endpoint: Endpoint, concurrency: int = 32) -> None:
         self.endpoint = endpoint
         self.concurrency = concurrency
+        self._buffers = threading.BoundedSemaphore(STREAM_BUFFERS)
         # The awscrt client for this endpoint, made on first use by crt.bulk_for.
         self.bulk: Any = None
         try:
@@ -844,20 +856,21 @@ class S3:
         md5 = hashlib.md5()
         try:
             if size <= part_size:
-                data = _read_full(body, size + 1)
-                md5.update(data)
-                _check_read(src_bucket, src_key, len(data), size, md5, src_etag)
-                r = self.call(
-                    "PutObject",
-                    dst_bucket,
-                    dst_key,
-                    self.client.put_object,
-                    Bucket=dst_bucket,
-                    Key=dst_key,
-                    Body=data,
-                    ContentMD5=_b64md5(data),
-                    **extra,
-                )
+                with self._buffers:
+                    data = _read_full(body, size + 1)
+                    md5.update(data)
+                    _check_read(src_bucket, src_key, len(data), size, md5, src_etag)
+                    r = self.call(
+                        "PutObject",
+                        dst_bucket,
+                        dst_key,
+                        self.client.put_object,
+                        Bucket=dst_bucket,
+                        Key=dst_key,
+                        Body=data,
+                        ContentMD5=_b64md5(data),
+                        **extra,
+                    )
                 return StreamedObject(size, src_etag, str(r.get("ETag", "")).strip('"'), md5.hexdigest())
             psize = max(part_size, -(-size // MAX_PARTS_USED))
             psize = -(-psize // (1024 * 1024)) * 1024 * 1024
@@ -881,6 +894,17 @@ class S3:
         src_etag: str,
         extra: dict[str, Any],
     ) -> StreamedObject:
+        """A multipart upload of `body`: the next part is read while earlier ones upload.
+
+        Reading and uploading one after the other left the GET stream idle
+        while a part uploaded and the upload idle while the next part was read
+        (77 MiB/s for a 512 MiB object RGW to RGW, where rclone, with parts in
+        flight, did 135). Up to PART_UPLOADS parts upload while the next is
+        read, each holding one of the client's STREAM_BUFFERS. The whole object's
+        MD5 is kept only for a single-part source ETag, the one case
+        `_check_read` can compare it with; each part's own Content-MD5 covers
+        its bytes either way (MD5 was half the client CPU of a big copy).
+        """
         mpu = self.call(
             "CreateMultipartUpload",
             dst_bucket,
@@ -891,17 +915,12 @@ class S3:
             **extra,
         )
         upload_id = mpu["UploadId"]
-        md5 = hashlib.md5()
-        parts: list[dict[str, Any]] = []
-        read = 0
-        try:
-            while True:
-                chunk = _read_full(body, psize)
-                if not chunk:
-                    break
-                read += len(chunk)
-                md5.update(chunk)
-                number = len(parts) + 1
+        single_part_source = len(src_etag) == 32 and "-" not in src_etag
+        whole = hashlib.md5() if single_part_source else None
+        etags: dict[int, str] = {}
+
+        def upload(number: int, chunk: bytes) -> None:
+            try:
                 r = self.call(
                     "UploadPart",
                     dst_bucket,
@@ -914,10 +933,36 @@ class S3:
                     Body=chunk,
                     ContentMD5=_b64md5(chunk),
                 )
-                # Drop the part before reading the next: one part in memory.
+                etags[number] = r["ETag"]
+            finally:
+                self._buffers.release()  # the part's bytes are not needed any more
+
+        uploader = ThreadPoolExecutor(max_workers=PART_UPLOADS, thread_name_prefix="dr-part")
+        inflight: deque[Future[None]] = deque()
+        read = 0
+        try:
+            number = 0
+            while True:
+                self._buffers.acquire()
+                try:
+                    chunk = _read_full(body, psize)
+                except BaseException:
+                    self._buffers.release()
+                    raise
+                if not chunk:
+                    self._buffers.release()
+                    break
+                read += len(chunk)
+                if whole is not None:
+                    whole.update(chunk)
+                number += 1
+                inflight.append(uploader.submit(upload, number, chunk))  # it releases the buffer
                 del chunk
-                parts.append({"PartNumber": number, "ETag": r["ETag"]})
-            _check_read(src_bucket, src_key, read, size, md5, src_etag)
+                if len(inflight) >= PART_UPLOADS:
+                    inflight.popleft().result()
+            while inflight:
+                inflight.popleft().result()
+            _check_read(src_bucket, src_key, read, size, whole, src_etag)
             done = self.call(
                 "CompleteMultipartUpload",
                 dst_bucket,
@@ -926,21 +971,28 @@ class S3:
                 Bucket=dst_bucket,
                 Key=dst_key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]},
             )
         except BaseException:
+            # Let a part still uploading finish (its own error does not
+            # matter now) before the abort, which would otherwise race it.
+            for f in inflight:
+                with contextlib.suppress(Exception):
+                    f.result()
             # Incomplete uploads cost storage until aborted; best effort, the
             # original error is the one to report.
             with contextlib.suppress(ClientError, BotoCoreError):
                 self.client.abort_multipart_upload(Bucket=dst_bucket, Key=dst_key, UploadId=upload_id)
             raise
+        finally:
+            uploader.shutdown(wait=True)
         dst_etag = str(done.get("ETag") or "").strip('"')
         if not dst_etag:
             # Ceph RGW (so, likely, Spaces) answers CompleteMultipartUpload
             # without an ETag; the next run compares against the listing's.
             head = self.call("HeadObject", dst_bucket, dst_key, self.client.head_object, Bucket=dst_bucket, Key=dst_key)
             dst_etag = str(head.get("ETag", "")).strip('"')
-        return StreamedObject(size, src_etag, dst_etag, md5.hexdigest())
+        return StreamedObject(size, src_etag, dst_etag, whole.hexdigest() if whole is not None else "")
 
     def digest(self, bucket: str, key: str, version_id: str | None = None) -> ObjectDigest:
         """Read an object through once and hash it (MD5 and SHA-256), 1 MiB at a time.
@@ -1122,7 +1174,11 @@ class _StreamBroken(Exception):
 
 @dataclass(frozen=True)
 class StreamedObject:
-    """What `S3.stream_copy` moved: size, both ETags (unquoted) and the MD5 of the bytes read."""
+    """What `S3.stream_copy` moved: size, both ETags (unquoted) and the MD5 of the bytes read.
+
+    `md5` is "" for a multipart copy of a multipart source: its whole-object
+    MD5 could be compared with nothing, so it is not computed.
+    """
 
     size: int
     src_etag: str
@@ -1159,8 +1215,11 @@ def _b64md5(data: bytes) -> str:
 
 
 def _check_read(bucket: str, key: str, read: int, size: int, md5: Any, etag: str) -> None:
-    """Refuse to publish bytes that are not the source's: wrong length, or MD5 != a single-part ETag."""
+    """Refuse to publish bytes that are not the source's: wrong length, or MD5 != a single-part ETag.
+
+    `md5` may be None when `etag` is not a single-part one (nothing to compare it with).
+    """
     if read != size:
         raise _StreamBroken(f"read {read} bytes of s3://{bucket}/{key}, expected {size}")
-    if len(etag) == 32 and "-" not in etag and md5.hexdigest() != etag.lower():
+    if md5 is not None and len(etag) == 32 and "-" not in etag and md5.hexdigest() != etag.lower():
         raise S3Error("GetObject", bucket, key, f"the bytes read hash to {md5.hexdigest()}, the ETag says {etag}")

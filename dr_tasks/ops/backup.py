@@ -47,14 +47,14 @@ from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
 from .freshness import newest_backup_row, parse_duration, row_time
 
-# Big objects streamed at once, whatever `concurrency` says: each holds one
-# 8 MiB part in memory, so this bounds a backup's peak at about 128 MiB. More
-# in flight helps small requests behind latency, not big bodies.
+# Objects streamed at once, whatever `concurrency` says. Their parts in memory
+# are bounded on their own (s3.STREAM_BUFFERS: about 128 MiB at 8 MiB parts);
+# more in flight helps small requests behind latency, not big bodies.
 MAX_STREAMS = 16
 
 KIND = "cross-region-backup"
-# Per-worker part size of a streamed copy: peak memory is about
-# MAX_STREAMS x this. S3's minimum part size is 5 MiB.
+# Part size of a streamed copy: peak memory is about s3.STREAM_BUFFERS x this.
+# S3's minimum part size is 5 MiB.
 PART_SIZE = 8 * 1024 * 1024
 STATE_NAME = META_PREFIX + "backup-state.json"
 STATE_VERSION = 1

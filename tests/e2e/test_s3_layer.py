@@ -210,3 +210,44 @@ def test_a_listing_that_says_more_without_a_new_marker_is_refused_not_followed_f
         with pytest.raises(s3mod.S3Error, match="goes on but sent no new page marker"):
             list(s3.iter_versions(bucket, "k/", page_size=2))  # page 2 names k/1 again
     assert counts["ListObjectVersions"] == 2
+
+
+def test_stream_copies_overlap_parts_but_hold_at_most_stream_buffers_in_memory(moto_server, moto2, monkeypatch):
+    # Four 12 MiB objects streamed at once in 5 MiB parts, with a budget of 3
+    # parts: the parts read and not yet uploaded never exceed it, whatever
+    # the number of objects in flight, and every copy is byte for byte.
+    import hashlib
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(s3mod, "STREAM_BUFFERS", 3)
+    src_bucket, dst_bucket = new_bucket(moto_server), new_bucket(moto2)
+    blobs = {f"big/{i}.bin": os.urandom(12 * 1024 * 1024) for i in range(4)}
+    for key, data in blobs.items():
+        moto_server.client().put_object(Bucket=src_bucket, Key=key, Body=data)
+    alive, peak, lock = [0], [0], threading.Lock()
+    read_full = s3mod._read_full
+
+    def counted_read(body, n):  # type: ignore[no-untyped-def]
+        chunk = read_full(body, n)
+        if chunk:
+            with lock:
+                alive[0] += 1
+                peak[0] = max(peak[0], alive[0])
+        return chunk
+
+    def sent(**_):  # type: ignore[no-untyped-def]
+        with lock:
+            alive[0] -= 1
+
+    monkeypatch.setattr(s3mod, "_read_full", counted_read)
+    monkeypatch.setattr(s3mod, "_CLIENT_HOOKS", [("after-call.s3.UploadPart", sent), ("after-call.s3.PutObject", sent)])
+    src, dst = make_s3(moto_server), make_s3(moto2)
+    with ThreadPoolExecutor(4) as pool:
+        moved = list(pool.map(lambda k: dst.stream_copy(src, src_bucket, k, dst_bucket, k, 5 * 1024 * 1024), blobs))
+    assert [m.size for m in moved] == [len(d) for d in blobs.values()]
+    for key, data in blobs.items():
+        got = moto2.client().get_object(Bucket=dst_bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert 2 <= peak[0] <= 3
+    assert all(dst._buffers.acquire(blocking=False) for _ in range(3))  # every buffer was given back
