@@ -202,6 +202,7 @@ def _state_key(cfg: DrConfig) -> str:
 
 
 def _source_id(cfg: DrConfig) -> str:
+    """Where the state's entries were read from: for people, not checked (see `_load_state`)."""
     return f"{cfg.endpoint.endpoint_url or 'aws'}/{cfg.bucket}"
 
 
@@ -219,12 +220,11 @@ def _load_state(cfg: DrConfig, dst: S3, dest_bucket: str, warnings: list[str]) -
             f"the backup state s3://{dest_bucket}/{_state_key(cfg)} is unreadable; every object is copied again"
         )
         return {}
-    if doc.get("source") != _source_id(cfg):
-        warnings.append(
-            f"the backup state was written for {doc.get('source')!r}, not {_source_id(cfg)!r}; "
-            "every object is copied again"
-        )
-        return {}
+    # Not checked against `source` (kept in the object for people): each entry
+    # vouches for an exact (source ETag, size, destination ETag) triple that
+    # both listings must still show, whatever URL the source was read through.
+    # Bound to the URL, a switch from http to https, a CNAME or a proxy cost a
+    # full re-copy that bought nothing.
     return {k: v for k, v in objects.items() if isinstance(v, list) and len(v) == 3}
 
 
