@@ -34,9 +34,10 @@ skewed laptop clock neither breaks a live lease nor keeps a dead one alive.
 Releasing deletes exactly our versions by version id (a plain DELETE on a
 versioned bucket would leave a delete marker per run), or the object itself
 on an unversioned bucket after checking it is still ours. It lists the key
-first, to find versions of ours whose id a lost response hid, unless the lease
-was won by a conditional PUT and never renewed through a retry: then every
-version id is known (see `_remove_own`). If the process dies
+first, to find versions of ours whose id a lost response hid, unless every
+version id is known: the lease was won by a conditional PUT, or confirmed by
+a read-back after PUTs that were each sent once, and never renewed through a
+retry (see `_remove_own`). If the process dies
 (kill -9, power), the lease stays until it expires: the next operator sees who
 held it and breaks it with `--break-lock`.
 
@@ -239,6 +240,10 @@ class _LeaseClient:
         self.prepared = False
         # True while every version we wrote has a known id (see _remove_own).
         self._ids_complete = False
+        # True once a PUT of ours was sent more than once (see _read_back).
+        self._put_retried = False
+        # The holder (us) as the last look that found us holding saw it.
+        self._seen: Holder | None = None
         self.host = socket.gethostname()
         self.lease = Lease(
             bucket=cfg.bucket,
@@ -366,16 +371,19 @@ class _LeaseClient:
                     self._break(holder)
                     continue
                 raise self._held(holder)
-            outcome, vid = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
+            outcome, vid, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
+            self._put_retried |= retried
             if outcome == "exists":
                 continue
             if outcome == "unsupported":
                 r = self.s3.put_bytes(self.cfg.bucket, LOCK_KEY, self.lease.body(), "application/json")
+                self._put_retried |= bool(r.get("ResponseMetadata", {}).get("RetryAttempts"))
                 self.lease.version_ids.append(r.get("VersionId"))
                 self._fall_back("rejects If-None-Match")
             else:
                 self.lease.version_ids.append(vid)
-                probe, vid2 = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
+                probe, vid2, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
+                self._put_retried |= retried
                 if probe == "exists":
                     self.lease.mode = MODE_CONDITIONAL
                     self._ids_complete = all(v not in (None, "null") for v in self.lease.version_ids)
@@ -434,6 +442,20 @@ class _LeaseClient:
         if not self._still_ours():
             return False
         self.prepared = self.prepare is not None
+        seen = self._seen
+        if (
+            seen is not None
+            and self.lease.versioned
+            and not self._put_retried
+            and len(seen.version_ids) < MAX_VERSIONS_READ
+            and all(v not in (None, "null") for v in (*self.lease.version_ids, *seen.version_ids))
+        ):
+            # This look listed every version of ours (it reads up to
+            # MAX_VERSIONS_READ), and no PUT of ours was sent twice, so no
+            # version of ours can land later unseen: the release deletes them
+            # by id without listing first (one round trip less per operation).
+            self.lease.version_ids = list(dict.fromkeys([*self.lease.version_ids, *seen.version_ids]))
+            self._ids_complete = True
         return True
 
     def _still_ours(self) -> bool:
@@ -446,6 +468,7 @@ class _LeaseClient:
             self._remove_own()
             self.lease.version_ids.clear()
             return False
+        self._seen = holder
         return True
 
     def _held(self, holder: Holder) -> LockHeld:
@@ -560,11 +583,12 @@ class _LeaseClient:
     def _remove_own(self) -> None:
         """Delete every version of the lease object that we wrote, and nothing else."""
         if self._ids_complete:
-            # Won by a conditional PUT on a versioned bucket, renewed without a
-            # retry: every version we wrote is one whose id the server gave us
-            # (a retried If-None-Match PUT that had landed comes back 412 and
-            # makes _acquire adopt it from a listing). Delete those by id,
-            # without listing first.
+            # Won by a conditional PUT on a versioned bucket (a retried
+            # If-None-Match PUT that had landed comes back 412 and makes
+            # _acquire adopt it from a listing), or confirmed by a read-back
+            # that listed all our versions after PUTs sent once each; renewed
+            # without a retry since: every version we wrote is one whose id we
+            # know. Delete those by id, without listing first.
             ids = list(dict.fromkeys(v for v in self.lease.version_ids if v not in (None, "null")))
             errors = self.s3.delete_versions(self.cfg.bucket, [(LOCK_KEY, v) for v in ids])
             if errors:

@@ -767,14 +767,16 @@ class S3:
     # every version of exactly one key together with the server's clock (so
     # staleness never depends on the operator's clock), and a GET of one
     # version that tolerates the version having just been deleted.
-    def put_if_absent(self, bucket: str, key: str, data: bytes) -> tuple[str, str | None]:
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> tuple[str, str | None, bool]:
         """PutObject with `If-None-Match: *`.
 
-        Returns ("written", version id or None), ("exists", None) when the
-        server refused because the key exists (412, or 409 for a concurrent
-        conditional write), or ("unsupported", None) when it rejects the header
-        itself (501). A store may also ignore the header and answer 200: the
-        caller has to find that out (see lock.py).
+        Returns ("written", version id or None, retried), ("exists", None,
+        retried) when the server refused because the key exists (412, or 409
+        for a concurrent conditional write), or ("unsupported", None, retried)
+        when it rejects the header itself (501). `retried` says botocore sent
+        the request more than once (an earlier attempt may have written a
+        version whose id was never seen). A store may also ignore the header
+        and answer 200: the caller has to find that out (see lock.py).
         """
         try:
             r = self.client.put_object(
@@ -782,15 +784,16 @@ class S3:
             )
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code")
-            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            meta = err.response.get("ResponseMetadata", {})
+            status, retried = meta.get("HTTPStatusCode"), bool(meta.get("RetryAttempts"))
             if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
-                return "exists", None
+                return "exists", None, retried
             if code == "NotImplemented" or status == 501:
-                return "unsupported", None
+                return "unsupported", None, retried
             raise self._fail("PutObject", bucket, key, err) from None
         except BotoCoreError as err:
             raise self._fail("PutObject", bucket, key, err) from None
-        return "written", r.get("VersionId")
+        return "written", r.get("VersionId"), bool(r.get("ResponseMetadata", {}).get("RetryAttempts"))
 
     def key_versions(self, bucket: str, key: str) -> tuple[list[ObjectVersion], datetime | None]:
         """Versions and delete markers of exactly `key` (server order, newest first) and the server's Date."""

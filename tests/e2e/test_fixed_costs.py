@@ -319,3 +319,28 @@ def test_a_conditional_lease_costs_no_listing(moto_server, make_repo, fault_prox
     assert counts["ListObjectVersions"] == own["ListObjectVersions"], (counts, own)
     assert counts["PutObject"] == own["PutObject"] + 2 and counts["DeleteObjects"] == 1, (counts, own)
     assert lock_entries(moto_server, bucket) == []
+
+
+def test_the_release_lists_the_lease_only_after_a_put_of_ours_was_sent_twice(server, bucket, make_repo, fault_proxy):
+    # Read-back (RGW): the confirmation listed every version of ours, and PUTs
+    # sent once each leave none unseen, so the release deletes by id (one
+    # round trip less). A PUT sent twice may have left one we never saw: then
+    # the release lists first. Conditional PUTs (moto) never need a listing.
+    from tests.support.faultproxy import Rule
+
+    def lease_looks() -> int:
+        return sum(1 for op, _, prefix in fault_proxy.log if op == "ListObjectVersions" and prefix == LOCK_KEY)
+
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    fault_proxy.clear()
+    assert repo.run("dr.snapshot", "--label=calm").returncode == 0
+    assert lease_looks() == (2 if server.name == "rgw" else 0), fault_proxy.log
+    assert lock_entries(server, bucket) == []
+
+    fault_proxy.clear()
+    fault_proxy.add(Rule(op="PutObject", key="lock.json", fault=503, times=1))
+    assert repo.run("dr.snapshot", "--label=bumpy").returncode == 0
+    assert fault_proxy.faults["PutObject:503"] == 1
+    assert lease_looks() == (3 if server.name == "rgw" else 0), fault_proxy.log
+    assert lock_entries(server, bucket) == []
