@@ -242,8 +242,6 @@ class _LeaseClient:
         self._ids_complete = False
         # True once a PUT of ours was sent more than once (see _read_back).
         self._put_retried = False
-        # The holder (us) as the last look that found us holding saw it.
-        self._seen: Holder | None = None
         self.host = socket.gethostname()
         self.lease = Lease(
             bucket=cfg.bucket,
@@ -442,20 +440,14 @@ class _LeaseClient:
         if not self._still_ours():
             return False
         self.prepared = self.prepare is not None
-        seen = self._seen
-        if (
-            seen is not None
-            and self.lease.versioned
+        # Every PUT of ours went out once and answered with its version id, so
+        # no version of ours exists unseen or can land later: the release
+        # deletes them by id without listing first (one round trip less).
+        self._ids_complete = (
+            self.lease.versioned
             and not self._put_retried
-            and len(seen.version_ids) < MAX_VERSIONS_READ
-            and all(v not in (None, "null") for v in (*self.lease.version_ids, *seen.version_ids))
-        ):
-            # This look listed every version of ours (it reads up to
-            # MAX_VERSIONS_READ), and no PUT of ours was sent twice, so no
-            # version of ours can land later unseen: the release deletes them
-            # by id without listing first (one round trip less per operation).
-            self.lease.version_ids = list(dict.fromkeys([*self.lease.version_ids, *seen.version_ids]))
-            self._ids_complete = True
+            and all(v not in (None, "null") for v in self.lease.version_ids)
+        )
         return True
 
     def _still_ours(self) -> bool:
@@ -468,7 +460,6 @@ class _LeaseClient:
             self._remove_own()
             self.lease.version_ids.clear()
             return False
-        self._seen = holder
         return True
 
     def _held(self, holder: Holder) -> LockHeld:
@@ -586,7 +577,7 @@ class _LeaseClient:
             # Won by a conditional PUT on a versioned bucket (a retried
             # If-None-Match PUT that had landed comes back 412 and makes
             # _acquire adopt it from a listing), or confirmed by a read-back
-            # that listed all our versions after PUTs sent once each; renewed
+            # after PUTs sent once each; renewed
             # without a retry since: every version we wrote is one whose id we
             # know. Delete those by id, without listing first.
             ids = list(dict.fromkeys(v for v in self.lease.version_ids if v not in (None, "null")))
