@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 from .errors import DrError
-from .s3 import S3, S3Error, download_problem, error_hint, max_attempts, note_request
+from .s3 import S3, S3Error, download_problem, error_hint, max_attempts, note_request, single_part_etag
 
 T = TypeVar("T")
 
@@ -513,7 +513,7 @@ class BulkS3:
                 src_etag = call.headers.get("etag", "").strip('"')
                 expected = call.headers.get("content-length")
                 short = expected is not None and expected.isdigit() and int(expected) != len(data)
-                bad_md5 = len(src_etag) == 32 and "-" not in src_etag and call.md5.hexdigest() != src_etag.lower()
+                bad_md5 = single_part_etag(src_etag) and call.md5.hexdigest() != src_etag.lower()
                 if short or bad_md5:
                     if call.attempt >= ATTEMPTS:
                         why = "was cut short" if short else f"hash to {call.md5.hexdigest()}, the ETag says {src_etag}"

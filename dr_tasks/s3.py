@@ -918,8 +918,7 @@ class S3:
             **extra,
         )
         upload_id = mpu["UploadId"]
-        single_part_source = len(src_etag) == 32 and "-" not in src_etag
-        whole = hashlib.md5() if single_part_source else None
+        whole = hashlib.md5() if single_part_etag(src_etag) else None
         etags: dict[int, str] = {}
 
         def upload(number: int, chunk: bytes) -> None:
@@ -1217,6 +1216,11 @@ def _b64md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
+def single_part_etag(etag: str) -> bool:
+    """True when `etag` (unquoted) looks like the MD5 of the bytes: not a multipart ETag ("…-N")."""
+    return len(etag) == 32 and "-" not in etag
+
+
 def _check_read(bucket: str, key: str, read: int, size: int, md5: Any, etag: str) -> None:
     """Refuse to publish bytes that are not the source's: wrong length, or MD5 != a single-part ETag.
 
@@ -1224,5 +1228,5 @@ def _check_read(bucket: str, key: str, read: int, size: int, md5: Any, etag: str
     """
     if read != size:
         raise _StreamBroken(f"read {read} bytes of s3://{bucket}/{key}, expected {size}")
-    if md5 is not None and len(etag) == 32 and "-" not in etag and md5.hexdigest() != etag.lower():
+    if md5 is not None and single_part_etag(etag) and md5.hexdigest() != etag.lower():
         raise S3Error("GetObject", bucket, key, f"the bytes read hash to {md5.hexdigest()}, the ETag says {etag}")

@@ -37,7 +37,7 @@ from ..guard import Guard
 from ..index import Index, IndexRead, iso, utc_now
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
-from ..s3 import S3
+from ..s3 import S3, single_part_etag
 from .freshness import Check, backup_check, index_check, row_time
 from .snapshot import load_manifest, manifest_key, snapshot_dir
 from .versioning import FIX as VERSIONING_FIX
@@ -222,7 +222,7 @@ def deep_verify(
         if known:
             if d.sha256 != known:
                 problems.append(f"sha256 {d.sha256[:16]}..., manifest says {str(known)[:16]}...")
-        elif len(etag) == 32 and "-" not in etag and d.md5 != etag.lower():
+        elif single_part_etag(etag) and d.md5 != etag.lower():
             problems.append(f"md5 {d.md5}, manifest ETag says {etag} (sha256 not recorded)")
         with lock:
             result.bytes += d.size
