@@ -729,14 +729,17 @@ def restore_at(
     # The pid in the name lets a later restore remove what a killed one left.
     staging = cfg.restore_path / f".{name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
+    def make_staging() -> None:
+        cfg.restore_path.mkdir(parents=True, exist_ok=True)
+        _sweep_dead_staging(cfg.restore_path)
+        staging.mkdir()
+
     def staged(items: Iterator[tuple[str, ObjectVersion]]) -> Iterator[tuple[str, ObjectVersion]]:
         # Made at the first key to write: a restore refused for having nothing
         # at TS leaves not even an empty restore dir.
         for i, item in enumerate(items):
             if i == 0:
-                cfg.restore_path.mkdir(parents=True, exist_ok=True)
-                _sweep_dead_staging(cfg.restore_path)
-                staging.mkdir()
+                make_staging()
             yield item
 
     refused: list[RefusedKey] = []
@@ -756,8 +759,7 @@ def restore_at(
         if not staging.exists():
             # Every key was refused: the holding dir is still made, empty, so
             # the receipt and the report point at something.
-            cfg.restore_path.mkdir(parents=True, exist_ok=True)
-            staging.mkdir()
+            make_staging()
         diff = compute_diff(cfg, scope, staging, restored, f"at-{compact_utc(ts_dt)}", full)
         replaced = _publish(cfg, staging, holding, force)
     finally:
