@@ -6,8 +6,9 @@ GET from the primary, PutObject / multipart upload to the backup, one part of
 one object in memory per worker. Peak memory is concurrency x part size,
 whatever the objects' sizes.
 
-What is copied: every live key (under `prefix`, minus our own bookkeeping) and
-everything under `snapshot_prefix` (snapshot objects and their manifests), to
+What is copied: every live key (under `prefix`, minus our own bookkeeping),
+everything under `snapshot_prefix` (snapshot objects and their manifests) and
+the pins (`.dr-tasks/pins/`, so a prune after a recover still honours them), to
 `<backup.prefix><same key>` in `backup.bucket`.
 
 Incremental by a small state object at the destination,
@@ -20,7 +21,14 @@ listings, one GET of the state, and nothing per object; and an object changed
 or deleted behind our back at the destination is copied again.
 
 The destination is never pruned unless `--mirror`: then keys the primary no
-longer has are shown, and deleted only with `--apply`. The `cross-region-backup`
+longer has are shown, and deleted only with `--apply`. A mirror that would
+delete every object the backup holds for this repo (the primary lists none of
+them: an emptied or a wrongly configured primary) is refused.
+
+Snapshot objects never change. One whose source differs from what the state
+says was copied, while the backup still holds that copy untouched, is not
+copied over it: the run is partial and names it, so a corrupted snapshot in
+the primary cannot overwrite its good cold copy. The `cross-region-backup`
 row is appended last; a run where any object failed still appends a row,
 marked `partial`, so the operator sees what happened, and exits 1 (`dr.freshness`
 counts only complete rows). Running again copies what is still missing.
@@ -46,6 +54,7 @@ from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
 from .freshness import newest_backup_row, parse_duration, row_time
+from .prune import PIN_PREFIX
 
 # Objects streamed at once, whatever `concurrency` says. Their parts in memory
 # are bounded on their own (s3.STREAM_BUFFERS: about 128 MiB at 8 MiB parts);
@@ -137,6 +146,27 @@ class BackupPlan:
     # Entries were dropped from the loaded state (their objects are gone), so it must be saved.
     state_pruned: bool = False
     warnings: list[str] = field(default_factory=list)
+    # Source keys the destination already holds (of those it would keep).
+    present: int = 0
+    # Snapshot objects changed in the primary since their copy: held back, see `_changed_snapshot_object`.
+    held: list[str] = field(default_factory=list)
+
+
+class MirrorWouldEmpty(DrError):
+    """`--mirror` would delete every object the backup holds for this repo: refused, apply or not."""
+
+    def __init__(self, cfg: DrConfig, plan: BackupPlan, dest: str) -> None:
+        listed = (
+            "lists no objects"
+            if not plan.sources
+            else f"lists {len(plan.sources)} objects, none of which the backup holds"
+        )
+        super().__init__(
+            f"--mirror would delete all {len(plan.deletes)} objects the backup {dest} holds for this repo: "
+            f"the primary s3://{cfg.bucket}/{cfg.prefix} {listed}; refusing, nothing was copied or deleted",
+            "check dr.bucket, dr.prefix and dr.endpoint_url; after losing the primary, bring it back with "
+            "`inv dr.recover --apply`; run without --mirror to copy without deleting",
+        )
 
 
 class MirrorNeedsApply(DrError):
@@ -179,14 +209,30 @@ def backup_endpoint(cfg: DrConfig) -> Endpoint:
 
 
 def _source_prefixes(cfg: DrConfig) -> list[str]:
-    """The listings that cover live keys and snapshots: one when snapshots lie under `prefix`."""
-    if cfg.snapshot_prefix.startswith(cfg.prefix):
-        return [cfg.prefix]
-    return [cfg.prefix, cfg.snapshot_prefix]
+    """The listings that cover live keys, snapshots and pins: one when they all lie under `prefix`."""
+    return [cfg.prefix] + [p for p in (cfg.snapshot_prefix, PIN_PREFIX) if not p.startswith(cfg.prefix)]
 
 
 def _is_source_key(cfg: DrConfig, key: str) -> bool:
-    return cfg.is_live_key(key) or key.startswith(cfg.snapshot_prefix)
+    return cfg.is_live_key(key) or key.startswith((cfg.snapshot_prefix, PIN_PREFIX))
+
+
+def _changed_snapshot_object(
+    cfg: DrConfig, o: ObjectVersion, rec: list[Any] | None, have: ObjectVersion | None
+) -> bool:
+    """A snapshot object whose source changed since it was copied, while the backup's copy is still that copy.
+
+    Objects inside `<snapshot_prefix><id>/` are written once; the manifest
+    beside the directory is not one of them (`dr.verify --deep` records
+    sha256s in it). The source may also carry the copy's own ETag: a recover
+    wrote it back from this backup, with the same parts.
+    """
+    if rec is None or have is None or not o.key.startswith(cfg.snapshot_prefix):
+        return False
+    if "/" not in o.key[len(cfg.snapshot_prefix) :]:
+        return False
+    copy_intact = have.size == rec[1] and have.etag_plain == rec[2]
+    return copy_intact and (o.size != rec[1] or o.etag_plain not in (rec[0], rec[2]))
 
 
 def list_sources(cfg: DrConfig, s3: S3) -> list[ObjectVersion]:
@@ -276,6 +322,7 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
         state = state_read.result()
         warnings += state_warnings
     to_copy: list[ObjectVersion] = []
+    held: list[str] = []
     skipped = 0
     for o in sources:
         have = dest.get(bp + o.key)
@@ -287,6 +334,8 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
             and have.size == o.size
         ):
             skipped += 1
+        elif _changed_snapshot_object(cfg, o, rec, have):
+            held.append(o.key)
         else:
             to_copy.append(o)
     # What the destination holds that the primary no longer has, within the
@@ -299,12 +348,13 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
         if k not in wanted
         and k.startswith(tuple(scopes))
         and _is_source_key(cfg, k[len(bp) :])
-        and not k.startswith(bp + META_PREFIX)
+        and (not k.startswith(bp + META_PREFIX) or k.startswith(bp + PIN_PREFIX))
     )
     # Entries for objects the destination no longer holds are dropped, so the
     # state never vouches for something that is not there.
     kept = {k: v for k, v in state.items() if bp + k in dest}
-    return BackupPlan(sources, to_copy, skipped, deletes, kept, len(kept) != len(state), warnings)
+    present = sum(1 for o in sources if bp + o.key in dest)
+    return BackupPlan(sources, to_copy, skipped, deletes, kept, len(kept) != len(state), warnings, present, held)
 
 
 def _row_id(index_rows: list[dict[str, Any]], ts: str) -> str:
@@ -315,6 +365,12 @@ def _row_id(index_rows: list[dict[str, Any]], ts: str) -> str:
         n += 1
         rid = f"{base}-{n}"
     return rid
+
+
+def _check_mirror(cfg: DrConfig, plan: BackupPlan, mirror: bool, dest: str) -> None:
+    """Refuse a mirror that would leave the backup holding nothing of this repo (dry run or not)."""
+    if mirror and plan.deletes and plan.present == 0:
+        raise MirrorWouldEmpty(cfg, plan, dest)
 
 
 def _writes(plan: BackupPlan, mirror: bool) -> bool:
@@ -463,6 +519,7 @@ def _run_backup(
                 finally:
                     free.result()  # LockHeld wins over a listing error, as when the lease came first
         assert plan is not None
+        _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}")
         if mirror and not apply:
             raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
         if lease is not None and _writes(plan, mirror):
@@ -472,6 +529,7 @@ def _run_backup(
             take_lease()
     assert plan is not None
     result.warnings.extend(plan.warnings)
+    _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}")
     if mirror and not apply:
         raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
     result.objects = len(plan.sources)
@@ -533,6 +591,13 @@ def _run_backup(
     result.bytes = sum(n for _, n in done)
     result.failed = [f.item.key for f in failed]
     result.errors = [f.error.message for f in failed[:SHOWN]]
+    if plan.held:
+        result.failed += plan.held
+        result.errors.append(
+            f"{plan.held[0]} changed in the primary since it was backed up, but snapshot objects never change: "
+            f"the backup keeps its copy ({len(plan.held)} such objects); check the snapshot with "
+            "`inv dr.verify --deep`, and prune it or bring the object back from the backup"
+        )
 
     if mirror and plan.deletes:
         if failed:

@@ -274,6 +274,58 @@ def test_mirror_shows_its_deletes_and_needs_apply(server, bucket, make_repo, mot
     assert "state/notes/readme.txt" not in state["objects"]
 
 
+def test_a_mirror_from_an_emptied_or_repointed_primary_is_refused_and_deletes_nothing(server, bucket, make_repo, moto2):
+    repo = make_repo(server, bucket)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    backup_json(repo)
+    held = backup_objects(moto2, dest)
+    # dr.bucket now names a new, empty bucket (as after a lost primary, before `dr.recover`)
+    repo.write_config(bucket=new_bucket(server))
+    before_index, before_dest = repo.index_bytes(), bucket_state(moto2, dest)
+    for args in (("--mirror",), ("--mirror", "--apply")):
+        r = repo.run("dr.backup", *args)
+        assert_clean_refusal(r, f"would delete all {len(held)} objects", "lists no objects", "dr.recover --apply")
+        assert repo.index_bytes() == before_index
+        assert bucket_state(moto2, dest) == before_dest
+    assert backup_objects(moto2, dest) == held
+
+
+def test_a_changed_snapshot_object_never_overwrites_its_cold_copy(server, bucket, make_repo, moto2):
+    repo = make_repo(server, bucket)
+    seeded(repo)
+    dest = configure_backup(repo, moto2)
+    backup_json(repo)
+    snap_key = next(k for k in primary_objects(repo) if k.startswith("snapshots/") and k.endswith("/a.txt"))
+    good = backup_objects(moto2, dest)[snap_key]
+    server.client().put_object(Bucket=bucket, Key=snap_key, Body=b"CORRUPTED" + bytes(len(good) - 9))
+    server.client().put_object(Bucket=bucket, Key="state/notes/new.txt", Body=b"a new live key")
+
+    r = repo.run("dr.backup")
+    assert r.returncode == 1
+    assert snap_key in r.stderr and "snapshot objects never change" in r.stderr and "fix:" in r.stderr
+    held = backup_objects(moto2, dest)
+    assert held[snap_key] == good  # the cold copy is untouched
+    assert held["state/notes/new.txt"] == b"a new live key"  # everything else went on
+    assert backup_rows(repo)[-1]["partial"] is True
+
+
+def test_pins_are_backed_up_and_a_mirror_drops_an_unpinned_one(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket, prefix="repo/", snapshot_prefix="snaps/")
+    repo.seed()
+    snap = json.loads(repo.run("dr.snapshot", "--label=keep-me", "--json").stdout)
+    assert repo.run("dr.pin", snap["id"], "--reason=audit").returncode == 0
+    dest = configure_backup(repo, moto2, prefix="cold/")
+    backup_json(repo)
+    pin_key = f"cold/.dr-tasks/pins/{snap['id']}.json"
+    assert json.loads(live_objects(moto2, dest, pin_key)[pin_key])["reason"] == "audit"
+    assert backup_json(repo)["copied"] == 0  # the pin is in the state like any object
+    assert repo.run("dr.pin", snap["id"], "--unpin").returncode == 0
+    assert backup_json(repo, "--mirror", "--apply")["deleted"] == 1
+    assert pin_key not in live_objects(moto2, dest, "cold/")
+
+
 def test_mirror_never_touches_keys_outside_this_repos_prefixes(moto_server, make_repo, moto2):
     bucket = new_bucket(moto_server)
     repo = make_repo(moto_server, bucket, prefix="repo/")
