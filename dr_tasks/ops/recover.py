@@ -6,8 +6,11 @@ this repo (live keys, snapshots and their manifests) back into the primary
 bucket (a new one, once `dr.bucket`/`dr.endpoint_url` point at it), skipping
 what is already there with the same size and ETag, so an interrupted run just
 continues. It never deletes anything at either end, and it is a dry run unless
-`apply` is set. Afterwards the index (itself a live key) and every snapshot are
-back, so restore and rollback work again.
+`apply` is set. A key the primary still holds with other content is kept and
+listed (`differs`), not overwritten, unless `overwrite` is set: the backup may
+be older than what survived, and recovering is about what was lost.
+Afterwards the index (itself a live key) and every snapshot are back, so
+restore and rollback work again.
 
 An applying run under `lease=True` (what `inv dr.recover --apply` does) holds
 the primary's lease while it plans and copies, as every other writer does: a
@@ -31,6 +34,7 @@ from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
 from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint
+from .prune import PIN_PREFIX
 
 SHOWN = 10
 
@@ -43,6 +47,9 @@ class RecoverResult:
     objects: int = 0
     to_copy: list[str] = field(default_factory=list)
     skipped: int = 0
+    # Keys the primary holds with other content than the backup's: kept unless `overwrite`.
+    differs: list[str] = field(default_factory=list)
+    overwrite: bool = False
     copied: int = 0
     bytes: int = 0
     created_bucket: bool = False
@@ -60,14 +67,14 @@ class RecoverResult:
 
 
 def _backup_objects(cfg: DrConfig, backup: S3, bucket: str) -> list[ObjectVersion]:
-    """What the backup holds for this repo: keys the primary would back up, minus our own state."""
+    """What the backup holds for this repo: live keys, snapshots and pins (not the backup's own state)."""
     bp = cfg.backup.prefix
     out: list[ObjectVersion] = []
     for o in backup.iter_objects(bucket, bp):
         key = o.key[len(bp) :]
-        if key.startswith(META_PREFIX):
-            continue
-        if cfg.is_live_key(key) or key.startswith(cfg.snapshot_prefix):
+        if key.startswith(META_PREFIX) and not key.startswith(PIN_PREFIX):
+            continue  # the backup's own state, a lease
+        if cfg.is_live_key(key) or key.startswith((cfg.snapshot_prefix, PIN_PREFIX)):
             out.append(o)
     return out
 
@@ -92,11 +99,24 @@ def _primary_objects(cfg: DrConfig, primary: S3, create_bucket: bool, result: Re
     return {}
 
 
+def _same(cur: ObjectVersion, o: ObjectVersion) -> bool:
+    """Whether the primary's object is the backup's, as far as the listings can tell.
+
+    A multipart ETag is not the bytes' MD5 (the backup streams objects over
+    its part size in parts, so a big object's two copies never share one):
+    for those, the same size has to do.
+    """
+    if cur.size != o.size:
+        return False
+    return cur.etag_plain == o.etag_plain or "-" in cur.etag_plain or "-" in o.etag_plain
+
+
 def recover_from_backup(
     cfg: DrConfig,
     *,
     apply: bool = False,
     create_bucket: bool = False,
+    overwrite: bool = False,
     progress: Progress = NULL_PROGRESS,
     primary: S3 | None = None,
     backup: S3 | None = None,
@@ -114,7 +134,10 @@ def recover_from_backup(
     ep = backup_endpoint(cfg)
     started = time.monotonic()
     result = RecoverResult(
-        source=f"s3://{ep.bucket}/{cfg.backup.prefix}", dest=f"s3://{cfg.bucket}/{cfg.prefix}", apply=apply
+        source=f"s3://{ep.bucket}/{cfg.backup.prefix}",
+        dest=f"s3://{cfg.bucket}/{cfg.prefix}",
+        apply=apply,
+        overwrite=overwrite,
     )
     backup = backup or S3(ep, cfg.concurrency)
     primary = primary or S3(cfg.endpoint, cfg.concurrency)
@@ -134,13 +157,18 @@ def recover_from_backup(
 
     def plan() -> list[ObjectVersion]:
         result.skipped = 0
+        result.differs = []
         todo: list[ObjectVersion] = []
         for o in sources:
             cur = have.get(o.key[len(bp) :])
-            if cur is not None and cur.size == o.size and cur.etag_plain == o.etag_plain:
-                result.skipped += 1
-            else:
+            if cur is None:
                 todo.append(o)
+            elif _same(cur, o):
+                result.skipped += 1
+            elif overwrite:
+                todo.append(o)
+            else:
+                result.differs.append(o.key[len(bp) :])
         result.to_copy = [o.key[len(bp) :] for o in todo]
         return todo
 

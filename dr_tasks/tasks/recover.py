@@ -13,12 +13,18 @@ from .base import dr_task, hooks, load_config
     help={
         "apply": "really copy (without it: show what would be copied)",
         "create_bucket": "create the primary bucket (versioned) when it does not exist",
+        "overwrite": "also replace keys the primary still holds with other content (kept by default)",
         "json": "print the result as JSON",
         "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
     }
 )
 def recover(
-    c: Context, apply: bool = False, create_bucket: bool = False, json_: bool = False, break_lock: bool = False
+    c: Context,
+    apply: bool = False,
+    create_bucket: bool = False,
+    overwrite: bool = False,
+    json_: bool = False,
+    break_lock: bool = False,
 ) -> None:
     """Stream everything the backup holds for this repo back into the primary bucket; never deletes."""
     from ..ops.recover import recover_from_backup
@@ -31,12 +37,21 @@ def recover(
         cfg,
         apply=apply,
         create_bucket=create_bucket,
+        overwrite=overwrite,
         progress=render.progress_for_terminal(),
         lease=True,
         break_lock=break_lock,
         notify=lease_notify,
     )
-    render.warn(result.warnings)
+    kept: list[str] = []
+    if result.differs:
+        shown = ", ".join(result.differs[:5]) + (" ..." if len(result.differs) > 5 else "")
+        kept.append(
+            f"{len(result.differs)} keys the primary still holds differ from the backup and "
+            f"{'were' if apply else 'are'} kept ({shown}); `inv dr.restore` and `inv dr.rollback` deal with "
+            "surviving data; --overwrite replaces them with the backup's copies"
+        )
+    render.warn(result.warnings + kept)
     if json_:
         render.print_json(result.to_dict())
     else:
@@ -49,7 +64,10 @@ def recover(
             report += [f"  copy {key}" for key in result.to_copy[:10]]
             if len(result.to_copy) > 10:
                 report.append(f"  ... and {len(result.to_copy) - 10} more (--json lists all)")
-            flags = " --create-bucket" if result.warnings and not result.created_bucket else ""
+            report += [f"  keep {key} (differs from the backup)" for key in result.differs[:10]]
+            if len(result.differs) > 10:
+                report.append(f"  ... and {len(result.differs) - 10} more kept (--json lists all)")
+            flags = " --create-bucket" if any("--apply creates it" in w for w in result.warnings) else ""
             report.append(f"dry run: nothing was copied; run `inv dr.recover --apply{flags}` to copy")
             render.lines(report)
         else:

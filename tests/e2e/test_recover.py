@@ -133,3 +133,47 @@ def test_a_failed_object_exits_1_and_a_rerun_completes(moto_server, make_repo, m
         assert json.loads(r.stdout)["copied"] == 1
     assert {k: v for k, v in live_objects(moto_server, bucket).items() if k in files} == files
     assert backup_bucket
+
+
+def test_keys_that_survived_with_other_content_are_kept_unless_overwrite(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    files = repo.seed()
+    configure_backup(repo, moto2)
+    assert repo.run("dr.backup").returncode == 0
+    key = "state/skills/alpha/a.txt"
+    moto_server.client().put_object(Bucket=bucket, Key=key, Body=b"written after the last backup")
+    moto_server.client().delete_object(Bucket=bucket, Key="state/notes/readme.txt")
+
+    plan = repo.run("dr.recover")
+    assert plan.returncode == 0, plan.stderr
+    assert f"keep {key} (differs from the backup)" in plan.stdout and "copy state/notes/readme.txt" in plan.stdout
+    assert "--overwrite" in plan.stderr
+
+    done = json.loads(repo.run("dr.recover", "--apply", "--json").stdout)
+    assert done["differs"] == [key] and done["copied"] == 1  # only what was lost comes back
+    assert live_objects(moto_server, bucket, key)[key] == b"written after the last backup"
+    assert "state/notes/readme.txt" in live_objects(moto_server, bucket, "state/notes/")
+
+    forced = json.loads(repo.run("dr.recover", "--apply", "--overwrite", "--json").stdout)
+    assert forced["differs"] == [] and forced["copied"] == 1
+    assert live_objects(moto_server, bucket, key)[key] == files[key]
+
+
+def test_pins_come_back_with_a_lost_primary_so_prune_still_honours_them(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    repo.seed()
+    first = json.loads(repo.run("dr.snapshot", "--label=pinned", "--json").stdout)
+    assert repo.run("dr.pin", first["id"]).returncode == 0
+    configure_backup(repo, moto2)
+    assert repo.run("dr.backup").returncode == 0
+    wipe_bucket(moto_server, bucket)
+    repo.index_path.write_bytes(b"")  # the laptop went too
+
+    done = json.loads(repo.run("dr.recover", "--apply", "--create-bucket", "--json").stdout)
+    assert f".dr-tasks/pins/{first['id']}.json" in done["to_copy"]
+    assert repo.run("dr.reindex", "--apply").returncode == 0
+    repo.run("dr.snapshot", "--label=newer")
+    r = repo.run("dr.prune", "--keep-last=1", "--json")
+    assert first["id"] in {d["id"] for d in json.loads(r.stdout)["keep"]}
