@@ -18,6 +18,14 @@ is bucket-side metadata, not the index (which is never rewritten); a rewrite
 only fills nulls, never changes a recorded value, and on a versioned bucket the
 previous manifest stays as a noncurrent version. A corrupted object is never
 recorded: its SHA-256 stays null and the check fails.
+
+A multipart ETag is not a hash of the bytes, so for a multipart object with no
+SHA-256 yet the first read is compared with the live version the snapshot was
+copied from (the manifest's `version_id`, read by id: while retention keeps it,
+it is the original). When that version is gone (expired, or a bucket brought
+back by `dr.recover`), the object is reported as unchecked and nothing is
+recorded for it: a first read alone would make whatever bytes are there now
+the reference.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from ..guard import Guard
 from ..index import Index, IndexRead, iso, utc_now
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
-from ..s3 import S3, single_part_etag
+from ..s3 import S3, S3Error, single_part_etag
 from .freshness import Check, backup_check, index_check, row_time
 from .snapshot import load_manifest, manifest_key, snapshot_dir
 from .versioning import FIX as VERSIONING_FIX
@@ -178,6 +186,8 @@ class DeepResult:
     recorded: int = 0
     mismatched: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    # Multipart objects with no recorded SHA-256 and no source version left to compare with.
+    unchecked: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     manifest_rewritten: bool = False
 
@@ -194,6 +204,7 @@ class DeepResult:
             "recorded": self.recorded,
             "mismatched": self.mismatched,
             "unreadable": self.unreadable,
+            "unchecked": self.unchecked,
             "errors": self.errors,
             "manifest_rewritten": self.manifest_rewritten,
             "ok": self.ok,
@@ -212,9 +223,12 @@ def deep_verify(
     lock = threading.Lock()
     new_sha: dict[str, str] = {}
 
+    source_prefix = manifest.get("prefix") if isinstance(manifest.get("prefix"), str) else cfg.prefix
+
     def check(e: dict[str, Any]) -> None:
         d = s3.digest(cfg.bucket, sdir + e["key"])
         problems = []
+        unchecked = False
         if d.size != e.get("size"):
             problems.append(f"{d.size} bytes, manifest says {e.get('size')}")
         known = e.get("sha256")
@@ -222,13 +236,22 @@ def deep_verify(
         if known:
             if d.sha256 != known:
                 problems.append(f"sha256 {d.sha256[:16]}..., manifest says {str(known)[:16]}...")
-        elif single_part_etag(etag) and d.md5 != etag.lower():
-            problems.append(f"md5 {d.md5}, manifest ETag says {etag} (sha256 not recorded)")
+        elif single_part_etag(etag):
+            if d.md5 != etag.lower():
+                problems.append(f"md5 {d.md5}, manifest ETag says {etag} (sha256 not recorded)")
+        elif not problems:
+            source = _source_digest(s3, cfg.bucket, source_prefix + e["key"], e.get("version_id"))
+            if source is None:
+                unchecked = True
+            elif source.sha256 != d.sha256:
+                problems.append(f"sha256 {d.sha256[:16]}..., its source version has {source.sha256[:16]}...")
         with lock:
             result.bytes += d.size
             if problems:
                 result.mismatched.append(e["key"])
                 result.errors.append(f"{e['key']}: " + "; ".join(problems))
+            elif unchecked:
+                result.unchecked.append(e["key"])
             else:
                 result.verified += 1
                 if not known:
@@ -244,6 +267,7 @@ def deep_verify(
         result.errors.append(f.error.message)
     result.mismatched.sort()
     result.unreadable.sort()
+    result.unchecked.sort()
     if record and new_sha:
         for e in entries:
             if e["key"] in new_sha and not e.get("sha256"):
@@ -260,12 +284,32 @@ def deep_verify(
     return result
 
 
+def _source_digest(s3: S3, bucket: str, key: str, version_id: Any) -> Any:
+    """The digest of the live version a snapshot object was copied from, or None when it is gone."""
+    if not isinstance(version_id, str) or version_id in ("", "null"):
+        return None  # unversioned: the live object may have changed since, legitimately
+    try:
+        return s3.digest(bucket, key, version_id)
+    except S3Error as err:
+        if any(code in err.detail for code in ("NoSuchVersion", "NoSuchKey", "404", "InvalidArgument")):
+            return None
+        raise
+
+
 def _deep_check(cfg: DrConfig, s3: S3, snap_id: str | None, progress: Progress, result: VerifyResult) -> Check:
     if snap_id is None:
         return Check("deep", False, "no snapshot to read", "take one: `inv dr.snapshot --label=...`")
     d = deep_verify(cfg, snap_id, s3, progress)
     result.deep = d.to_dict()
     recorded = f"; recorded {d.recorded} new sha256 in {manifest_key(cfg, snap_id)}" if d.recorded else ""
+    if d.ok and d.unchecked:
+        return Check(
+            "deep",
+            True,
+            f"snapshot {snap_id}: {d.verified} objects match, {d.bytes} bytes re-read; {len(d.unchecked)} multipart "
+            f"objects could not be checked (no sha256 recorded, source version gone: "
+            f"{', '.join(d.unchecked[:SHOWN])})" + recorded,
+        )
     if d.ok:
         return Check(
             "deep",

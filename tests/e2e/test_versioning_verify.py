@@ -271,3 +271,61 @@ def test_deep_on_first_read_catches_corruption_and_does_not_record_it(moto_serve
     shas = {o["key"]: o["sha256"] for o in manifest(repo, snap_id)["objects"]}
     assert shas["state/skills/alpha/a.txt"] is None  # a corrupted object is never vouched for
     assert sum(1 for v in shas.values() if v) == 4
+
+
+def test_deep_checks_a_multipart_object_against_its_source_version_on_first_read(server, make_repo):
+    bucket = new_bucket(server)
+    repo = make_repo(server, bucket)
+    repo.seed()
+    key = "state/skills/beta/big.bin"
+    part = 5 * 1024 * 1024
+    c = server.client()
+    up = c.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    for n, fill in ((1, b"a"), (2, b"b")):
+        etag = c.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=n, Body=fill * part)["ETag"]
+        parts.append({"PartNumber": n, "ETag": etag})
+    c.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
+    snap = json.loads(repo.run("dr.snapshot", "--label=mp", "--json").stdout)
+    entry = next(o for o in manifest(repo, snap["id"])["objects"] if o["key"] == "state/skills/beta/big.bin")
+    assert "-" in entry["etag"]  # a multipart ETag: not the bytes' MD5
+
+    # tampered before any deep run, same size: the source version tells
+    snap_key = f"snapshots/{snap['id']}/{key}"
+    good = c.get_object(Bucket=bucket, Key=snap_key)["Body"].read()
+    c.put_object(Bucket=bucket, Key=snap_key, Body=b"X" * len(good))
+    r = repo.run("dr.verify", "--deep", "--json")
+    deep = json.loads(r.stdout)["deep"]
+    assert r.returncode == 1 and deep["mismatched"] == [key], deep
+    assert "its source version has" in deep["errors"][0]
+    shas = {o["key"]: o["sha256"] for o in manifest(repo, snap["id"])["objects"]}
+    assert shas[key] is None  # the tampered bytes are never recorded as the reference
+
+    # put right, it matches and is recorded
+    c.put_object(Bucket=bucket, Key=snap_key, Body=good)
+    r = repo.run("dr.verify", "--deep", "--json")
+    deep = json.loads(r.stdout)["deep"]
+    assert deep["mismatched"] == [] and deep["unchecked"] == [] and key not in deep["errors"]
+    assert {o["key"]: o["sha256"] for o in manifest(repo, snap["id"])["objects"]}[key]
+
+
+def test_deep_reports_a_multipart_object_whose_source_version_is_gone_as_unchecked(moto_server, make_repo):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    repo.seed()
+    key = "state/skills/beta/big.bin"
+    c = moto_server.client()
+    up = c.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    etag = c.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=1, Body=b"z" * 1024)["ETag"]
+    c.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    )
+    snap = json.loads(repo.run("dr.snapshot", "--label=mp", "--json").stdout)
+    entry = next(o for o in manifest(repo, snap["id"])["objects"] if o["key"] == "state/skills/beta/big.bin")
+    c.delete_object(Bucket=bucket, Key=key, VersionId=entry["version_id"])  # expired by retention, say
+    r = repo.run("dr.verify", "--deep", "--json")
+    deep = json.loads(r.stdout)["deep"]
+    assert deep["unchecked"] == [key] and deep["mismatched"] == [], deep
+    assert {o["key"]: o["sha256"] for o in manifest(repo, snap["id"])["objects"]}[key] is None
+    text = repo.run("dr.verify", "--deep")
+    assert "1 multipart objects could not be checked" in text.stdout
