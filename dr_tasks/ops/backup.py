@@ -367,6 +367,18 @@ def _row_id(index_rows: list[dict[str, Any]], ts: str) -> str:
     return rid
 
 
+def _warn_unversioned(dst: S3, bucket: str, warnings: list[str]) -> None:
+    try:
+        status = dst.versioning(bucket)
+    except S3Error:
+        return  # not allowed to ask (a narrow policy): the copies say what they can
+    if status != "Enabled":
+        warnings.append(
+            f"the backup bucket s3://{bucket} is not versioned: what a --mirror deletes or a later run "
+            "overwrites there is gone for good; turn versioning on for it in the backup region"
+        )
+
+
 def _check_mirror(cfg: DrConfig, plan: BackupPlan, mirror: bool, dest: str) -> None:
     """Refuse a mirror that would leave the backup holding nothing of this repo (dry run or not)."""
     if mirror and plan.deletes and plan.present == 0:
@@ -534,6 +546,11 @@ def _run_backup(
         raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
     result.objects = len(plan.sources)
     result.skipped = plan.skipped
+    if (plan.to_copy and plan.present == 0) or (mirror and plan.deletes):
+        # A first run, or deletes to come: the moments an unversioned backup
+        # bucket matters (a mirror's deletes and later overwrites are final
+        # there). One request, never on a no-change run.
+        _warn_unversioned(dst, ep.bucket, result.warnings)
 
     state = plan.state
     lock = threading.Lock()

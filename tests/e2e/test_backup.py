@@ -564,3 +564,20 @@ def test_a_small_object_replaced_by_a_big_one_after_the_listing_is_streamed_not_
     got = moto2.client().get_object(Bucket=backup_bucket, Key=key)["Body"].read()
     assert hashlib.md5(got).hexdigest() == hashlib.md5(big).hexdigest()
     assert held and max(held) <= SMALL_OBJECT
+
+
+def test_a_first_backup_into_an_unversioned_bucket_warns_and_a_versioned_one_does_not(moto_server, make_repo, moto2):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    repo.seed()
+    configure_backup(repo, moto2, bucket=new_bucket(moto2, versioned=False))
+    r = repo.run("dr.backup")
+    assert r.returncode == 0 and "is not versioned" in r.stderr, r.stderr
+    again = repo.run("dr.backup")  # nothing to copy: not asked again
+    assert again.returncode == 0 and "is not versioned" not in again.stderr
+
+    other = make_repo(moto_server, new_bucket(moto_server))
+    other.seed()
+    configure_backup(other, moto2)
+    r = other.run("dr.backup")
+    assert r.returncode == 0 and "versioned" not in r.stderr, r.stderr
