@@ -13,7 +13,9 @@ the pins (`.dr-tasks/pins/`, so a prune after a recover still honours them), to
 
 Incremental by a small state object at the destination,
 `<backup.prefix>.dr-tasks/backup-state.json`, mapping each source key to the
-source ETag and size it was copied from and the ETag the destination gave it.
+source ETag and size it was copied from and the ETag the destination gave it,
+and listing the keys the backup still holds that the primary no longer had at
+the last run (`gone`: what `dr.recover` leaves out unless asked).
 A key is skipped only when the destination listing still shows that exact
 object (same size and ETag as recorded) and the source listing shows the same
 source ETag and size as recorded. So a run over unchanged objects sends the
@@ -145,6 +147,9 @@ class BackupPlan:
     state: dict[str, list[Any]]
     # Entries were dropped from the loaded state (their objects are gone), so it must be saved.
     state_pruned: bool = False
+    # Keys (source-relative) the backup holds that the primary no longer has; saved when it changed.
+    gone: set[str] = field(default_factory=set)
+    gone_changed: bool = False
     warnings: list[str] = field(default_factory=list)
     # Source keys the destination already holds (of those it would keep).
     present: int = 0
@@ -252,30 +257,49 @@ def _source_id(cfg: DrConfig) -> str:
     return f"{cfg.endpoint.endpoint_url or 'aws'}/{cfg.bucket}"
 
 
-def _load_state(cfg: DrConfig, dst: S3, dest_bucket: str, warnings: list[str]) -> dict[str, list[Any]]:
+@dataclass
+class BackupState:
+    """The state object: what each copy was made from, and the keys the primary no longer had."""
+
+    objects: dict[str, list[Any]] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+
+
+def read_state(cfg: DrConfig, dst: S3, dest_bucket: str, warnings: list[str]) -> BackupState:
+    """The backup state of this repo in `dest_bucket`; empty (with a warning when unreadable) if none."""
     raw = dst.get_bytes_or_none(dest_bucket, _state_key(cfg))
     if raw is None:
-        return {}
+        return BackupState()
     try:
         doc = json.loads(raw)
         objects = doc["objects"]
-        if doc.get("v") != STATE_VERSION or not isinstance(objects, dict):
+        gone = doc.get("gone", [])
+        if doc.get("v") != STATE_VERSION or not isinstance(objects, dict) or not isinstance(gone, list):
             raise ValueError("unknown layout")
     except (ValueError, KeyError, TypeError):
         warnings.append(
             f"the backup state s3://{dest_bucket}/{_state_key(cfg)} is unreadable; every object is copied again"
         )
-        return {}
+        return BackupState()
     # Not checked against `source` (kept in the object for people): each entry
     # vouches for an exact (source ETag, size, destination ETag) triple that
     # both listings must still show, whatever URL the source was read through.
     # Bound to the URL, a switch from http to https, a CNAME or a proxy cost a
     # full re-copy that bought nothing.
-    return {k: v for k, v in objects.items() if isinstance(v, list) and len(v) == 3}
+    return BackupState(
+        {k: v for k, v in objects.items() if isinstance(v, list) and len(v) == 3},
+        {k for k in gone if isinstance(k, str)},
+    )
 
 
-def _save_state(cfg: DrConfig, dst: S3, dest_bucket: str, state: dict[str, list[Any]]) -> None:
-    doc = {"v": STATE_VERSION, "source": _source_id(cfg), "updated": iso(utc_now()), "objects": state}
+def _save_state(cfg: DrConfig, dst: S3, dest_bucket: str, state: dict[str, list[Any]], gone: set[str]) -> None:
+    doc = {
+        "v": STATE_VERSION,
+        "source": _source_id(cfg),
+        "updated": iso(utc_now()),
+        "objects": state,
+        "gone": sorted(gone),
+    }
     dst.put_bytes(
         dest_bucket,
         _state_key(cfg),
@@ -295,7 +319,7 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
     state_warnings: list[str] = []
     try:
         source_listing = pool.submit(list_sources, cfg, src)
-        state_read = pool.submit(_load_state, cfg, dst, dest_bucket, state_warnings)
+        state_read = pool.submit(read_state, cfg, dst, dest_bucket, state_warnings)
         try:
             dest = {o.key: o for o in dst.iter_objects(dest_bucket, bp)}
         except S3Error as err:
@@ -317,10 +341,11 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
     # The state lives in the destination's listing and vouches only for what
     # is there: an empty destination (a first backup) has none, and its GET is
     # not waited for (a 404 on a fresh bucket took RGW 0.17 s here).
-    state: dict[str, list[Any]] = {}
+    loaded = BackupState()
     if dest:
-        state = state_read.result()
+        loaded = state_read.result()
         warnings += state_warnings
+    state = loaded.objects
     to_copy: list[ObjectVersion] = []
     held: list[str] = []
     skipped = 0
@@ -354,7 +379,20 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
     # state never vouches for something that is not there.
     kept = {k: v for k, v in state.items() if bp + k in dest}
     present = sum(1 for o in sources if bp + o.key in dest)
-    return BackupPlan(sources, to_copy, skipped, deletes, kept, len(kept) != len(state), warnings, present, held)
+    gone = {k[len(bp) :] for k in deletes}
+    return BackupPlan(
+        sources,
+        to_copy,
+        skipped,
+        deletes,
+        kept,
+        state_pruned=len(kept) != len(state),
+        gone=gone,
+        gone_changed=gone != loaded.gone,
+        warnings=warnings,
+        present=present,
+        held=held,
+    )
 
 
 def _row_id(index_rows: list[dict[str, Any]], ts: str) -> str:
@@ -387,7 +425,7 @@ def _check_mirror(cfg: DrConfig, plan: BackupPlan, mirror: bool, dest: str) -> N
 
 def _writes(plan: BackupPlan, mirror: bool) -> bool:
     """Whether carrying out `plan` writes anything (copies, deletes, the state object)."""
-    return bool(plan.to_copy or (mirror and plan.deletes) or plan.state_pruned)
+    return bool(plan.to_copy or (mirror and plan.deletes) or plan.state_pruned or plan.gone_changed)
 
 
 def run_backup(
@@ -565,7 +603,7 @@ def _run_backup(
             state[key] = [src_etag, size, dst_etag]
             dirty[0] = True
             if time.monotonic() - last_save[0] > CHECKPOINT_SECONDS:
-                _save_state(cfg, dst, ep.bucket, dict(state))
+                _save_state(cfg, dst, ep.bucket, dict(state), plan.gone)
                 last_save[0] = time.monotonic()
 
     def copy_one(o: ObjectVersion) -> int:
@@ -628,13 +666,14 @@ def _run_backup(
                 if k in failed_deletes:
                     continue
                 state.pop(k[len(bp) :], None)
+                plan.gone.discard(k[len(bp) :])
                 dirty[0] = True
             result.deleted = len(plan.deletes) - len(failed_deletes)
             result.failed.extend(sorted(k for k in failed_deletes if k))
             result.errors.extend(e.message for e in errors[:SHOWN])
-    if dirty[0] or plan.state_pruned:
+    if dirty[0] or plan.state_pruned or plan.gone_changed:
         try:
-            _save_state(cfg, dst, ep.bucket, state)
+            _save_state(cfg, dst, ep.bucket, state, plan.gone)
         except S3Error as err:
             # The copies are there; only the next run's skip list is lost.
             result.warnings.append(f"could not save the backup state ({err.message}); the next run copies more")

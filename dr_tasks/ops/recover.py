@@ -8,7 +8,11 @@ what is already there with the same size and ETag, so an interrupted run just
 continues. It never deletes anything at either end, and it is a dry run unless
 `apply` is set. A key the primary still holds with other content is kept and
 listed (`differs`), not overwritten, unless `overwrite` is set: the backup may
-be older than what survived, and recovering is about what was lost.
+be older than what survived, and recovering is about what was lost. Keys the
+backup still holds only because it never deletes (the primary no longer had
+them at the last backup, which the backup state records as `gone`) are left
+out and listed (`deleted`) unless `include_deleted` is set: the primary comes
+back as it was at the last backup, not as the union of every backup.
 Afterwards the index (itself a live key) and every snapshot are back, so
 restore and rollback work again.
 
@@ -33,7 +37,7 @@ from ..lock import Notify, hold_lease
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
-from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint
+from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint, read_state
 from .prune import PIN_PREFIX
 
 SHOWN = 10
@@ -50,6 +54,9 @@ class RecoverResult:
     # Keys the primary holds with other content than the backup's: kept unless `overwrite`.
     differs: list[str] = field(default_factory=list)
     overwrite: bool = False
+    # Keys the primary no longer had at the last backup: left out unless `include_deleted`.
+    deleted: list[str] = field(default_factory=list)
+    include_deleted: bool = False
     copied: int = 0
     bytes: int = 0
     created_bucket: bool = False
@@ -117,6 +124,7 @@ def recover_from_backup(
     apply: bool = False,
     create_bucket: bool = False,
     overwrite: bool = False,
+    include_deleted: bool = False,
     progress: Progress = NULL_PROGRESS,
     primary: S3 | None = None,
     backup: S3 | None = None,
@@ -138,6 +146,7 @@ def recover_from_backup(
         dest=f"s3://{cfg.bucket}/{cfg.prefix}",
         apply=apply,
         overwrite=overwrite,
+        include_deleted=include_deleted,
     )
     backup = backup or S3(ep, cfg.concurrency)
     primary = primary or S3(cfg.endpoint, cfg.concurrency)
@@ -147,7 +156,12 @@ def recover_from_backup(
         have = _primary_objects(cfg, primary, create_bucket, result)
     finally:
         progress.stop()
-    if not sources:
+    gone = read_state(cfg, backup, ep.bucket, result.warnings).gone
+    if not include_deleted and gone:
+        bp = cfg.backup.prefix
+        result.deleted = sorted(o.key[len(bp) :] for o in sources if o.key[len(bp) :] in gone)
+        sources = [o for o in sources if o.key[len(bp) :] not in gone]
+    if not sources and not result.deleted:
         raise DrError(
             f"the backup s3://{ep.bucket}/{cfg.backup.prefix} holds nothing for this repo",
             "check dr.backup.bucket / dr.backup.prefix (and that `inv dr.backup` ever ran)",

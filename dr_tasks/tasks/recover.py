@@ -14,6 +14,7 @@ from .base import dr_task, hooks, load_config
         "apply": "really copy (without it: show what would be copied)",
         "create_bucket": "create the primary bucket (versioned) when it does not exist",
         "overwrite": "also replace keys the primary still holds with other content (kept by default)",
+        "include_deleted": "also bring back keys the primary had deleted before the last backup (left out by default)",
         "json": "print the result as JSON",
         "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
     }
@@ -23,6 +24,7 @@ def recover(
     apply: bool = False,
     create_bucket: bool = False,
     overwrite: bool = False,
+    include_deleted: bool = False,
     json_: bool = False,
     break_lock: bool = False,
 ) -> None:
@@ -38,6 +40,7 @@ def recover(
         apply=apply,
         create_bucket=create_bucket,
         overwrite=overwrite,
+        include_deleted=include_deleted,
         progress=render.progress_for_terminal(),
         lease=True,
         break_lock=break_lock,
@@ -50,6 +53,12 @@ def recover(
             f"{len(result.differs)} keys the primary still holds differ from the backup and "
             f"{'were' if apply else 'are'} kept ({shown}); `inv dr.restore` and `inv dr.rollback` deal with "
             "surviving data; --overwrite replaces them with the backup's copies"
+        )
+    if result.deleted:
+        shown = ", ".join(result.deleted[:5]) + (" ..." if len(result.deleted) > 5 else "")
+        kept.append(
+            f"{len(result.deleted)} keys the backup holds had been deleted in the primary before the last backup "
+            f"and {'were' if apply else 'are'} left out ({shown}); --include-deleted brings them back too"
         )
     render.warn(result.warnings + kept)
     if json_:
@@ -65,6 +74,7 @@ def recover(
             if len(result.to_copy) > 10:
                 report.append(f"  ... and {len(result.to_copy) - 10} more (--json lists all)")
             report += [f"  keep {key} (differs from the backup)" for key in result.differs[:10]]
+            report += [f"  skip {key} (deleted in the primary before the last backup)" for key in result.deleted[:10]]
             if len(result.differs) > 10:
                 report.append(f"  ... and {len(result.differs) - 10} more kept (--json lists all)")
             flags = " --create-bucket" if any("--apply creates it" in w for w in result.warnings) else ""

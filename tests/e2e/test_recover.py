@@ -177,3 +177,26 @@ def test_pins_come_back_with_a_lost_primary_so_prune_still_honours_them(moto_ser
     repo.run("dr.snapshot", "--label=newer")
     r = repo.run("dr.prune", "--keep-last=1", "--json")
     assert first["id"] in {d["id"] for d in json.loads(r.stdout)["keep"]}
+
+
+def test_keys_deleted_before_the_last_backup_stay_deleted_unless_asked(server, bucket, make_repo, moto2):
+    repo = make_repo(server, bucket)
+    files = repo.seed()
+    configure_backup(repo, moto2)
+    assert repo.run("dr.backup").returncode == 0
+    gone = "state/notes/readme.txt"
+    server.client().delete_object(Bucket=bucket, Key=gone)
+    assert repo.run("dr.backup").returncode == 0  # no --mirror: the backup keeps its copy
+    wipe_bucket(server, bucket)
+
+    plan = repo.run("dr.recover", "--create-bucket")
+    assert plan.returncode == 0, plan.stderr
+    assert f"skip {gone} (deleted in the primary before the last backup)" in plan.stdout
+    assert "--include-deleted" in plan.stderr
+    done = json.loads(repo.run("dr.recover", "--apply", "--create-bucket", "--json").stdout)
+    assert done["deleted"] == [gone]
+    assert ours(live_objects(server, bucket)) == {k: v for k, v in files.items() if k != gone}
+
+    more = json.loads(repo.run("dr.recover", "--apply", "--include-deleted", "--json").stdout)
+    assert more["deleted"] == [] and more["copied"] == 1
+    assert live_objects(server, bucket, gone)[gone] == files[gone]
