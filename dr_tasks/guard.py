@@ -20,6 +20,8 @@ import pathspec
 from .config import DrConfig
 from .errors import DrError
 
+_WINDOWS = os.name == "nt"
+
 
 class GuardError(DrError):
     """A path the guard refuses."""
@@ -98,7 +100,8 @@ class Guard:
             return "empty key"
         if "\x00" in rel_key:
             return "contains NUL"
-        if rel_key.startswith("/") or (len(rel_key) > 1 and rel_key[1] == ":"):
+        if rel_key.startswith("/") or (_WINDOWS and len(rel_key) > 1 and rel_key[1] == ":"):
+            # "c:x" names a drive on Windows only; elsewhere it is an ordinary file name.
             return "absolute path"
         if "\\" in rel_key:
             return "contains a backslash"

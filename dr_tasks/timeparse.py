@@ -81,7 +81,14 @@ def parse_ts(text: str, now: datetime | None = None) -> datetime:
             f"timestamp {_shown(raw)} is not a real date and time ({err})",
             f"pass {FORMS}; this time yesterday is {_example(now)}",
         ) from None
-    return local.astimezone(timezone.utc)
+    try:
+        return local.astimezone(timezone.utc)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 is a valid local time whose UTC instant is before year 1.
+        raise DrError(
+            f"timestamp {_shown(raw)} is outside the years 1 to 9999 once converted to UTC",
+            f"pass {FORMS}; this time yesterday is {_example(now)}",
+        ) from None
 
 
 def _zone(tz: str) -> timezone:

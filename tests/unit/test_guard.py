@@ -61,12 +61,23 @@ def test_configured_deny_applies(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "key",
-    ["../etc/passwd", "a/../../b", "/abs/path", "a//b", "a/./b", "nul\x00byte", "", "a/", "c:/windows", "a\\..\\b"],
+    ["../etc/passwd", "a/../../b", "/abs/path", "a//b", "a/./b", "nul\x00byte", "", "a/", "a\\..\\b"],
 )
 def test_restore_keys_that_escape_are_refused(tmp_path: Path, key: str):
     assert Guard.key_problem(key)
     with pytest.raises(GuardError):
         Guard.safe_join(tmp_path, key)
+
+
+def test_a_drive_letter_is_refused_on_windows_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import dr_tasks.guard as guard
+
+    monkeypatch.setattr(guard, "_WINDOWS", False)
+    for key in ("c:x.txt", "odd/d:", "c:/windows"):
+        assert Guard.key_problem(key) is None  # ordinary names on POSIX
+    assert Guard.safe_join(tmp_path, "c:x.txt") == tmp_path / "c:x.txt"
+    monkeypatch.setattr(guard, "_WINDOWS", True)
+    assert Guard.key_problem("c:/windows") == "absolute path"
 
 
 def test_safe_join_refuses_a_symlinked_parent(tmp_path: Path):

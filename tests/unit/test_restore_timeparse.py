@@ -58,6 +58,8 @@ def test_accepted_forms(text: str, expected: datetime) -> None:
         ("2026-04-15T18:00:61Z", "is not a real date and time"),
         ("2026-04-15T18:00:00+24:00", "is not a real date and time"),
         ("2026-04-15T18:00:00+02:75", "is not a real date and time"),
+        ("0001-01-01T00:00:00+01:00", "outside the years 1 to 9999"),
+        ("9999-12-31T23:59:59-01:00", "outside the years 1 to 9999"),
         ("", "no point in time given"),
         ("x" * 500, "is not an ISO 8601 timestamp"),
     ],
