@@ -26,6 +26,8 @@ from ..s3 import S3, ObjectVersion
 LABEL_RULE = "[a-z0-9][a-z0-9._-]{0,62}"
 _LABEL_RE = re.compile(LABEL_RULE)
 MANIFEST_SUFFIX = ".manifest.json"
+# S3's limit on a key's length, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
 UNVERSIONED_WARNING = (
     "bucket versioning is not enabled: this snapshot is a plain copy, and point-in-time "
     "restore needs versioning; run `inv dr.versioning --enable`"
@@ -176,7 +178,27 @@ def plan_snapshot(
         objects = list_live(cfg, s3, versioned)
     finally:
         progress.stop()
+    _check_key_lengths(cfg, snap_id, objects)
     return SnapshotPlan(snap_id, label, iso(ts_dt), versioned, objects, existing, started)
+
+
+def _check_key_lengths(cfg: DrConfig, snap_id: str, objects: list[ObjectVersion]) -> None:
+    """Refuse, before any copy, a snapshot whose copies would pass S3's 1,024-byte key limit.
+
+    Every copy's key is the live key behind `<snapshot_prefix><id>/`, so a
+    live key that fits can be too long as a snapshot key, and the store would
+    only say "InvalidObjectName" copy by copy (moto does not even check).
+    """
+    base = len(snapshot_dir(cfg, snap_id).encode())
+    too_long = [o.key for o in objects if base + len(cfg.rel_for(o.key).encode()) > MAX_KEY_BYTES]
+    if too_long:
+        shown = ", ".join(repr(k[:60] + "...") for k in too_long[:3]) + (" ..." if len(too_long) > 3 else "")
+        raise DrError(
+            f"snapshot {snap_id} cannot be taken: {len(too_long)} live keys would be longer than S3's "
+            f"{MAX_KEY_BYTES} bytes under {snapshot_dir(cfg, snap_id)} ({shown}); nothing was copied",
+            f"keep live keys under {MAX_KEY_BYTES - base} bytes here (a shorter label or snapshot_prefix leaves "
+            "more), or rename those keys",
+        )
 
 
 def take_snapshot(

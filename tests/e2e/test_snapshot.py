@@ -107,6 +107,18 @@ def test_existing_snapshot_id_is_refused(moto_server, make_repo):
     assert bucket_state(moto_server, bucket) == before_bucket
 
 
+def test_a_key_too_long_for_the_snapshot_dir_is_named_before_any_copy(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    long_key = "state/skills/alpha/" + "k" * 980  # fits live (999 bytes), not under snapshots/<id>/
+    server.client().put_object(Bucket=bucket, Key=long_key, Body=b"x")
+    before_index, before_bucket = repo.index_bytes(), bucket_state(server, bucket)
+    r = repo.run("dr.snapshot", "--label=long")
+    assert_clean_refusal(r, "1 live keys would be longer than S3's 1024 bytes", "state/skills/alpha/kkk", "bytes here")
+    assert repo.index_bytes() == before_index
+    assert bucket_state(server, bucket) == before_bucket
+
+
 def test_existing_id_in_bucket_is_refused_by_the_api(moto_server, make_repo):
     from dr_tasks import DrError
 
