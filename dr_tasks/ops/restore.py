@@ -33,6 +33,7 @@ import json
 import os
 import queue
 import re
+import reprlib
 import shutil
 import threading
 import time
@@ -446,11 +447,41 @@ def _parse(fmt: str, text: str) -> Any:
 
 
 def _short(value: Any, limit: int = 100) -> str:
+    # Encoded lazily and cut at the limit: a YAML alias can stand for a tree of
+    # a billion leaves that only exists once something walks all of it.
+    text, size = [], 0
     try:
-        s = json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
-    except (TypeError, ValueError):
-        s = repr(value)
+        for chunk in _ENCODER.iterencode(value):
+            text.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                break
+        s = "".join(text)
+    except (TypeError, ValueError, RecursionError):
+        s = reprlib.repr(value)
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, sort_keys=True)
+# Nodes a parsed document may have, aliases expanded, for a structural diff;
+# past it the text diff is shown (it is bounded by the file's size).
+STRUCTURE_MAX_NODES = 100_000
+
+
+def _too_big(doc: Any, cap: int = STRUCTURE_MAX_NODES) -> bool:
+    """Whether walking `doc` would visit more than `cap` nodes (a recursive alias never ends: it counts too)."""
+    todo, seen = [doc], 0
+    while todo:
+        node = todo.pop()
+        seen += 1
+        if seen > cap:
+            return True
+        if isinstance(node, dict):
+            todo.extend(node.keys())
+            todo.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            todo.extend(node)
+    return False
 
 
 def structural_changes(live: Any, restored: Any) -> list[str]:
@@ -500,6 +531,8 @@ def diff_file(name: str, live: Path, restored: Path, ts_label: str, full: bool) 
             robj = _parse(fmt, rtext) if note is None else None
         except Exception as err:
             note = f"restored file is not valid {fmt.upper()} ({type(err).__name__}); text diff"
+        if note is None and (_too_big(lobj) or _too_big(robj)):
+            note = f"more than {STRUCTURE_MAX_NODES} values once YAML aliases are expanded; text diff"
         if note is None:
             changes = structural_changes(lobj, robj) or ["(same data, different formatting)"]
             shown, cut = _cap(changes, full)

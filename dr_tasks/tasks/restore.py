@@ -126,8 +126,12 @@ def summary_lines(result: Any) -> list[str]:
         f"{c['modified']} modified, {c['unchanged']} unchanged",
     ]
     kinds = {f.name: f for f in d.files}
+    # A live file sync would never push is not compared; "added" alone would
+    # read as "not here", inviting a copy over it.
+    ignored = set(d.ignored_live)
     for name in d.added:
-        lines.append(f"  added     {name}")
+        shadow = " (a live file of that name exists, not compared: dr.sync_deny or sync_allow leave it out)"
+        lines.append(f"  added     {name}" + (shadow if name in ignored else ""))
     for name in d.removed:
         lines.append(f"  removed   {name}")
     for name in d.modified:
@@ -138,7 +142,10 @@ def summary_lines(result: Any) -> list[str]:
         lines.append(f"  REFUSED   {r.key!r}: {r.reason}")
     for f in d.files:
         lines.append("")
-        if f.kind == "text":
+        if f.kind == "text" and f.lines and not f.lines[0].startswith("--- "):
+            lines.append(f"{f.name} (text):")  # a note, not a unified diff: it needs the name
+            lines.extend(f"  {line}" for line in f.lines)
+        elif f.kind == "text":
             lines.extend(f.lines)
         elif f.kind == "structured":
             lines.append(f"{f.name} ({f.format.upper()}, by path; ~ changed, - live only, + at TS only):")

@@ -601,3 +601,16 @@ def test_a_write_that_fails_names_the_file_as_the_user_sees_it(server, bucket, m
         restore_at(repo.cfg(), ts, unit=UNIT)
     assert f"cannot write deep/c.md (from {U}deep/c.md): No space left on device" in caught.value.message
     assert not (repo.path / "_restore").exists() or list((repo.path / "_restore").iterdir()) == []
+
+
+def test_the_report_names_a_denied_live_file_and_a_line_ending_only_change(moto_server, make_repo):
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket, sync_deny=["_restore/**", "state/skills/alpha/secret*"])
+    repo.seed({"state/skills/alpha/a.txt": b"one\ntwo\n", "state/skills/alpha/secret.txt": b"at TS\n"})
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    (repo.path / "state/skills/alpha/a.txt").write_bytes(b"one\r\ntwo\r\n")
+    (repo.path / "state/skills/alpha/secret.txt").write_bytes(b"edited live, never pushed\n")
+    r = repo.run("dr.restore", "alpha", ts)
+    assert r.returncode == 0, r.stderr
+    assert "added     secret.txt (a live file of that name exists, not compared" in r.stdout
+    assert "a.txt (text):\n  (differs only in line endings or the final newline)" in r.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -185,6 +186,21 @@ def test_structural_changes_name_paths() -> None:
         "+ root['nested']['b']: 2",
         "~ root['quality']: 90 -> 85",
     ]
+
+
+def test_a_yaml_alias_bomb_gets_a_text_diff_at_once(tmp_path: Path) -> None:
+    levels = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]  # 10**9 leaves
+    (tmp_path / "live.yaml").write_text("a0: 1\n")
+    (tmp_path / "rest.yaml").write_text("\n".join(levels) + "\n")
+    started = time.monotonic()
+    d = diff_file("cfg.yaml", tmp_path / "live.yaml", tmp_path / "rest.yaml", "at-X", full=False)
+    assert time.monotonic() - started < 5
+    assert d.kind == "text" and "YAML aliases" in (d.note or "")
+    recursive = tmp_path / "loop.yaml"
+    recursive.write_text("a: &x [*x]\n")
+    d = diff_file("loop.yaml", tmp_path / "live.yaml", recursive, "at-X", full=False)
+    assert d.kind == "text"
 
 
 def test_diff_kinds_and_the_cap(tmp_path: Path) -> None:
