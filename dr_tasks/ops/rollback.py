@@ -3,7 +3,8 @@
 Order of work, which is what makes it safe to interrupt:
 1. find the snapshot in the index and check the confirm label (no request yet),
 2. read its manifest and check, with ONE listing of the snapshot dir, that every
-   object it names is there with the recorded size and ETag,
+   object it names is there with the recorded size and ETag (size alone where
+   either ETag is a multipart one, which is no hash of the bytes),
 3. plan: the manifest against ONE listing of live current versions (ETag and
    size; no per-object HEAD or GET): copy back, delete, unchanged, preserved,
 4. take a `pre-rollback-<label>` safety snapshot of live (its own index row),
@@ -246,12 +247,17 @@ def _manifest_objects(cfg: DrConfig, snap_id: str, manifest: dict[str, Any]) -> 
 
 
 def _etag_matches(recorded: str, actual: str) -> bool:
-    """Whether a copy's ETag proves it holds the recorded bytes.
+    """Whether a copy's ETag proves it holds the recorded bytes (the caller has checked the size).
 
-    A multipart ETag (`<md5>-<parts>`) is not a hash of the bytes, and a
-    server-side copy gets a new one, so for those the size has to do.
+    A multipart ETag (`<md5>-<parts>`) is not a hash of the bytes, so when
+    either side carries one, unequal ETags prove nothing and the size has to
+    do (as `dr.verify` reports: "checked by size only"). Recorded: a
+    server-side copy of a multipart original gets a new ETag. Actual:
+    `dr.backup` and `dr.recover` stream objects over their part size as
+    multipart uploads, so a snapshot brought back by `dr.recover` carries a
+    multipart ETag where the manifest records the original's MD5.
     """
-    return actual == recorded or "-" in recorded
+    return actual == recorded or "-" in recorded or "-" in actual
 
 
 def check_snapshot_objects(
@@ -308,8 +314,14 @@ def build_plan(
             plan.sources[rel] = snapshot_objects[rel]
         else:
             # Live matches when its ETag is the recorded one or the snapshot
-            # copy's (after a rollback live holds a copy of the copy, whose
-            # ETag differs from the original's for multipart objects).
+            # copy's: after a rollback live holds a copy of the copy, and a
+            # server-side copy of a multipart object gets either the MD5 of
+            # the bytes (AWS, moto) or the source's multipart ETag (Ceph RGW).
+            # So a snapshot object `dr.recover` brought back as a multipart
+            # upload, once rolled back, matches one of the two and is not
+            # copied again. Unlike the snapshot check, size alone never
+            # excuses live: a same-size edit pushed as a multipart upload
+            # must still be copied back.
             etags = {m["etag"], snapshot_objects[rel].etag_plain}
             if cur.size == m["size"] and cur.etag_plain in etags:
                 plan.unchanged.append(PlanItem(rel, cur.size))
