@@ -34,7 +34,16 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 from .errors import DrError
-from .s3 import S3, S3Error, download_problem, error_hint, max_attempts, note_request, single_part_etag
+from .s3 import (
+    S3,
+    S3Error,
+    download_problem,
+    error_hint,
+    max_attempts,
+    note_request,
+    single_part_etag,
+    unreachable_hint,
+)
 
 T = TypeVar("T")
 
@@ -173,6 +182,8 @@ class BulkS3:
         self._netloc = url.netloc
         self._base = url.path.rstrip("/")
         self._path_style = bool(s3.endpoint.endpoint_url)
+        # Which config section's keys a hint names: `dr` or `dr.backup`.
+        self._section = s3.endpoint.section
         region = s3.client.meta.region_name or "us-east-1"
         creds = s3.credentials()
 
@@ -267,14 +278,14 @@ class BulkS3:
             code = code or {403: "AccessDenied", 404: "NoSuchKey"}.get(status, "HTTP error")
             detail = f"{code} (HTTP {status}): {message}".rstrip(": ")
             # awscrt already retried 5xx and throttling with backoff; 4xx will not change.
-            return S3Error(op, bucket, key, detail, error_hint(code)), False
+            return S3Error(op, bucket, key, detail, error_hint(code, self._section)), False
         name = getattr(err, "name", type(err).__name__)
         # awscrt reports the retryable statuses by name only, after its own retries.
         known = _RETRIED_STATUS.get(name)
         if known is not None:
             return S3Error(op, bucket, key, known, "run the same command again later, or lower dr.concurrency"), False
         detail = f"{name}: {getattr(err, 'message', err)}"
-        hint = "check the endpoint and that the server is reachable; run the same command again"
+        hint = unreachable_hint(self._section) + "; run the same command again"
         return S3Error(op, bucket, key, detail, hint), True
 
     def _drive(
@@ -456,7 +467,11 @@ class BulkS3:
                 if not code:
                     return job, None
                 err = S3Error(
-                    "CopyObject", job.dst_bucket, where, f"{code} (HTTP 200): {message}".rstrip(": "), error_hint(code)
+                    "CopyObject",
+                    job.dst_bucket,
+                    where,
+                    f"{code} (HTTP 200): {message}".rstrip(": "),
+                    error_hint(code, self._section),
                 )
                 transient = code in ("InternalError", "SlowDown", "ServiceUnavailable")
             if not transient or call.attempt >= ATTEMPTS:

@@ -135,17 +135,52 @@ def count_requests() -> Iterator[Counter[str]]:
         _CLIENT_HOOKS.remove(entry)
 
 
+# `{s}` is the config section of the endpoint that failed (`dr`, `dr.backup`):
+# the primary and the backup are set up by different keys.
 _HINTS = {
-    "NoSuchBucket": "check dr.bucket (and dr.endpoint_url / dr.region): the bucket does not exist there",
+    "NoSuchBucket": "check {s}.bucket (and {s}.endpoint_url / {s}.region): the bucket does not exist there",
     "AccessDenied": "check the credentials' permissions for this bucket",
-    "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / dr.profile: the server does not know this key",
-    "SignatureDoesNotMatch": "check the secret key for this access key id",
+    "InvalidAccessKeyId": "check {key_id}: the server does not know this key",
+    "SignatureDoesNotMatch": "check {secret} for this access key id",
 }
 
 
-def error_hint(code: str) -> str | None:
-    """What to do about an S3 error code, for the ones an operator can fix."""
-    return _HINTS.get(code)
+def _key_id_settings(section: str) -> str:
+    """Where the access key id of an endpoint from `section` comes from."""
+    if section == "dr":
+        return "AWS_ACCESS_KEY_ID / dr.profile"
+    # The backup may have keys of its own; without them boto3's chain applies.
+    return f"{section}.access_key_id / {section}.profile (or AWS_ACCESS_KEY_ID when neither is set)"
+
+
+def _secret_settings(section: str) -> str:
+    if section == "dr":
+        return "the secret key"
+    return f"{section}.secret_access_key (or AWS_SECRET_ACCESS_KEY)"
+
+
+def credentials_hint(section: str = "dr") -> str:
+    """What to set when no credentials were found for an endpoint from config section `section`."""
+    if section == "dr":
+        return "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or dr.profile"
+    env = "INVOKE_" + section.replace(".", "_").upper() + "_*"
+    return (
+        f"set {section}.access_key_id/{section}.secret_access_key (best through {env}), {section}.profile, "
+        "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    )
+
+
+def unreachable_hint(section: str = "dr") -> str:
+    """What to check when the server of an endpoint from config section `section` could not be reached."""
+    return f"check {section}.endpoint_url and that the server is reachable"
+
+
+def error_hint(code: str, section: str = "dr") -> str | None:
+    """What to do about an S3 error code, for the ones an operator can fix, naming `section`'s keys."""
+    hint = _HINTS.get(code)
+    if hint is None:
+        return None
+    return hint.format(s=section, key_id=_key_id_settings(section), secret=_secret_settings(section))
 
 
 def note_request(operation: str) -> None:
@@ -155,18 +190,18 @@ def note_request(operation: str) -> None:
             hook(f"before-send.s3.{operation}")
 
 
-def _describe(err: Exception) -> tuple[str, str | None]:
-    """A short, secret-free description of a botocore error, and a hint."""
+def _describe(err: Exception, section: str = "dr") -> tuple[str, str | None]:
+    """A short, secret-free description of a botocore error, and a hint naming `section`'s config keys."""
     if isinstance(err, ClientError):
         e = err.response.get("Error", {})
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         code = e.get("Code", "?")
-        hint = error_hint(code)
+        hint = error_hint(code, section)
         return f"{code} (HTTP {status}): {e.get('Message', '')}".rstrip(": "), hint
     if isinstance(err, NoCredentialsError):
-        return "no credentials found", "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or dr.profile"
+        return "no credentials found", credentials_hint(section)
     if isinstance(err, EndpointConnectionError):
-        return f"cannot connect: {err}", "check dr.endpoint_url and that the server is reachable"
+        return f"cannot connect: {err}", unreachable_hint(section)
     return f"{type(err).__name__}: {err}", None
 
 
@@ -398,7 +433,7 @@ class S3:
         except ProfileNotFound:
             raise DrError(
                 f"credentials profile {endpoint.profile!r} was not found",
-                "define it in ~/.aws/credentials or unset dr.profile",
+                f"define it in ~/.aws/credentials or unset {endpoint.key('profile')}",
             ) from None
         config = Config(
             retries={"mode": "standard", "total_max_attempts": max_attempts()},
@@ -417,7 +452,8 @@ class S3:
         except BotoCoreError as err:
             # e.g. AWS_CA_BUNDLE set to "" or a bad AWS_* setting: say which, no traceback.
             raise DrError(
-                f"cannot set up the S3 client: {err}", "check the AWS_* environment variables and dr.endpoint_url"
+                f"cannot set up the S3 client: {err}",
+                f"check the AWS_* environment variables and {endpoint.key('endpoint_url')}",
             ) from None
         for event, hook in list(_CLIENT_HOOKS):
             self.client.meta.events.register(event, hook)
@@ -443,7 +479,7 @@ class S3:
 
     # ------------------------------------------------------------------ errors
     def _fail(self, operation: str, bucket: str, key: str | None, err: Exception) -> S3Error:
-        detail, hint = _describe(err)
+        detail, hint = _describe(err, self.endpoint.section)
         return S3Error(operation, bucket, key, detail, hint)
 
     def call(self, operation: str, bucket: str, key: str | None, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -1076,7 +1112,7 @@ class S3:
         """The botocore credentials this client signs with (for the awscrt path in crt.py)."""
         creds = self.client._request_signer._credentials
         if creds is None:
-            raise DrError("no credentials found", "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or dr.profile")
+            raise DrError("no credentials found", credentials_hint(self.endpoint.section))
         return creds
 
     # ------------------------------------------------------------------ restore

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..config import META_PREFIX, DrConfig, Endpoint
+from ..config import META_PREFIX, DrConfig, Endpoint, same_endpoint
 from ..crt import SMALL_OBJECT, CopyJob, SourceGrew, bulk_for
 from ..errors import ConfigError, DrError
 from ..index import Index, iso, utc_now
@@ -55,7 +55,7 @@ from ..lock import Notify, check_lease, hold_lease
 from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
-from .freshness import newest_backup_row, parse_duration, row_time
+from .freshness import BackupDest, newest_backup_row, parse_duration, row_time
 from .prune import PIN_PREFIX
 
 # Objects streamed at once, whatever `concurrency` says. Their parts in memory
@@ -204,7 +204,7 @@ def backup_endpoint(cfg: DrConfig) -> Endpoint:
     if bool(ep.access_key_id) != bool(ep.secret_access_key):
         missing = "backup.secret_access_key" if ep.access_key_id else "backup.access_key_id"
         raise ConfigError(missing, "is not set while its pair is", "set both backup keys, or neither")
-    if ep.bucket == cfg.bucket and (ep.endpoint_url or None) == (cfg.endpoint.endpoint_url or None):
+    if ep.bucket == cfg.bucket and same_endpoint(ep.endpoint_url, cfg.endpoint.endpoint_url):
         raise ConfigError(
             "backup.bucket",
             f"{ep.bucket!r} at the same endpoint is the primary bucket itself, not a cold copy",
@@ -525,7 +525,7 @@ def _run_backup(
         mirror=mirror,
     )
     if max_age is not None:
-        last = newest_backup_row(existing.rows, ep.bucket)
+        last = newest_backup_row(existing.rows, BackupDest.of(cfg), now=ts_dt)
         last_at = row_time(last) if last else None
         if last is not None and last_at is not None and ts_dt - last_at < max_age:
             result.not_due = True
@@ -535,7 +535,7 @@ def _run_backup(
 
     src = src or S3(cfg.endpoint, cfg.concurrency)
     dst = dst or S3(ep, cfg.concurrency)
-    if ep.endpoint_url == cfg.endpoint.endpoint_url:
+    if same_endpoint(ep.endpoint_url, cfg.endpoint.endpoint_url, resolve=False):
         result.warnings.append(
             "the backup bucket is at the same endpoint as the primary: it is not a different failure domain"
         )

@@ -1,8 +1,13 @@
 """`dr.freshness`: a lint over the index for monitors and cron.
 
 It reads only the local index (no request is sent) and flags:
-- no complete `cross-region-backup` row, or one older than `backup.max_age_days`
-  (a `partial` row never counts: that run left objects behind);
+- no complete `cross-region-backup` row to the configured destination
+  (`backup.bucket`, `backup.prefix`, `backup.endpoint_url`, as far as the row
+  records them), or one older than `backup.max_age_days` (a `partial` row
+  never counts: that run left objects behind);
+- a complete row dated more than FUTURE_TOLERANCE ahead of this machine's
+  clock, until a correctly dated row follows it: a clock was skewed, and such
+  a row would look fresh long after the backup stopped;
 - unreadable index lines (garbled, or a torn last line from a crash);
 - with `max_snapshot_age`, a newest `snapshot` row older than that, or none.
 Each finding names what is missing and when the last one ran.
@@ -15,12 +20,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..config import DrConfig
+from ..config import DrConfig, same_endpoint
 from ..errors import DrError
 from ..index import Index, IndexRead, iso, parse_iso, utc_now
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
 _UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+KIND = "cross-region-backup"
+# How far ahead of this machine's clock a row may be dated and still count:
+# ordinary drift between the machine that ran the backup and this one. Past
+# it, the row's age would be negative and it would pass for fresh for that
+# much longer than `backup.max_age_days`, hiding a backup that stopped.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def parse_duration(text: str, flag: str) -> timedelta:
@@ -46,18 +57,102 @@ def row_time(row: dict[str, Any] | None) -> datetime | None:
         return None
 
 
-def newest_backup_row(rows: list[dict[str, Any]], dest_bucket: str | None = None) -> dict[str, Any] | None:
-    """The newest complete (not partial) cross-region-backup row, to `dest_bucket` when given."""
-    best: tuple[datetime, dict[str, Any]] | None = None
-    for r in rows:
-        if r.get("kind") != "cross-region-backup" or r.get("partial") is not False:
-            continue
-        if dest_bucket is not None and r.get("dest_bucket") != dest_bucket:
+def row_dest_prefix(row: dict[str, Any]) -> str | None:
+    """The backup prefix a cross-region-backup row records (from `dest`, `s3://<bucket>/<prefix>`), or None."""
+    dest, bucket = row.get("dest"), row.get("dest_bucket")
+    head = f"s3://{bucket}/"
+    if isinstance(dest, str) and isinstance(bucket, str) and dest.startswith(head):
+        return dest[len(head) :]
+    return None
+
+
+@dataclass(frozen=True)
+class BackupDest:
+    """Where the configured backup goes: what a cross-region-backup row must name to count."""
+
+    bucket: str
+    prefix: str
+    endpoint_url: str | None
+
+    @classmethod
+    def of(cls, cfg: DrConfig) -> BackupDest | None:
+        ep = cfg.backup.endpoint
+        return cls(ep.bucket, cfg.backup.prefix, ep.endpoint_url) if ep is not None else None
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def holds(self, row: dict[str, Any]) -> bool:
+        """Whether `row` records a backup to this destination.
+
+        The bucket is always compared; the prefix and the endpoint only when
+        the row records them, so rows written before they were recorded still
+        count. Endpoint URLs compare by host and port with no DNS lookup:
+        freshness sends nothing over the network.
+        """
+        if row.get("dest_bucket") != self.bucket:
+            return False
+        prefix = row_dest_prefix(row)
+        if prefix is not None and prefix != self.prefix:
+            return False
+        recorded = row.get("dest_endpoint")
+        if "dest_endpoint" in row and (recorded is None or isinstance(recorded, str)):
+            return same_endpoint(recorded, self.endpoint_url, resolve=False)
+        return True
+
+
+def _matches(row: dict[str, Any], dest: str | BackupDest | None) -> bool:
+    if dest is None:
+        return True
+    if isinstance(dest, BackupDest):
+        return dest.holds(row)
+    return row.get("dest_bucket") == dest
+
+
+def _complete_rows(
+    rows: list[dict[str, Any]], dest: str | BackupDest | None
+) -> list[tuple[int, datetime, dict[str, Any]]]:
+    """(position in the index, time, row) of each complete cross-region-backup row to `dest`, in index order."""
+    out: list[tuple[int, datetime, dict[str, Any]]] = []
+    for i, r in enumerate(rows):
+        if r.get("kind") != KIND or r.get("partial") is not False or not _matches(r, dest):
             continue
         at = row_time(r)
-        if at is not None and (best is None or at >= best[0]):
-            best = (at, r)
-    return best[1] if best else None
+        if at is not None:
+            out.append((i, at, r))
+    return out
+
+
+def _newest_of(entries: list[tuple[int, datetime, dict[str, Any]]]) -> tuple[int, datetime, dict[str, Any]] | None:
+    """The latest-dated entry; of equal dates, the one appended last."""
+    return max(entries, key=lambda e: (e[1], e[0]), default=None)
+
+
+def newest_backup_row(
+    rows: list[dict[str, Any]], dest: str | BackupDest | None = None, *, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """The newest complete (not partial) cross-region-backup row, to `dest` when given.
+
+    `dest` is a bucket name (only `dest_bucket` is compared) or a `BackupDest`
+    (bucket, prefix and endpoint, see `BackupDest.holds`). With `now`, rows
+    dated more than FUTURE_TOLERANCE after it are left out: their age says nothing.
+    """
+    entries = _complete_rows(rows, dest)
+    if now is not None:
+        entries = [e for e in entries if e[1] <= now + FUTURE_TOLERANCE]
+    newest = _newest_of(entries)
+    return newest[2] if newest else None
+
+
+def last_backup_attempt(rows: list[dict[str, Any]], dest: str | BackupDest | None = None) -> dict[str, Any] | None:
+    """The newest cross-region-backup row to `dest`, complete or partial."""
+    entries: list[tuple[int, datetime, dict[str, Any]]] = []
+    for i, r in enumerate(rows):
+        at = row_time(r) if r.get("kind") == KIND and _matches(r, dest) else None
+        if at is not None:
+            entries.append((i, at, r))
+    newest = _newest_of(entries)
+    return newest[2] if newest else None
 
 
 def _newest(rows: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -69,18 +164,23 @@ def _newest(rows: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
     return best[1] if best else None
 
 
-def ago(delta: timedelta) -> str:
-    """A short human age: 40s, 12m, 5.2h, 9.1d."""
-    s = delta.total_seconds()
-    if s < 0:
-        return "in the future"
+def span(delta: timedelta) -> str:
+    """A short human length of time: 40s, 12m, 5.2h, 9.1d."""
+    s = abs(delta.total_seconds())
     if s < 60:
-        return f"{s:.0f}s ago"
+        return f"{s:.0f}s"
     if s < 3600:
-        return f"{s / 60:.0f}m ago"
+        return f"{s / 60:.0f}m"
     if s < 86400 * 2:
-        return f"{s / 3600:.1f}h ago"
-    return f"{s / 86400:.1f}d ago"
+        return f"{s / 3600:.1f}h"
+    return f"{s / 86400:.1f}d"
+
+
+def ago(delta: timedelta) -> str:
+    """A short human age: 40s ago, 12m ago, 5.2h ago, 9.1d ago."""
+    if delta.total_seconds() < 0:
+        return "in the future"
+    return f"{span(delta)} ago"
 
 
 def _days(value: float) -> str:
@@ -126,36 +226,37 @@ class FreshnessResult:
 
 
 def backup_check(cfg: DrConfig, read: IndexRead, now: datetime) -> tuple[Check, dict[str, Any] | None]:
-    """Is there a complete cross-region-backup row younger than backup.max_age_days? (And the row.)"""
-    dest = cfg.backup.endpoint.bucket if cfg.backup.endpoint else None
-    max_age = timedelta(days=cfg.backup.max_age_days)
-    last = newest_backup_row(read.rows, dest)
-    attempts = [r for r in read.rows if r.get("kind") == "cross-region-backup" and row_time(r) is not None]
-    attempt = max(attempts, key=lambda r: row_time(r) or now, default=None)
-    where = f" to s3://{dest}" if dest else ""
+    """Is there a complete cross-region-backup row to the configured destination younger than backup.max_age_days?
+
+    Also returns the row that counted. A row dated more than FUTURE_TOLERANCE
+    ahead of `now` never counts, and fails the check until a correctly dated
+    row follows it in the index (the skew was put right and a backup ran).
+    """
+    dest = BackupDest.of(cfg)
+    complete = _complete_rows(read.rows, dest)
+    horizon = now + FUTURE_TOLERANCE
+    future = [e for e in complete if e[1] > horizon]
+    newest = _newest_of([e for e in complete if e[1] <= horizon])
+    # A row from the future that no correctly dated row follows in the index:
+    # the skew has not been put right since (or this machine's clock is behind).
+    ahead = [e for e in future if newest is None or e[0] > newest[0]]
+    attempt = last_backup_attempt(read.rows, dest)
+    where = f" to {dest}" if dest else ""
     fix = "run `inv dr.backup`" + (
         "" if dest else " after setting dr.backup.bucket and dr.backup.endpoint_url (another region)"
     )
-    if last is None:
-        detail = f"no complete cross-region-backup row{where} in {cfg.index}"
-        if attempt is not None:
-            detail += (
-                f"; the last run, {attempt.get('id')} at {attempt.get('ts')}, was partial "
-                f"({attempt.get('failed', '?')} objects failed)"
-            )
-        elif not dest:
-            detail += "; dr.backup.bucket is not set"
-        else:
-            detail += "; dr.backup has never run"
-        return Check("backup", False, detail, fix), None
-    at = row_time(last)
-    assert at is not None
+    if ahead:
+        return _skew_check(ahead, newest, where, now), newest[2] if newest else None
+    if newest is None:
+        return Check("backup", False, _missing_detail(cfg, read, dest, attempt, where), fix), None
+    _, at, last = newest
     age = now - at
+    skewed = _ignored_future_note(future)
     summary = (
         f"last complete cross-region-backup {last.get('id')} at {last.get('ts')} ({ago(age)}) "
         f"-> {last.get('dest', 's3://' + str(last.get('dest_bucket')))}"
     )
-    if age > max_age:
+    if age > timedelta(days=cfg.backup.max_age_days):
         extra = ""
         if attempt is not None and attempt is not last and attempt.get("partial"):
             extra = f"; a later run at {attempt.get('ts')} was partial"
@@ -163,7 +264,7 @@ def backup_check(cfg: DrConfig, read: IndexRead, now: datetime) -> tuple[Check, 
             Check(
                 "backup",
                 False,
-                f"stale: {summary}, older than backup.max_age_days={_days(cfg.backup.max_age_days)}{extra}",
+                f"stale: {summary}, older than backup.max_age_days={_days(cfg.backup.max_age_days)}{extra}{skewed}",
                 fix,
             ),
             last,
@@ -171,7 +272,67 @@ def backup_check(cfg: DrConfig, read: IndexRead, now: datetime) -> tuple[Check, 
     note = ""
     if attempt is not None and attempt is not last and attempt.get("partial") and (row_time(attempt) or at) > at:
         note = f"; note: the latest run, at {attempt.get('ts')}, was partial"
-    return Check("backup", True, f"{summary}, within {_days(cfg.backup.max_age_days)}{note}"), last
+    return Check("backup", True, f"{summary}, within {_days(cfg.backup.max_age_days)}{note}{skewed}"), last
+
+
+def _skew_check(
+    ahead: list[tuple[int, datetime, dict[str, Any]]],
+    newest: tuple[int, datetime, dict[str, Any]] | None,
+    where: str,
+    now: datetime,
+) -> Check:
+    """The failure for complete rows dated in the future that no correctly dated row has followed."""
+    _, at, row = max(ahead, key=lambda e: (e[1], e[0]))
+    detail = (
+        f"clock skew: the newest complete cross-region-backup row{where}, {row.get('id')}, is dated {row.get('ts')}, "
+        f"{span(at - now)} ahead of this machine's clock ({iso(now)}; up to {span(FUTURE_TOLERANCE)} is allowed), "
+        "so its age cannot show whether backups still run"
+    )
+    if len(ahead) > 1:
+        detail += f" ({len(ahead)} such rows)"
+    if newest is not None:
+        detail += f"; the newest correctly dated row, {newest[2].get('id')}, ran {ago(now - newest[1])}"
+    return Check(
+        "backup",
+        False,
+        detail,
+        "set the clocks right (NTP, e.g. `timedatectl set-ntp true`) here and where dr.backup runs, then run "
+        "`inv dr.backup`: once a correctly dated row follows them in the index, rows from the future are ignored",
+    )
+
+
+def _ignored_future_note(entries: list[tuple[int, datetime, dict[str, Any]]]) -> str:
+    """A note on rows from the future that a correctly dated row has since followed (they do not count)."""
+    if not entries:
+        return ""
+    _, _, row = max(entries, key=lambda e: (e[1], e[0]))
+    return (
+        f"; note: {len(entries)} complete row(s) dated in the future (the latest {row.get('id')}) are ignored: "
+        "a clock was ahead when they were written"
+    )
+
+
+def _missing_detail(
+    cfg: DrConfig, read: IndexRead, dest: BackupDest | None, attempt: dict[str, Any] | None, where: str
+) -> str:
+    """Why no row counts: a partial last run, rows for another destination, no backup configured, or none at all."""
+    detail = f"no complete cross-region-backup row{where} in {cfg.index}"
+    if attempt is not None:
+        return detail + (
+            f"; the last run, {attempt.get('id')} at {attempt.get('ts')}, was partial "
+            f"({attempt.get('failed', '?')} objects failed)"
+        )
+    if not dest:
+        return detail + "; dr.backup.bucket is not set"
+    other = newest_backup_row(read.rows)
+    if other is not None:
+        at = f" at {other['dest_endpoint'] or 'AWS'}" if "dest_endpoint" in other else ""
+        return detail + (
+            f"; the newest complete one, {other.get('id')} at {other.get('ts')}, went to "
+            f"{other.get('dest', 's3://' + str(other.get('dest_bucket')))}{at}: dr.backup.bucket, prefix or "
+            "endpoint_url changed since, and nothing has been backed up to the new destination"
+        )
+    return detail + "; dr.backup has never run"
 
 
 def index_check(cfg: DrConfig, read: IndexRead) -> Check:
@@ -217,11 +378,10 @@ def check_freshness(
     read = Index(cfg.index_path).read()
     backup, last = backup_check(cfg, read, now)
     checks = [backup, index_check(cfg, read)]
-    attempts = [r for r in read.rows if r.get("kind") == "cross-region-backup" and row_time(r) is not None]
     result = FreshnessResult(
         checks,
         last_backup=last,
-        last_attempt=max(attempts, key=lambda r: row_time(r) or now, default=None),
+        last_attempt=last_backup_attempt(read.rows, BackupDest.of(cfg)),
         bad_lines=[{"line": b.lineno, "reason": b.reason, "text": b.text} for b in read.bad],
         now=iso(now),
     )

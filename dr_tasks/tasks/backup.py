@@ -57,16 +57,16 @@ def backup(
     """Stream the primary's live and snapshot prefixes to the backup bucket in another region."""
     from ..index import Index, utc_now
     from ..ops.backup import backup_endpoint, run_backup
-    from ..ops.freshness import ago, newest_backup_row, parse_duration, row_time
+    from ..ops.freshness import BackupDest, ago, newest_backup_row, parse_duration, row_time
     from .maintenance import lease_notify
 
     cfg = load_config(c)
-    ep = backup_endpoint(cfg)
+    backup_endpoint(cfg)  # a config error is one line, before anything is read
     if if_older_than is not None:
         max_age = parse_duration(if_older_than, "--if-older-than")
-        last = newest_backup_row(Index(cfg.index_path).read().rows, ep.bucket)
-        at = row_time(last)
         now = utc_now()
+        last = newest_backup_row(Index(cfg.index_path).read().rows, BackupDest.of(cfg), now=now)
+        at = row_time(last)
         if last is not None and at is not None and now - at < max_age:
             msg = (
                 f"backup not due: the last complete cross-region-backup {last.get('id')} ran {ago(now - at)}, "

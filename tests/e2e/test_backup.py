@@ -439,6 +439,11 @@ def test_backup_into_the_primary_itself_is_refused(moto_server, make_repo):
     repo = make_repo(moto_server, bucket)
     repo.write_config(backup={"bucket": bucket, "endpoint_url": moto_server.endpoint})
     assert_clean_refusal(repo.run("dr.backup"), "dr.backup.bucket", "primary bucket itself")
+    # the same server spelled another way is still the primary itself
+    port = moto_server.endpoint.rsplit(":", 1)[1]
+    for url in (moto_server.endpoint + "/", f"http://localhost:{port}", f"HTTP://127.0.0.1:{port}"):
+        repo.write_config(backup={"bucket": bucket, "endpoint_url": url})
+        assert_clean_refusal(repo.run("dr.backup"), "primary bucket itself")
 
 
 def test_missing_backup_bucket_is_named_and_writes_no_row(moto_server, make_repo, moto2):
