@@ -358,7 +358,7 @@ class BulkS3:
                 done.put(call)
                 return call
             query = ""
-            if job.version_id and job.version_id != "null":
+            if job.version_id:
                 query = "?versionId=" + quote(job.version_id, safe="")
             request = self._request("GET", job.bucket, job.key, query)
             # Small bodies come to Python in one callback and are written once,
@@ -448,7 +448,7 @@ class BulkS3:
         def start(job: ServerCopyJob[T], attempt: int) -> _Call:
             call = _Call(job, attempt, phase="copy")
             source = "/" + quote(job.src_bucket) + "/" + quote(job.src_key, safe="/~")
-            if job.version_id and job.version_id != "null":
+            if job.version_id:
                 source += "?versionId=" + quote(job.version_id, safe="")
             request = self._request(
                 "PUT", job.dst_bucket, job.dst_key, headers=[("x-amz-copy-source", source)], body=b""

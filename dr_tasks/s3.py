@@ -643,7 +643,10 @@ class S3:
     def copy(self, src_bucket: str, src: ObjectVersion, dst_bucket: str, dst_key: str) -> None:
         """Server-side copy of exactly `src` (its version id when it has one)."""
         source: dict[str, str] = {"Bucket": src_bucket, "Key": src.key}
-        if src.version_id and src.version_id != "null":
+        # "null" is sent too: it names the version written before versioning
+        # was turned on. Left out, the store serves the current version, and
+        # a snapshot or restore of that key got bytes from after its listing.
+        if src.version_id:
             source["VersionId"] = src.version_id
         try:
             if src.size <= MAX_SINGLE_COPY:
@@ -699,7 +702,7 @@ class S3:
 
     def get_bytes(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id and version_id != "null":
+        if version_id:
             kwargs["VersionId"] = version_id
         data = self._read_whole(kwargs)
         assert data is not None  # no error code counts as missing here
@@ -731,7 +734,7 @@ class S3:
     def download_file(self, bucket: str, key: str, version_id: str | None, dest: Path) -> None:
         """Stream one object (version) to `dest`; the caller picks a temp name and renames."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id and version_id != "null":
+        if version_id:
             kwargs["VersionId"] = version_id
         try:
             body = self.client.get_object(**kwargs)["Body"]
@@ -847,7 +850,7 @@ class S3:
     def get_version_or_none(self, bucket: str, key: str, version_id: str | None) -> bytes | None:
         """One version's bytes, or None when it (or the key) no longer exists."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id and version_id != "null":
+        if version_id:
             kwargs["VersionId"] = version_id
         return self._read_whole(kwargs, ("NoSuchKey", "NoSuchVersion", "404", "NotFound"))
 
@@ -1042,7 +1045,7 @@ class S3:
         hiccup on the way.
         """
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id and version_id != "null":
+        if version_id:
             kwargs["VersionId"] = version_id
         for attempt in range(1, STREAM_ATTEMPTS + 1):
             md5 = hashlib.md5()
@@ -1129,7 +1132,7 @@ class S3:
             dest.write_bytes(b"")
             return hashlib.sha256(b"").hexdigest()
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": obj.key}
-        if obj.version_id and obj.version_id != "null":
+        if obj.version_id:
             kwargs["VersionId"] = obj.version_id
         problem = ""
         for _ in range(max(1, attempts)):

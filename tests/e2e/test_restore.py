@@ -614,3 +614,37 @@ def test_the_report_names_a_denied_live_file_and_a_line_ending_only_change(moto_
     assert r.returncode == 0, r.stderr
     assert "added     secret.txt (a live file of that name exists, not compared" in r.stdout
     assert "a.txt (text):\n  (differs only in line endings or the final newline)" in r.stdout
+
+
+@pytest.mark.parametrize("client", ["crt", "classic"])
+def test_a_version_from_before_versioning_is_fetched_as_itself(server, make_repo, client):
+    # Keys written before versioning was turned on list with VersionId "null";
+    # a GET without it serves the current version instead.
+    bucket = new_bucket(server, versioned=False)
+    repo = make_repo(server, bucket, transfer_client=client)
+    key = "state/skills/alpha/a.txt"
+    put(server, bucket, key, b"written before versioning\n")
+    server.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    entries = server.client().list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+    t = entries[0]["LastModified"]
+    wait_past(server, t)
+    put(server, bucket, key, b"written after, and longer than the first\n")
+    r = repo.run("dr.restore", "alpha", iso_utc(t), "--json")
+    assert r.returncode == 0, r.stderr
+    assert local_tree(holding(repo, "alpha", t)) == {"a.txt": b"written before versioning\n"}
+
+
+def test_a_snapshot_copies_the_listed_pre_versioning_version_not_a_later_write(server, make_repo):
+    from dr_tasks import take_snapshot
+    from dr_tasks.ops.snapshot import plan_snapshot
+
+    bucket = new_bucket(server, versioned=False)
+    repo = make_repo(server, bucket)
+    key = "state/skills/alpha/a.txt"
+    put(server, bucket, key, b"listed\n")
+    server.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    plan = plan_snapshot(repo.cfg(), "nullv")
+    put(server, bucket, key, b"written while the snapshot copies\n")  # after the listing
+    snap = take_snapshot(repo.cfg(), "nullv", plan=plan)
+    copied = server.client().get_object(Bucket=bucket, Key=f"snapshots/{snap.id}/{key}")["Body"].read()
+    assert copied == b"listed\n"
