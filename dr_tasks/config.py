@@ -386,7 +386,19 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
     if not restore_dir or restore_dir.startswith("/") or ".." in restore_dir.split("/"):
         raise ConfigError("restore_dir", f"{restore_dir!r} must be a relative directory inside root", "use `_restore`")
 
+    for what, rel in (("units", units), ("index", index)):
+        if rel and (prefix + rel).startswith(snapshot_prefix):
+            # Live keys there would count as snapshot space: never snapshotted, backed up or rolled back.
+            raise ConfigError(
+                "snapshot_prefix",
+                f"{snapshot_prefix!r} covers the live keys of {what} {prefix + rel!r}",
+                "keep snapshots apart from live state, e.g. the default `snapshots/`",
+            )
+    # The index is always preserved, whatever else is listed: a rollback that
+    # copied back an old index would drop the rows written since (its own too).
     preserve = _patterns(merged, "preserve", [index])
+    if index not in preserve:
+        preserve = (*preserve, index)
     deny = _patterns(merged, "sync_deny", [])
     return DrConfig(
         endpoint=Endpoint(

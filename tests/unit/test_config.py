@@ -72,6 +72,8 @@ def test_overrides_win_and_none_overrides_are_ignored(tmp_path: Path):
         ({"bucket": "ok-bucket", "prefix": "a/../b/"}, "dr.prefix"),
         ({"bucket": "ok-bucket", "snapshot_prefix": ""}, "dr.snapshot_prefix"),
         ({"bucket": "ok-bucket", "prefix": "snapshots/live/"}, "dr.prefix"),
+        ({"bucket": "ok-bucket", "snapshot_prefix": "state/"}, "dr.snapshot_prefix"),
+        ({"bucket": "ok-bucket", "snapshot_prefix": "state/log/"}, "dr.snapshot_prefix"),
         ({"bucket": "ok-bucket", "restore_dir": "../out"}, "dr.restore_dir"),
         ({"bucket": "ok-bucket", "sync_allow": 5}, "dr.sync_allow"),
         ({"bucket": "ok-bucket", "hooks": {"after_snapshot": []}}, "dr.hooks.after_snapshot"),
@@ -86,6 +88,13 @@ def test_bad_settings_name_the_key_and_the_fix(tmp_path: Path, raw, key):
     text = str(info.value)
     assert text.startswith(f"config {key}:"), text
     assert "fix:" in text and "\n" not in text
+
+
+def test_the_index_is_preserved_whatever_preserve_lists(tmp_path: Path):
+    cfg = load_config({"bucket": "ok-bucket", "preserve": ["state/keep/**"]}, tmp_path)
+    assert cfg.preserve == ("state/keep/**", "state/log/snapshots.ndjson")
+    cfg = load_config({"bucket": "ok-bucket", "index": "state/idx.ndjson", "preserve": []}, tmp_path)
+    assert cfg.preserve == ("state/idx.ndjson",)
 
 
 def test_concurrency_from_an_env_var_string(tmp_path: Path):
