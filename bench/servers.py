@@ -142,10 +142,10 @@ def start_moto(name: str = "moto") -> Server:
 
 def start_rgw(name: str = "rgw") -> Server:
     sys.path.insert(0, str(REPO))
-    from tests.support.rgw import RgwServer
+    from tests.support.rgw import RgwServer, install_allowed
 
     rgw = RgwServer(ssl=False)
-    rgw.start(allow_apt=bool(os.environ.get("CI") or os.environ.get("DR_TEST_INSTALL_CEPH")))
+    rgw.start(allow_apt=install_allowed())
     pids = [p.pid for _n, p in rgw.procs]
     return Server(name, rgw.endpoint, rgw.access_key, rgw.secret_key, pids, rgw)
 

@@ -2,8 +2,9 @@
 
 - `moto_endpoint`: moto's ThreadedMotoServer (HTTP), one per session.
 - `rgw`: a Ceph RADOS Gateway from Debian's packages (HTTP and HTTPS), one per
-  session. Under CI (CI=true) it is mandatory; elsewhere a machine without the
-  packages skips those tests with the command that installs them.
+  session, installed from Debian's packages when missing (as root, unless
+  DR_TEST_INSTALL_CEPH=0). Under CI (CI=true) it is mandatory; elsewhere a
+  machine that cannot install it skips those tests with the command that does.
 - `server`: parametrized over both, so an e2e test runs against each.
 - `bucket`: a fresh, small, versioned bucket per test (moto's ListObjectVersions
   copies the whole bucket on every call, so tests never share one).
@@ -30,7 +31,7 @@ from botocore.config import Config
 
 from dr_tasks.embedded import EmbeddedS3
 from tests.support.faultproxy import FaultProxy
-from tests.support.rgw import RgwServer, RgwUnavailable
+from tests.support.rgw import RgwServer, RgwUnavailable, install_allowed
 
 INV = str(Path(sys.executable).with_name("inv"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -87,11 +88,11 @@ def moto2() -> Iterator[Server]:
 def rgw_server() -> Iterator[Server]:
     rgw = RgwServer(ssl=True)
     try:
-        rgw.start(allow_apt=IN_CI or bool(os.environ.get("DR_TEST_INSTALL_CEPH")))
+        rgw.start(allow_apt=install_allowed())
     except RgwUnavailable as err:
         if IN_CI:
             pytest.fail(f"Ceph RGW is mandatory under CI and could not start: {err}")
-        pytest.skip(f"Ceph RGW not available: {err} (or set DR_TEST_INSTALL_CEPH=1 to let the tests apt-get it)")
+        pytest.skip(f"Ceph RGW not available: {err}")
     yield Server("rgw", rgw.endpoint, rgw.access_key, rgw.secret_key, rgw.ca_bundle, rgw.https_endpoint)
     rgw.stop()
 

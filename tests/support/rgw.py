@@ -58,6 +58,15 @@ def missing_binaries() -> list[str]:
     return [b for b in BINARIES if shutil.which(b) is None]
 
 
+def install_allowed() -> bool:
+    """May the launcher apt-get Ceph? Yes unless DR_TEST_INSTALL_CEPH=0.
+
+    The README's second command promises the whole suite on a fresh machine;
+    skipping RGW there unless CI=true was set would quietly run a weaker one.
+    """
+    return os.environ.get("DR_TEST_INSTALL_CEPH", "1").strip().lower() not in ("0", "false", "no")
+
+
 def ensure_packages(allow_apt: bool = True) -> None:
     """Install the Ceph packages with apt-get when they are missing and we may."""
     if not missing_binaries():
