@@ -89,7 +89,10 @@ def __getattr__(name: str) -> Any:
         module, attr = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module, __name__), attr)
+    from .bytecode import caching_own_bytecode
+
+    with caching_own_bytecode():
+        value = getattr(importlib.import_module(module, __name__), attr)
     # Cache it as a plain attribute: later lookups no longer come through here.
     globals()[name] = value
     return value

@@ -13,6 +13,7 @@ from invoke import Context, task
 from invoke.exceptions import Exit
 
 from .. import config as config_mod
+from ..bytecode import caching_own_bytecode
 from ..config import DrConfig
 from ..errors import DrError
 from ..hooks import run_hooks
@@ -73,7 +74,9 @@ def dr_task(*args: Any, **kwargs: Any) -> Callable[[F], Any]:
         def wrapper(c: Context, *a: Any, **kw: Any) -> Any:
             _freeze_at_exit()
             try:
-                return fn(c, *a, **kw)
+                # The operation's modules load here, lazily: let them keep their .pyc.
+                with caching_own_bytecode():
+                    return fn(c, *a, **kw)
             except DrError as err:
                 raise Exit(f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: {err}", code=1) from None
             except OSError as err:
