@@ -31,7 +31,7 @@ from botocore.config import Config
 
 from dr_tasks.embedded import EmbeddedS3
 from tests.support.faultproxy import FaultProxy
-from tests.support.rgw import RgwServer, RgwUnavailable, install_allowed
+from tests.support.rgw import RgwServer, RgwUnavailable, ensure_packages, install_allowed
 
 INV = str(Path(sys.executable).with_name("inv"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -84,15 +84,29 @@ def moto2() -> Iterator[Server]:
         yield Server("moto2", url, "backup-key", "backup-secret")
 
 
+def _rgw_unavailable(err: RgwUnavailable) -> None:
+    """Fail under CI (RGW is part of the suite there), skip elsewhere, naming why."""
+    if IN_CI:
+        pytest.fail(f"Ceph RGW is mandatory under CI and could not start: {err}")
+    pytest.skip(f"Ceph RGW not available: {err}")
+
+
 @pytest.fixture(scope="session")
-def rgw_server() -> Iterator[Server]:
+def ceph_packages() -> None:
+    """Debian's Ceph packages, installed when missing and allowed (tests/support/rgw.py)."""
+    try:
+        ensure_packages(install_allowed())
+    except RgwUnavailable as err:
+        _rgw_unavailable(err)
+
+
+@pytest.fixture(scope="session")
+def rgw_server(ceph_packages: None) -> Iterator[Server]:
     rgw = RgwServer(ssl=True)
     try:
-        rgw.start(allow_apt=install_allowed())
+        rgw.start(allow_apt=False)  # ceph_packages installed them
     except RgwUnavailable as err:
-        if IN_CI:
-            pytest.fail(f"Ceph RGW is mandatory under CI and could not start: {err}")
-        pytest.skip(f"Ceph RGW not available: {err}")
+        _rgw_unavailable(err)
     yield Server("rgw", rgw.endpoint, rgw.access_key, rgw.secret_key, rgw.ca_bundle, rgw.https_endpoint)
     rgw.stop()
 

@@ -9,7 +9,6 @@ skipped, never as failures; the full comparison is `inv bench` (bench/README.md)
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,21 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.rgw import RgwUnavailable, ensure_packages, install_allowed
-
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "bench" / "out" / "smoke"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 pytestmark = [pytest.mark.rgw, pytest.mark.timeout(240)]
 
 
-def test_bench_quick_reports_ours_correct_on_moto_and_rgw() -> None:
-    if not IN_CI:
-        try:
-            ensure_packages(install_allowed())
-        except RgwUnavailable as err:
-            pytest.skip(f"Ceph RGW not available: {err}")
+def test_bench_quick_reports_ours_correct_on_moto_and_rgw(ceph_packages: None) -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     # Ours and the boto3 floor only: each peer run would add ~25 s on 2 shared cores, and the
     # smoke exists so the harness cannot rot, not to compare (that is `inv bench`).
