@@ -112,6 +112,19 @@ def test_without_apply_prints_the_plan_and_refuses_with_the_command(server, buck
     assert (repo.index_bytes(), bucket_state(server, bucket), local_tree(repo.path)) == before
 
 
+def test_the_index_stays_preserved_when_preserve_lists_something_else(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    row, _ = seeded_with_snapshot(repo)
+    damage(repo)
+    repo.write_config(preserve=["state/skills/beta/**"])
+    j = repo.run("dr.rollback", row["id"], "--json")
+    assert_clean_refusal(j, "not applied")
+    plan = json.loads(j.stdout)
+    # An old index copied back would drop the rows written since the snapshot.
+    assert INDEX_KEY in [i["key"] for i in plan["preserved"]]
+    assert all(i["key"] != INDEX_KEY for i in plan["copy"] + plan["delete"])
+
+
 def test_plan_caps_names_and_json_lists_them_all(moto_server, make_repo):
     bucket = new_bucket(moto_server)
     repo = make_repo(moto_server, bucket)
