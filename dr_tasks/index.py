@@ -3,6 +3,10 @@
 One JSON object a line. Appends are whole lines, flushed and fsynced; nothing
 here ever rewrites or truncates the file. A torn or garbled line is reported by
 its line number and the good rows around it are kept.
+
+Rows are parsed once, here: a row of a known kind whose fields have the wrong
+types (an `id` that is a list, a count that is a string) is a bad line like a
+torn one, so no reader downstream ever meets a field of an unexpected type.
 """
 
 from __future__ import annotations
@@ -18,6 +22,90 @@ from .errors import DrError
 
 VERSION = 1
 KINDS = ("snapshot", "rollback", "cross-region-backup", "prune", "pin")
+
+# The type each field of a known kind must have when present; `id` is required
+# of every known kind. "str?" and the like also allow null (older rows and
+# "unknown" values). Unknown kinds (a newer tool's) are kept as they are.
+_COMMON = {"id": "str", "ts": "str", "v": "int"}
+SCHEMA: dict[str, dict[str, str]] = {
+    "snapshot": {
+        "label": "str",
+        "bucket": "str",
+        "source": "str",
+        "dest": "str",
+        "objects": "int",
+        "bytes": "int",
+        "manifest": "str",
+        "versioned": "bool?",
+        "reindexed": "bool",
+    },
+    "rollback": {
+        "snapshot": "str",
+        "label": "str",
+        "safety_snapshot": "str",
+        "interrupted_safety_snapshots": "list[str]",
+        "bucket": "str",
+        "versioned": "bool?",
+        "copied": "int",
+        "deleted": "int",
+        "unchanged": "int",
+        "preserved": "int",
+        "bytes": "int",
+    },
+    "cross-region-backup": {
+        "source": "str?",
+        "dest_bucket": "str",
+        "dest": "str?",
+        "objects": "int",
+        "copied": "int",
+        "skipped": "int",
+        "deleted": "int",
+        "bytes": "int",
+        "failed": "int",
+        "partial": "bool",
+        "mirror": "bool",
+    },
+    "prune": {"bucket": "str", "deleted": "list[str]", "orphans": "list[str]", "kept": "list[str]", "objects": "int"},
+    "pin": {"pinned": "bool", "by": "str?", "reason": "str?", "reindexed": "bool"},
+    "drill": {"snapshot": "str?", "objects": "int", "bytes": "int", "ok": "bool"},
+    "lock-break": {"bucket": "str", "key": "str", "operation": "str", "by": "str", "reason": "str"},
+}
+_REQUIRED = ("id",)
+
+
+def _is(value: Any, spec: str) -> bool:
+    if spec.endswith("?"):
+        return value is None or _is(value, spec[:-1])
+    if spec == "str":
+        return isinstance(value, str)
+    if spec == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if spec == "bool":
+        return isinstance(value, bool)
+    if spec == "list[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    raise AssertionError(spec)
+
+
+_SPOKEN = {"str": "a string", "int": "a whole number", "bool": "true or false", "list[str]": "a list of strings"}
+
+
+def row_problem(row: dict[str, Any]) -> str | None:
+    """Why a parsed row of a known kind cannot be used, or None when every field has its type."""
+    kind = row.get("kind")
+    if not isinstance(kind, str):
+        return "its kind is not a string"
+    fields = SCHEMA.get(kind)
+    if fields is None:
+        return None
+    for name in _REQUIRED:
+        if name not in row:
+            return f"a {kind} row without {name!r}"
+    for name, spec in {**_COMMON, **fields}.items():
+        if name in row and not _is(row[name], spec):
+            want = _SPOKEN[spec.rstrip("?")] + (" or null" if spec.endswith("?") else "")
+            return f"{kind} row field {name!r} is {type(row[name]).__name__}, not {want}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -47,6 +135,18 @@ class IndexRead:
             if r.get("kind") == kind and r.get("id") == row_id:
                 return r
         return None
+
+    def bad_summary(self, shown: int = 3) -> str | None:
+        """One line naming the bad lines by number (every reader warns with it), or None."""
+        if not self.bad:
+            return None
+        more = f" and {len(self.bad) - shown} more" if len(self.bad) > shown else ""
+        return (
+            f"the index has {len(self.bad)} unreadable line(s), skipped: "
+            + "; ".join(b.describe() for b in self.bad[:shown])
+            + more
+            + " (`inv dr.list` names them all; the file is never rewritten)"
+        )
 
 
 def utc_now() -> datetime:
@@ -89,6 +189,10 @@ class Index:
                 continue
             if not isinstance(row, dict) or "kind" not in row:
                 result.bad.append(BadLine(lineno, line[:200], "not an index row"))
+                continue
+            problem = row_problem(row)
+            if problem is not None:
+                result.bad.append(BadLine(lineno, line[:200], problem))
                 continue
             result.rows.append(row)
         if result.torn_tail and not any(b.lineno == text.count("\n") + 1 for b in result.bad):

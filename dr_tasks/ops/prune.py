@@ -198,6 +198,7 @@ class PruneResult:
     objects_deleted: int = 0
     row: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def keep(self) -> list[Decision]:
@@ -219,6 +220,7 @@ class PruneResult:
             "foreign": self.foreign,
             "objects_deleted": self.objects_deleted,
             "row": self.row,
+            "warnings": self.warnings,
         }
 
 
@@ -256,7 +258,11 @@ def plan_prune(cfg: DrConfig, rules: KeepRules, *, s3: S3 | None = None, now: da
     orphans.extend(_pruned_without_row(cfg, s3, read, set(manifests), set(orphans) | set(recent)))
     pinned = {i for i, on in index_pins(read).items() if on} | set(list_pin_markers(cfg, s3))
     decisions = decide([(i, ts, label) for i, (ts, label) in manifests.items()], rules, pinned)
-    return PruneResult(cfg.bucket, rules, decisions, sorted(orphans), sorted(recent), sorted(foreign))
+    result = PruneResult(cfg.bucket, rules, decisions, sorted(orphans), sorted(recent), sorted(foreign))
+    bad = read.bad_summary()
+    if bad:
+        result.warnings.append(bad)
+    return result
 
 
 def _pruned_without_row(cfg: DrConfig, s3: S3, read: IndexRead, manifests: set[str], seen: set[str]) -> list[str]:

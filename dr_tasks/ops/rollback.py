@@ -155,6 +155,7 @@ class RollbackPlan:
     preserved: list[PlanItem] = field(default_factory=list)
     # The snapshot-dir object each copy reads from, by plan key (not in to_dict).
     sources: dict[str, ObjectVersion] = field(default_factory=dict, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> int:
@@ -195,6 +196,7 @@ class RollbackPlan:
             "delete": [i.to_dict() for i in self.delete],
             "unchanged": [i.to_dict() for i in self.unchanged],
             "preserved": [i.to_dict() for i in self.preserved],
+            "warnings": list(self.warnings),
             "needs_allow_unversioned": self.needs_allow_unversioned,
             "apply_command": self.apply_command(),
         }
@@ -360,7 +362,14 @@ def plan_rollback(
     row = find_snapshot(cfg, snap_id)
     label = label_of(row, snap_id)
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
-    return _plan(cfg, s3, snap_id, label, row, progress)
+    plan = _plan(cfg, s3, snap_id, label, row, progress)
+    plan.warnings.extend(_index_warnings(cfg))
+    return plan
+
+
+def _index_warnings(cfg: DrConfig) -> list[str]:
+    bad = Index(cfg.index_path).read().bad_summary()
+    return [bad] if bad else []
 
 
 # ---------------------------------------------------------------------- apply
@@ -478,7 +487,7 @@ def apply_rollback(
             f"in s3://{cfg.bucket}; nothing was changed",
             "turn versioning on first (`inv dr.versioning --enable`), or accept it: " + plan.apply_command(),
         )
-    warnings: list[str] = []
+    warnings: list[str] = _index_warnings(cfg)
     if not plan.versioned:
         warnings.append(UNVERSIONED_LOUD)
 

@@ -114,6 +114,7 @@ def prune(
     if apply:
         hooks(c, cfg, "pre", "prune")
     result = run_prune(cfg, rules, apply=apply, break_lock=break_lock, notify=lease_notify)
+    render.warn(result.warnings)
     if json_:
         render.print_json(result.to_dict())
     else:

@@ -85,6 +85,7 @@ def rollback(
             render.print_json(data)
         else:
             render.lines(plan_lines(plan))
+        render.warn(plan.warnings)
         if plan.needs_allow_unversioned:
             render.warn([UNVERSIONED_LOUD])
         if plan.changes:

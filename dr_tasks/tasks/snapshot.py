@@ -77,6 +77,7 @@ def show(c: Context, id: str, json_: bool = False) -> None:
     from ..ops.catalog import show_snapshot
 
     result = show_snapshot(load_config(c), id)
+    render.warn(b.describe() for b in result.bad_lines)
     if json_:
         render.print_json(result.to_dict())
         return
