@@ -11,8 +11,10 @@ torn one, so no reader downstream ever meets a field of an unexpected type.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -106,6 +108,22 @@ def row_problem(row: dict[str, Any]) -> str | None:
             want = _SPOKEN[spec.rstrip("?")] + (" or null" if spec.endswith("?") else "")
             return f"{kind} row field {name!r} is {type(row[name]).__name__}, not {want}"
     return None
+
+
+# What a pre-flight check leaves for one row: rows are a few hundred bytes.
+ROW_ROOM = 4096
+
+
+class IndexWriteError(DrError):
+    """An append failed; `left` says what of the row stayed in the file (None: nothing)."""
+
+    def __init__(self, path: Path, reason: str, left: str | None) -> None:
+        super().__init__(
+            f"cannot append to the index {path}: {reason}" + (f"; {left}" if left else ""),
+            "free disk space or fix the file's permissions and limits, then run again",
+        )
+        self.reason = reason
+        self.left = left
 
 
 @dataclass(frozen=True)
@@ -202,28 +220,82 @@ class Index:
         return result
 
     def append(self, row: dict[str, Any]) -> None:
-        """Append one row as one whole line, flushed and fsynced."""
+        """Append one row as one whole line, flushed and fsynced; on failure no part of it stays."""
         line = {"v": VERSION, **row}
         payload = json.dumps(line, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
         if "\n" in payload:
             raise DrError("refusing to write an index row that spans lines", "this is a bug; report it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Terminating a torn tail keeps it (still reported on read) rather
+        # than gluing our row onto it.
+        data = (("\n" if self._needs_newline() else "") + payload + "\n").encode("utf-8")
         # O_APPEND: concurrent appenders never interleave within a line.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as fh:
-                prefix = "\n" if self._needs_newline() else ""
-                # Terminating a torn tail keeps it (still reported on read)
-                # rather than gluing our row onto it.
-                # One write of the whole line: the payload is already the
-                # compact JSON a JSON Lines writer would produce.
-                fh.write(prefix + payload + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as err:
-            raise DrError(
-                f"cannot append to the index {self.path}: {err.strerror}", "check disk space and permissions"
-            ) from None
+            raise IndexWriteError(self.path, err.strerror or str(err), None) from None
+        try:
+            start = os.fstat(fd).st_size
+            written = 0
+            try:
+                # A full disk or a file size limit (ulimit -f) can take part of a line.
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            except OSError as err:
+                raise IndexWriteError(
+                    self.path, err.strerror or str(err), self._take_back(fd, start, written)
+                ) from None
+        finally:
+            os.close(fd)
+
+    def _take_back(self, fd: int, start: int, written: int) -> str | None:
+        """Remove the part of our line that did get written; None when none is left, else what is."""
+        if written == 0:
+            return None
+        try:
+            # Only our own bytes: another appender's line after them is never cut.
+            if os.fstat(fd).st_size == start + written:
+                os.ftruncate(fd, start)
+                os.fsync(fd)
+                return None
+        except OSError:
+            pass
+        return f"a partial line of {written} bytes is left at byte {start} (it reads as a torn line)"
+
+    def check_writable(self, room: int = ROW_ROOM) -> None:
+        """Raise IndexWriteError now, before any change, when a row of `room` bytes could not be appended.
+
+        Catches what can be known without writing: a file or directory that
+        cannot be opened for writing (read-only, immutable, permissions), a
+        full disk, and a file size limit (`ulimit -f`) the row would pass.
+        """
+        try:
+            if self.path.exists():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND))
+                size = self.path.stat().st_size
+            else:
+                size = 0
+                parent = self.path.parent
+                while not parent.exists():
+                    parent = parent.parent
+                if not os.access(parent, os.W_OK):
+                    raise PermissionError(errno.EACCES, f"{parent} is not writable")
+            where = self.path if self.path.exists() else self.path.parent
+            while not where.exists():
+                where = where.parent
+            fs = os.statvfs(where)
+        except OSError as err:
+            raise IndexWriteError(self.path, err.strerror or str(err), None) from None
+        if fs.f_bavail * fs.f_frsize < room:
+            raise IndexWriteError(
+                self.path, f"{os.strerror(errno.ENOSPC)} ({fs.f_bavail * fs.f_frsize} bytes free)", None
+            )
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and size + room > limit:
+            raise IndexWriteError(
+                self.path, f"it is {size} bytes and this process may write files of at most {limit} (ulimit -f)", None
+            )
 
     def _needs_newline(self) -> bool:
         try:

@@ -33,7 +33,7 @@ import pathspec
 from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
-from ..index import Index, iso, utc_now
+from ..index import Index, IndexWriteError, iso, utc_now
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
@@ -493,6 +493,12 @@ def apply_rollback(
 
     safety = safety_label(label)
     interrupted = _interrupted_safety(cfg, safety, plan.snapshot_ts)
+    # A rollback whose row cannot be written is one nobody can see: find out
+    # before the safety snapshot and the first change, not after.
+    try:
+        Index(cfg.index_path).check_writable()
+    except IndexWriteError as err:
+        raise DrError(f"{err.message}; live was not touched and no safety snapshot was taken", err.hint) from None
     # The undo point: live exactly as it is before the first change.
     try:
         safety_id = _take_safety(cfg, s3, safety, progress)
@@ -559,5 +565,15 @@ def apply_rollback(
         )
     result.seconds = round(time.monotonic() - started, 3)
     # The commit point, last of all.
-    Index(cfg.index_path).append(result.row())
+    try:
+        Index(cfg.index_path).append(result.row())
+    except IndexWriteError as err:
+        raise DrError(
+            f"live WAS rolled back to {snap_id} ({result.copied} copied back, {result.deleted} deleted), but the "
+            f"rollback row could not be appended to {cfg.index}: {err.reason}; "
+            + (err.left or "no part of the row was left in the index")
+            + f"; safety snapshot {safety_id} holds live as it was before",
+            f"undo with `{undo}`; or keep it and, once the index is writable, run the same command again: it "
+            "changes nothing more and records the rollback",
+        ) from None
     return result

@@ -19,7 +19,7 @@ from typing import Any
 from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
-from ..index import Index, IndexRead, iso, utc_now
+from ..index import Index, IndexRead, IndexWriteError, iso, utc_now
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
 
@@ -224,6 +224,10 @@ def take_snapshot(
     snap_id, ts, versioned, objects, existing = plan.id, plan.ts, plan.versioned, plan.objects, plan.existing
     mkey = manifest_key(cfg, snap_id)
     dest_dir = snapshot_dir(cfg, snap_id)
+    try:
+        Index(cfg.index_path).check_writable()
+    except IndexWriteError as err:
+        raise DrError(f"snapshot {snap_id} not taken: {err.message}; nothing was copied", err.hint) from None
 
     progress.start(f"copying {len(objects)} objects to {dest_dir}", total=len(objects))
     try:
@@ -264,7 +268,14 @@ def take_snapshot(
             "the index has unreadable lines (" + "; ".join(b.describe() for b in existing.bad[:3]) + "); "
             "they were kept as they are"
         )
-    Index(cfg.index_path).append(result.row())
+    try:
+        Index(cfg.index_path).append(result.row())
+    except IndexWriteError as err:
+        raise DrError(
+            f"snapshot {snap_id} is complete in the bucket (manifest s3://{cfg.bucket}/{mkey}) but its row could "
+            f"not be appended to {cfg.index}: {err.reason}" + (f"; {err.left}" if err.left else ""),
+            "once the index is writable, `inv dr.reindex --apply` records it from its manifest",
+        ) from None
     return result
 
 

@@ -6,11 +6,15 @@ Each test runs the real `inv` in a scratch host repo against moto and Ceph RGW.
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
+import time
 from typing import Any
 
 import pytest
 
-from tests.conftest import HostRepo, assert_clean_refusal
+from tests.conftest import INV, SAMPLE_FILES, HostRepo, assert_clean_refusal, bucket_state
+from tests.support.faultproxy import Rule
 
 INDEX_KEY = "state/log/snapshots.ndjson"
 
@@ -57,3 +61,81 @@ def test_a_row_with_wrong_types_is_a_reported_bad_line_for_every_reader(server, 
     assert json.loads(r.stdout).get("interrupted_safety_snapshots", []) == []
     # The bad line stays as it was: the index is never rewritten.
     assert bad in repo.index_bytes().decode().splitlines()
+
+
+# ---------------------------------------------------------------------- item 10: the row cannot be written
+def run_limited(repo: HostRepo, limit: int, *args: str) -> subprocess.Popen[str]:
+    """`inv <args>` that may write files of at most `limit` bytes (ulimit -f), as a full disk would stop it."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.Popen(
+        [INV, *args],
+        cwd=repo.path,
+        env=repo.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=cap,
+    )
+
+
+def test_an_index_that_cannot_take_a_row_refuses_the_rollback_before_any_change(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    row = snapshot(repo, "good")
+    repo.server.client().put_object(Bucket=bucket, Key="state/skills/alpha/a.txt", Body=b"bad edit\n")
+    before, index_before = bucket_state(server, bucket), repo.index_bytes()
+
+    proc = run_limited(repo, len(index_before) + 10, "dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    out, err = proc.communicate(timeout=120)
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    assert_clean_refusal(r, "cannot append to the index", "ulimit -f", "live was not touched")
+    assert bucket_state(server, bucket) == before
+    assert repo.index_bytes() == index_before
+
+
+def test_a_rollback_whose_row_cannot_be_written_says_live_was_rolled_back_and_how_to_undo(
+    server, bucket, make_repo, fault_proxy
+):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url, prefix="live/", concurrency=1)
+    repo.seed()
+    row = snapshot(repo, "good")
+    c = repo.server.client()
+    c.put_object(Bucket=bucket, Key="live/state/skills/alpha/a.txt", Body=b"bad edit\n")
+    c.put_object(Bucket=bucket, Key="live/state/skills/alpha/added.txt", Body=b"added\n")
+    limit = 64 * 1024
+    # The rollback's copy back to live is slowed, so the disk "fills up" while it runs.
+    slow = fault_proxy.add(Rule(op="CopyObject", key="live/state/", fault=None, times=-1, delay=1.5))
+    proc = run_limited(repo, limit, "dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    deadline = time.monotonic() + 60
+    while slow.matched < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert slow.matched >= 1 and proc.poll() is None
+    safety = [x for x in repo.index_rows() if x["kind"] == "snapshot"][-1]
+    assert safety["label"] == "pre-rollback-good"
+    # Room for 100 bytes more: the rollback row gets cut part-way.
+    filler = '{"v":1,"kind":"note","id":"filler","pad":"'
+    size = len(repo.index_bytes())
+    append_lines(repo, filler + "x" * (limit - 100 - size - len(filler) - 3) + '"}')
+    index_full = repo.index_bytes()
+    assert len(index_full) == limit - 100
+    out, err = proc.communicate(timeout=120)
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    assert_clean_refusal(r, f"live WAS rolled back to {row['id']}", f"safety snapshot {safety['id']}")
+    assert f"inv dr.rollback {safety['id']} --apply --confirm-label=pre-rollback-good" in r.stderr
+    assert "no part of the row was left in the index" in r.stderr
+    assert repo.index_bytes() == index_full  # no half row as the last line
+    assert c.get_object(Bucket=bucket, Key="live/state/skills/alpha/a.txt")["Body"].read() == SAMPLE_FILES[
+        "state/skills/alpha/a.txt"
+    ]
+
+    # Once there is room: the same command records the rollback and changes nothing more.
+    fault_proxy.clear()
+    again = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good", "--json")
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert (result["copied"], result["deleted"]) == (0, 0)
+    assert result["interrupted_safety_snapshots"] == [safety["id"]]
