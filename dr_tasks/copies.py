@@ -39,13 +39,19 @@ def copy_versions(
     failed: list[Failure[T]] = []
     if bulk is not None and small:
         jobs = (ServerCopyJob(it, bucket, it[1].key, it[1].version_id, bucket, it[2]) for it in small)
-        for job, err in bulk.copy_versions(jobs):
-            progress.advance()
-            tag, src, _ = job.tag
-            if err is None:
-                done.append((tag, src.size))
-            else:
-                failed.append(Failure(tag, err))
+        outcomes = bulk.copy_versions(jobs)
+        try:
+            for job, err in outcomes:
+                progress.advance()
+                tag, src, _ = job.tag
+                if err is None:
+                    done.append((tag, src.size))
+                else:
+                    failed.append(Failure(tag, err))
+        finally:
+            # Now, not when garbage is collected: an interrupted run waits for
+            # its copies in flight before anything cleans up after them.
+            outcomes.close()
 
     def copy_one(item: tuple[T, ObjectVersion, str]) -> int:
         s3.copy(bucket, item[1], bucket, item[2])

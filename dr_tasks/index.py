@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DrError
+from .interrupt import shielded
 
 VERSION = 1
 KINDS = ("snapshot", "rollback", "cross-region-backup", "prune", "pin")
@@ -109,6 +110,10 @@ def row_problem(row: dict[str, Any]) -> str | None:
             return f"{kind} row field {name!r} is {type(row[name]).__name__}, not {want}"
     return None
 
+
+# "<kind> <id>" of every row this process appended: what a task interrupted by
+# a signal reports as already recorded.
+APPENDED: list[str] = []
 
 # What a pre-flight check leaves for one row: rows are a few hundred bytes.
 ROW_ROOM = 4096
@@ -229,6 +234,12 @@ class Index:
         # Terminating a torn tail keeps it (still reported on read) rather
         # than gluing our row onto it.
         data = (("\n" if self._needs_newline() else "") + payload + "\n").encode("utf-8")
+        # A signal waits until the line is whole (or taken back).
+        with shielded():
+            self._append(data)
+        APPENDED.append(f"{row.get('kind')} {row.get('id')}")
+
+    def _append(self, data: bytes) -> None:
         # O_APPEND: concurrent appenders never interleave within a line.
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -40,6 +40,7 @@ from typing import Any
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
 from ..index import Index, IndexRead, iso, parse_iso, utc_now
+from ..interrupt import Interrupted
 from ..lock import Notify, hold_lease
 from ..s3 import S3
 from .catalog import find_snapshot
@@ -342,6 +343,9 @@ def prune(
                 errors = s3.delete_keys(cfg.bucket, count(_keys_under(s3, cfg.bucket, dirs)))
         except DrError as err:
             raise DrError(f"prune failed: {err.message}; no prune row was written", again) from None
+        except Interrupted as sig:
+            sig.notes.append(f"prune stopped part-way, no prune row was written: {again}")
+            raise
         if errors:
             shown = ", ".join(str(e.key) for e in errors[:5]) + (" ..." if len(errors) > 5 else "")
             raise DrError(

@@ -34,6 +34,7 @@ from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexWriteError, iso, utc_now
+from ..interrupt import Interrupted
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
@@ -502,6 +503,9 @@ def apply_rollback(
     # The undo point: live exactly as it is before the first change.
     try:
         safety_id = _take_safety(cfg, s3, safety, progress)
+    except Interrupted as sig:
+        sig.notes.append("live was not touched")
+        raise
     except DrError as err:
         raise DrError(
             f"the pre-rollback safety snapshot failed, so live was not touched: {err.message}", err.hint
@@ -515,20 +519,27 @@ def apply_rollback(
         return len(keys)
 
     failures: list[str] = []
-    progress.start(f"copying {len(plan.copy)} objects back from snapshot {snap_id}", total=len(plan.copy))
     try:
-        pairs = [(i, plan.sources[i.key], cfg.key_for(i.key)) for i in plan.copy]
-        _, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
-    finally:
-        progress.stop()
-    failures += [f"copy {f.item.key}: {f.error.message}" for f in failed]
-    batches = _chunks([cfg.key_for(i.key) for i in plan.delete], _DELETE_BATCH)
-    progress.start(f"deleting {len(plan.delete)} keys the snapshot lacks", total=len(batches))
-    try:
-        _, failed_batches = run_parallel(delete_batch, batches, cfg.concurrency, progress)
-    finally:
-        progress.stop()
-    failures += [f"delete {f.item[0]}...: {f.error.message}" for f in failed_batches]
+        progress.start(f"copying {len(plan.copy)} objects back from snapshot {snap_id}", total=len(plan.copy))
+        try:
+            pairs = [(i, plan.sources[i.key], cfg.key_for(i.key)) for i in plan.copy]
+            _, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
+        finally:
+            progress.stop()
+        failures += [f"copy {f.item.key}: {f.error.message}" for f in failed]
+        batches = _chunks([cfg.key_for(i.key) for i in plan.delete], _DELETE_BATCH)
+        progress.start(f"deleting {len(plan.delete)} keys the snapshot lacks", total=len(batches))
+        try:
+            _, failed_batches = run_parallel(delete_batch, batches, cfg.concurrency, progress)
+        finally:
+            progress.stop()
+        failures += [f"delete {f.item[0]}...: {f.error.message}" for f in failed_batches]
+    except Interrupted as sig:
+        sig.notes.append(
+            f"live is partly rolled back to {snap_id} and no rollback row was written; safety snapshot {safety_id} "
+            f"holds live as it was before: run the same command again (it converges) or undo with `{undo}`"
+        )
+        raise
     if failures:
         raise DrError(
             f"rollback to {snap_id} failed part-way: {len(failures)} operations failed ({failures[0]}"

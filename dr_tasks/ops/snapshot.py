@@ -20,6 +20,7 @@ from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexRead, IndexWriteError, iso, utc_now
+from ..interrupt import Interrupted, shielded
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
 
@@ -233,6 +234,9 @@ def take_snapshot(
     try:
         pairs = [(o, o, dest_dir + cfg.rel_for(o.key)) for o in objects]
         done, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
+    except Interrupted as sig:
+        sig.notes.append(_remove_interrupted(cfg, s3, snap_id))
+        raise
     finally:
         progress.stop()
     if failed:
@@ -247,7 +251,11 @@ def take_snapshot(
         )
 
     manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects)
-    s3.put_bytes(cfg.bucket, mkey, json.dumps(manifest, separators=(",", ":")).encode(), "application/json")
+    try:
+        s3.put_bytes(cfg.bucket, mkey, json.dumps(manifest, separators=(",", ":")).encode(), "application/json")
+    except Interrupted as sig:
+        sig.notes.append(_remove_interrupted(cfg, s3, snap_id))
+        raise
     result = SnapshotResult(
         id=snap_id,
         label=plan.label,
@@ -277,6 +285,34 @@ def take_snapshot(
             "once the index is writable, `inv dr.reindex --apply` records it from its manifest",
         ) from None
     return result
+
+
+def _remove_interrupted(cfg: DrConfig, s3: S3, snap_id: str) -> str:
+    """What a failed snapshot does, after a signal: remove its manifest and copies; say what is left."""
+    dest_dir = snapshot_dir(cfg, snap_id)
+    where = f"s3://{cfg.bucket}/{dest_dir}"
+    mkey = manifest_key(cfg, snap_id)
+    # A second signal must not cut the cleanup short.
+    with shielded():
+        try:
+            # By version id: the copies were ours alone, and leave no delete markers behind.
+            ours = [
+                (v.key, v.version_id)
+                for v in s3.iter_versions(cfg.bucket, cfg.snapshot_prefix + snap_id)
+                if v.key.startswith(dest_dir) or v.key == mkey
+            ]
+            errors = s3.delete_versions(cfg.bucket, ours)
+        except DrError as err:
+            return (
+                f"snapshot {snap_id} not taken, no index row was written; its copies under {where} could not be "
+                f"removed ({err.message}): `inv dr.prune --apply` removes them after 24 h"
+            )
+    if errors:
+        return (
+            f"snapshot {snap_id} not taken, no index row was written; {len(errors)} of its {len(ours)} objects "
+            f"are left under {where} (`inv dr.prune --apply` removes them after 24 h)"
+        )
+    return f"snapshot {snap_id} not taken: removed the {len(ours)} objects it had written under {where}, no index row"
 
 
 def load_manifest(cfg: DrConfig, s3: S3, snap_id: str) -> dict[str, Any]:

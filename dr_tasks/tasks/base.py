@@ -17,6 +17,7 @@ from ..bytecode import caching_own_bytecode
 from ..config import DrConfig
 from ..errors import DrError
 from ..hooks import run_hooks
+from ..interrupt import Interrupted, signals_raise
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,10 +74,22 @@ def dr_task(*args: Any, **kwargs: Any) -> Callable[[F], Any]:
         @functools.wraps(fn)
         def wrapper(c: Context, *a: Any, **kw: Any) -> Any:
             _freeze_at_exit()
+            from .. import index
+
+            rows_before = len(index.APPENDED)
             try:
                 # The operation's modules load here, lazily: let them keep their .pyc.
-                with caching_own_bytecode():
+                with caching_own_bytecode(), signals_raise():
                     return fn(c, *a, **kw)
+            except Interrupted as sig:
+                written = index.APPENDED[rows_before:]
+                notes = sig.notes or [
+                    f"it had written {', '.join(written)} to the index" if written else "no index row was written"
+                ]
+                raise Exit(
+                    f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: interrupted by {sig.name}: " + "; ".join(notes),
+                    code=sig.exit_code,
+                ) from None
             except DrError as err:
                 raise Exit(f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: {err}", code=1) from None
             except OSError as err:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import subprocess
 import time
 from typing import Any
@@ -139,3 +140,70 @@ def test_a_rollback_whose_row_cannot_be_written_says_live_was_rolled_back_and_ho
     result = json.loads(again.stdout)
     assert (result["copied"], result["deleted"]) == (0, 0)
     assert result["interrupted_safety_snapshots"] == [safety["id"]]
+
+
+# ---------------------------------------------------------------------- item 11: signals
+def many_files(n: int = 40) -> dict[str, bytes]:
+    return {f"state/skills/u{i % 4}/f{i:03d}.txt": f"file {i}\n".encode() for i in range(n)}
+
+
+def park_then_signal(proc: subprocess.Popen[str], rule: Rule, fault_proxy: Any, signum: int) -> tuple[str, str]:
+    """Wait until `rule` holds a request, send `signum`, then let the held request go; return (stdout, stderr)."""
+    deadline = time.monotonic() + 60
+    while rule.fired < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert rule.fired >= 1 and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    time.sleep(0.5)
+    fault_proxy.release()
+    return proc.communicate(timeout=120)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
+def test_a_signal_mid_snapshot_exits_with_its_code_says_so_and_removes_the_copies(
+    server, bucket, make_repo, fault_proxy, signum, code
+):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed(many_files())
+    before, index_before = bucket_state(server, bucket), repo.index_bytes()
+    held = fault_proxy.add(Rule(op="CopyObject", fault="hold", skip=10, times=1))
+    proc = repo.spawn("dr.snapshot", "--label=nightly")
+    out, err = park_then_signal(proc, held, fault_proxy, signum)
+
+    assert proc.returncode == code, err
+    assert "Traceback" not in out + err
+    # (RGW adds its lease note: it ignores If-None-Match)
+    lines = [x for x in err.splitlines() if x.strip() and not x.startswith("note: this store ignores")]
+    assert len(lines) == 1, err
+    assert f"interrupted by {signal.Signals(signum).name}" in lines[0]
+    assert "not taken: removed the" in lines[0] and "no index row" in lines[0]
+    assert repo.index_bytes() == index_before
+    assert bucket_state(server, bucket) == before  # copies, manifest and lease all gone, no delete markers
+
+
+def test_sigint_mid_rollback_names_the_safety_snapshot_and_the_rerun_converges(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url, prefix="live/")
+    files = repo.seed(many_files(20))
+    row = snapshot(repo, "good")
+    c = repo.server.client()
+    for rel in list(files)[:12]:
+        c.put_object(Bucket=bucket, Key="live/" + rel, Body=b"bad change\n")
+    held = fault_proxy.add(Rule(op="CopyObject", key="live/state/", fault="hold", skip=3, times=1))
+    proc = repo.spawn("dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    out, err = park_then_signal(proc, held, fault_proxy, signal.SIGINT)
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in out + err
+    safety = [x for x in repo.index_rows() if x["kind"] == "snapshot"][-1]
+    assert safety["label"] == "pre-rollback-good"
+    assert "interrupted by SIGINT" in err and f"safety snapshot {safety['id']}" in err
+    assert "no rollback row was written" in err and f"inv dr.rollback {safety['id']} --apply" in err
+    assert [x["kind"] for x in repo.index_rows()] == ["snapshot", "snapshot"]
+
+    fault_proxy.clear()
+    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["interrupted_safety_snapshots"] == [safety["id"]]
+    for rel, data in files.items():
+        assert c.get_object(Bucket=bucket, Key="live/" + rel)["Body"].read() == data
