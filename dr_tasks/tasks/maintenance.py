@@ -32,13 +32,15 @@ def _program(task: str) -> str:
 
 # ---------------------------------------------------------------------- reindex
 @dr_task(
+    writes="apply",
     auto_shortflags=False,
     help={
         "apply": "append the missing rows (without it: list them and write nothing)",
+        "dry_run": "list them and write nothing, even with --apply (also: Invoke's --dry)",
         "json": "print the result as JSON",
     },
 )
-def reindex(c: Context, apply: bool = False, json_: bool = False) -> None:
+def reindex(c: Context, apply: bool = False, json_: bool = False, dry_run: bool = False) -> None:
     """Rebuild missing snapshot (and pin) rows of the index from the manifests in the bucket."""
     from ..ops.reindex import reindex as run_reindex
 
@@ -83,6 +85,7 @@ def reindex(c: Context, apply: bool = False, json_: bool = False) -> None:
 
 # ---------------------------------------------------------------------- prune
 @dr_task(
+    writes="apply",
     auto_shortflags=False,
     help={
         "keep_last": "keep the N newest snapshots",
@@ -90,6 +93,7 @@ def reindex(c: Context, apply: bool = False, json_: bool = False) -> None:
         "keep_weekly": "keep the newest snapshot of each of the last W ISO weeks that have snapshots",
         "keep_monthly": "keep the newest snapshot of each of the last M months that have snapshots",
         "apply": "delete what the plan says (without it: print the plan and delete nothing)",
+        "dry_run": "print the plan and delete nothing, even with --apply (also: Invoke's --dry)",
         "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
         "json": "print the plan (or the result) as JSON",
     },
@@ -103,6 +107,7 @@ def prune(
     apply: bool = False,
     break_lock: bool = False,
     json_: bool = False,
+    dry_run: bool = False,
 ) -> None:
     """Delete snapshots that no keep rule keeps (always keeps the newest and pinned ones); a dry run by default."""
     from ..ops.prune import KeepRules
@@ -157,6 +162,7 @@ def _print_prune(result: Any, snapshot_prefix: str) -> None:
 
 # ---------------------------------------------------------------------- pin
 @dr_task(
+    writes="always",
     auto_shortflags=False,
     help={
         "id": "snapshot id, as `dr.list` shows it",

@@ -10,11 +10,12 @@ from .base import dr_task, hooks, load_config
 
 # ---------------------------------------------------------------------- snapshot
 @dr_task(
+    writes="always",
     help={
         "label": "what this snapshot is for, e.g. pre-migration",
         "json": "print the index row as JSON",
         "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
-    }
+    },
 )
 def snapshot(c: Context, label: str, json_: bool = False, break_lock: bool = False) -> None:
     """Copy every live key, server-side, to <snapshot_prefix><id>/ and record it."""

@@ -129,9 +129,10 @@ def test_a_rollback_whose_row_cannot_be_written_says_live_was_rolled_back_and_ho
     assert f"inv dr.rollback {safety['id']} --apply --confirm-label=pre-rollback-good" in r.stderr
     assert "no part of the row was left in the index" in r.stderr
     assert repo.index_bytes() == index_full  # no half row as the last line
-    assert c.get_object(Bucket=bucket, Key="live/state/skills/alpha/a.txt")["Body"].read() == SAMPLE_FILES[
-        "state/skills/alpha/a.txt"
-    ]
+    assert (
+        c.get_object(Bucket=bucket, Key="live/state/skills/alpha/a.txt")["Body"].read()
+        == SAMPLE_FILES["state/skills/alpha/a.txt"]
+    )
 
     # Once there is room: the same command records the rollback and changes nothing more.
     fault_proxy.clear()
@@ -207,3 +208,47 @@ def test_sigint_mid_rollback_names_the_safety_snapshot_and_the_rerun_converges(s
     assert json.loads(r.stdout)["interrupted_safety_snapshots"] == [safety["id"]]
     for rel, data in files.items():
         assert c.get_object(Bucket=bucket, Key="live/" + rel)["Body"].read() == data
+
+
+# ---------------------------------------------------------------------- item 12: Invoke's dry mode
+def test_invokes_dry_mode_writes_nothing_to_the_bucket_or_the_index(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    first = snapshot(repo, "one")
+    snapshot_ids = [first["id"]]
+    for label in ("two", "three"):
+        time.sleep(1.0)
+        snapshot_ids.append(snapshot(repo, label)["id"])
+    before, index_before = bucket_state(server, bucket), repo.index_bytes()
+
+    # Commands with --apply show their plan instead.
+    for args in (
+        ["--dry", "dr.prune", "--keep-last=1", "--apply"],
+        ["dr.prune", "--keep-last=1", "--apply", "--dry-run"],
+        ["dr.prune", "--keep-last=1", "--apply", "-n"],
+    ):
+        r = repo.run(*args)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert "DELETE" in r.stdout and "dry run: nothing was deleted" in r.stdout, (args, r.stdout)
+        assert "nothing is written" in r.stderr, (args, r.stderr)
+    r = repo.run("--dry", "dr.rollback", first["id"], "--apply", "--confirm-label=one")
+    assert_clean_refusal(r, "not applied")
+    # Commands that always write refuse, in one line.
+    for args in (
+        ["--dry", "dr.snapshot", "--label=x"],
+        ["--dry", "dr.pin", snapshot_ids[0]],
+        ["--dry", "dr.versioning", "--enable"],
+    ):
+        r = repo.run(*args)
+        assert_clean_refusal(r, "--dry")
+        assert "nothing was done" in r.stderr
+    r = repo.run("dr.prune", "--keep-last=1", "--apply", "--dry-run", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["applied"] is False
+    assert bucket_state(server, bucket) == before
+    assert repo.index_bytes() == index_before
+
+    repo.index_path.write_bytes(b"")  # the index is lost: reindex has rows to append
+    for args in (["dr.reindex", "--apply", "-n"], ["--dry", "dr.reindex", "--apply"]):
+        r = repo.run(*args)
+        assert r.returncode == 0 and "dry run: nothing was written" in r.stdout, (args, r.stderr)
+        assert repo.index_bytes() == b""
