@@ -90,14 +90,34 @@ def list_pin_markers(cfg: DrConfig, s3: S3) -> dict[str, datetime]:
 
 
 def pruned_ids(read: IndexRead) -> set[str]:
-    """Snapshot ids that a `prune` row says are gone (for listings that hide them)."""
+    """Snapshot ids that a `prune` row says are gone (for listings that hide them).
+
+    In line order: a `snapshot` row after the prune row (what `dr.reindex`
+    appends for a pruned snapshot whose delete markers were removed) brings
+    that snapshot back.
+    """
     gone: set[str] = set()
-    for r in read.of_kind("prune"):
-        for k in ("deleted", "orphans"):
-            ids = r.get(k)
-            if isinstance(ids, list):
-                gone.update(i for i in ids if isinstance(i, str))
+    for r in read.rows:
+        if r.get("kind") == "prune":
+            for k in ("deleted", "orphans"):
+                ids = r.get(k)
+                if isinstance(ids, list):
+                    gone.update(i for i in ids if isinstance(i, str))
+        elif r.get("kind") == "snapshot" and isinstance(r.get("id"), str):
+            gone.discard(r["id"])
     return gone
+
+
+def undo_points(read: IndexRead) -> dict[str, str]:
+    """The newest rollback's safety snapshots (its printed undo command names one): never pruned."""
+    rollbacks = read.of_kind("rollback")
+    if not rollbacks:
+        return {}
+    last = rollbacks[-1]
+    keep = {i: f"before rollback {last['id']}" for i in last.get("interrupted_safety_snapshots") or []}
+    if isinstance(last.get("safety_snapshot"), str):
+        keep[last["safety_snapshot"]] = f"undo of rollback {last['id']}"
+    return keep
 
 
 # ---------------------------------------------------------------------- rules
@@ -156,8 +176,13 @@ def _buckets(ts: datetime) -> dict[str, str]:
     return {"daily": ts.strftime("%Y-%m-%d"), "weekly": f"{year}-W{week:02d}", "monthly": ts.strftime("%Y-%m")}
 
 
-def decide(snapshots: list[tuple[str, datetime, str]], rules: KeepRules, pinned: set[str]) -> list[Decision]:
-    """Keep/delete for each (id, ts, label), newest first. Pure: no I/O."""
+def decide(
+    snapshots: list[tuple[str, datetime, str]],
+    rules: KeepRules,
+    pinned: set[str],
+    also_keep: dict[str, str] | None = None,
+) -> list[Decision]:
+    """Keep/delete for each (id, ts, label), newest first; `also_keep` maps ids to why. Pure: no I/O."""
     ordered = sorted(snapshots, key=lambda s: (s[1], s[0]), reverse=True)
     out = [Decision(i, iso(ts), label, False) for i, ts, label in ordered]
     if not out:
@@ -179,6 +204,8 @@ def decide(snapshots: list[tuple[str, datetime, str]], rules: KeepRules, pinned:
     for d in out:
         if d.id in pinned:
             d.reasons.append("pinned")
+        if also_keep and d.id in also_keep:
+            d.reasons.append(also_keep[d.id])
         d.keep = bool(d.reasons)
     return out
 
@@ -258,7 +285,7 @@ def plan_prune(cfg: DrConfig, rules: KeepRules, *, s3: S3 | None = None, now: da
             (orphans if name in indexed or parsed[0] < cutoff else recent).append(name)
     orphans.extend(_pruned_without_row(cfg, s3, read, set(manifests), set(orphans) | set(recent)))
     pinned = {i for i, on in index_pins(read).items() if on} | set(list_pin_markers(cfg, s3))
-    decisions = decide([(i, ts, label) for i, (ts, label) in manifests.items()], rules, pinned)
+    decisions = decide([(i, ts, label) for i, (ts, label) in manifests.items()], rules, pinned, undo_points(read))
     result = PruneResult(cfg.bucket, rules, decisions, sorted(orphans), sorted(recent), sorted(foreign))
     bad = read.bad_summary()
     if bad:

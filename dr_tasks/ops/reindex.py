@@ -18,7 +18,7 @@ from ..config import DrConfig
 from ..errors import DrError
 from ..index import BadLine, Index, iso
 from ..s3 import S3
-from .prune import index_pins, list_pin_markers, parse_snapshot_id
+from .prune import index_pins, list_pin_markers, parse_snapshot_id, pruned_ids
 from .snapshot import MANIFEST_SUFFIX, manifest_key, snapshot_dir
 
 
@@ -87,12 +87,27 @@ def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Any) -> dict[str, A
     }
 
 
+def _check_unpruned(cfg: DrConfig, s3: S3, snap_id: str, manifest: dict[str, Any]) -> None:
+    """A pruned snapshot whose manifest is back counts only when every object it names is back too."""
+    base = snapshot_dir(cfg, snap_id)
+    present = {o.key for o in s3.iter_objects(cfg.bucket, base)}
+    missing = [o.get("key") for o in manifest["objects"] if f"{base}{o.get('key')}" not in present]
+    if missing:
+        raise DrError(
+            f"snapshot {snap_id} was pruned and its manifest is back, but {len(missing)} of its "
+            f"{len(manifest['objects'])} objects are still deleted (first: {str(missing[0])[:80]}); remove their "
+            f"delete markers under s3://{cfg.bucket}/{base} too, then run this again"
+        )
+
+
 def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> ReindexResult:
     """Find the snapshot (and pin) rows the index lacks; append them when `apply`."""
     index = Index(cfg.index_path)
     read = index.read()
-    # Only string ids: a garbage row may carry anything, even an unhashable mapping.
-    known = {r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)}
+    # A snapshot a prune row names is not known: if its manifest is back (the
+    # undo of a wrong prune), it gets a row again, which un-prunes it.
+    pruned = pruned_ids(read)
+    known = {r["id"] for r in read.of_kind("snapshot")} - pruned
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     _, objects = s3.list_prefixes(cfg.bucket, cfg.snapshot_prefix)
     result = ReindexResult(bucket=cfg.bucket, rows=[], present=0, bad_lines=read.bad)
@@ -114,7 +129,10 @@ def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> Rein
             result.problems.append(f"{where}: not valid JSON")
             continue
         try:
-            snapshots.append(row_from_manifest(cfg, snap_id, manifest))
+            row = row_from_manifest(cfg, snap_id, manifest)
+            if snap_id in pruned:
+                _check_unpruned(cfg, s3, snap_id, manifest)
+            snapshots.append(row)
         except DrError as err:
             result.problems.append(f"{where}: {err.message}")
     snapshots.sort(key=lambda r: (r["ts"], r["id"]))

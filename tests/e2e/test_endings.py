@@ -252,3 +252,91 @@ def test_invokes_dry_mode_writes_nothing_to_the_bucket_or_the_index(server, buck
         r = repo.run(*args)
         assert r.returncode == 0 and "dry run: nothing was written" in r.stdout, (args, r.stderr)
         assert repo.index_bytes() == b""
+
+
+# ---------------------------------------------------------------------- item 13: undoing a prune
+def remove_delete_markers(server: Any, bucket: str, prefix: str) -> int:
+    """The documented manual undo of a prune: delete the delete markers (by version id) under `prefix`."""
+    c = server.client()
+    markers = [
+        (d["Key"], d["VersionId"])
+        for page in c.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
+        for d in page.get("DeleteMarkers", [])
+        if d["IsLatest"]
+    ]
+    for key, vid in markers:
+        c.delete_object(Bucket=bucket, Key=key, VersionId=vid)
+    return len(markers)
+
+
+def test_the_documented_undo_of_a_prune_brings_the_snapshot_back_for_list_and_rollback(server, bucket, make_repo):
+    from dr_tasks import take_snapshot
+
+    from .test_reindex_prune import at
+
+    repo = make_repo(server, bucket)
+    files = repo.seed()
+    cfg = repo.cfg()
+    ids = [
+        take_snapshot(cfg, label, now=at(stamp)).id
+        for label, stamp in (("one", "2026-01-01 10:00"), ("two", "2026-01-02 10:00"))
+    ]
+    r = repo.run("dr.prune", "--keep-last=1", "--apply")
+    assert r.returncode == 0, r.stderr
+    assert ids[0] not in repo.run("dr.list").stdout
+
+    # The undo the docs give: remove the delete markers of its keys, then reindex.
+    assert remove_delete_markers(server, bucket, f"snapshots/{ids[0]}") == len(files) + 1
+    r = repo.run("dr.reindex", "--apply")
+    assert r.returncode == 0, r.stderr
+    assert f"+ snapshot {ids[0]}" in r.stdout
+    row = repo.index_rows()[-1]
+    assert row["kind"] == "snapshot" and row["id"] == ids[0] and row["reindexed"] is True
+    assert ids[0] in repo.run("dr.list").stdout
+    again = repo.run("dr.reindex", "--apply")
+    assert again.returncode == 0 and repo.index_rows()[-1] == row  # once only
+
+    repo.server.client().put_object(Bucket=bucket, Key="state/skills/alpha/a.txt", Body=b"bad edit\n")
+    r = repo.run("dr.rollback", ids[0], "--apply", "--confirm-label=one")
+    assert r.returncode == 0, r.stderr
+    got = repo.server.client().get_object(Bucket=bucket, Key="state/skills/alpha/a.txt")["Body"].read()
+    assert got == files["state/skills/alpha/a.txt"]
+
+
+def test_reindex_names_a_pruned_snapshot_brought_back_only_in_part(server, bucket, make_repo):
+    from dr_tasks import take_snapshot
+
+    from .test_reindex_prune import at
+
+    repo = make_repo(server, bucket)
+    repo.seed()
+    cfg = repo.cfg()
+    ids = [
+        take_snapshot(cfg, label, now=at(stamp)).id
+        for label, stamp in (("one", "2026-01-01 10:00"), ("two", "2026-01-02 10:00"))
+    ]
+    assert repo.run("dr.prune", "--keep-last=1", "--apply").returncode == 0
+    remove_delete_markers(server, bucket, f"snapshots/{ids[0]}.manifest.json")  # the manifest only
+    index_before = repo.index_bytes()
+    r = repo.run("dr.reindex", "--apply")
+    assert_clean_refusal(r, ids[0], "still deleted")
+    assert repo.index_bytes() == index_before
+
+
+def test_prune_keeps_the_newest_rollbacks_safety_snapshot(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    first = snapshot(repo, "good")
+    repo.server.client().put_object(Bucket=bucket, Key="state/skills/alpha/a.txt", Body=b"bad edit\n")
+    r = repo.run("dr.rollback", first["id"], "--apply", "--confirm-label=good", "--json")
+    assert r.returncode == 0, r.stderr
+    safety = json.loads(r.stdout)["safety_snapshot"]
+    time.sleep(1.0)
+    snapshot(repo, "nightly")
+
+    r = repo.run("dr.prune", "--keep-last=1", "--apply", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    kept = {d["id"]: d["reasons"] for d in result["keep"]}
+    assert safety in kept and any("undo of rollback" in x for x in kept[safety]), kept
+    assert first["id"] in [d["id"] for d in result["delete"]]
