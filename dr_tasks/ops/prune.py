@@ -39,7 +39,7 @@ from typing import Any
 
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
-from ..index import Index, IndexRead, iso, parse_iso, utc_now
+from ..index import Index, IndexRead, IndexWriteError, iso, parse_iso, utc_now
 from ..interrupt import Interrupted
 from ..lock import Notify, hold_lease
 from ..s3 import S3
@@ -348,6 +348,10 @@ def prune(
         if not doomed and not result.orphans:
             result.applied = True
             return result
+        try:
+            Index(cfg.index_path).check_writable()
+        except IndexWriteError as err:
+            raise DrError(f"{err.message}; nothing was deleted", err.hint) from None
         sp = cfg.snapshot_prefix
         # Manifests first: from here on these snapshots are incomplete, and
         # nothing restores from a snapshot without a manifest.

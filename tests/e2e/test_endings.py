@@ -143,6 +143,25 @@ def test_a_rollback_whose_row_cannot_be_written_says_live_was_rolled_back_and_ho
     assert result["interrupted_safety_snapshots"] == [safety["id"]]
 
 
+def test_a_prune_whose_row_cannot_be_written_deletes_nothing(server, bucket, make_repo):
+    from dr_tasks import take_snapshot
+
+    from .test_reindex_prune import at
+
+    repo = make_repo(server, bucket)
+    repo.seed()
+    cfg = repo.cfg()
+    for label, stamp in (("one", "2026-01-01 10:00"), ("two", "2026-01-02 10:00")):
+        take_snapshot(cfg, label, now=at(stamp))
+    before, index_before = bucket_state(server, bucket), repo.index_bytes()
+    proc = run_limited(repo, len(index_before) + 10, "dr.prune", "--keep-last=1", "--apply")
+    out, err = proc.communicate(timeout=120)
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    assert_clean_refusal(r, "cannot append to the index", "nothing was deleted")
+    assert bucket_state(server, bucket) == before
+    assert repo.index_bytes() == index_before
+
+
 # ---------------------------------------------------------------------- item 11: signals
 def many_files(n: int = 40) -> dict[str, bytes]:
     return {f"state/skills/u{i % 4}/f{i:03d}.txt": f"file {i}\n".encode() for i in range(n)}
