@@ -10,14 +10,16 @@ a row rebuilt here carries `"reindexed": true` so the audit trail shows it.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import DrConfig
 from ..errors import DrError
-from ..index import BadLine, Index, iso
-from ..s3 import S3
+from ..index import BadLine, Index, IndexWriteError, iso
+from ..lock import Notify, hold_lease
+from ..s3 import S3, ObjectVersion
 from .prune import index_pins, list_pin_markers, parse_snapshot_id, pruned_ids
 from .snapshot import MANIFEST_SUFFIX, manifest_key, snapshot_dir
 
@@ -147,5 +149,103 @@ def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> Rein
     if apply:
         for row in result.rows:
             index.append(row)
+        result.applied = True
+    return result
+
+
+# ---------------------------------------------------------------------- unprune
+@dataclass
+class UnpruneResult:
+    id: str
+    bucket: str
+    # The delete markers that hide the snapshot: (key, marker version id).
+    markers: list[tuple[str, str | None]]
+    row: dict[str, Any] | None = None
+    applied: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "bucket": self.bucket,
+            "applied": self.applied,
+            "markers": [{"key": k, "version_id": v} for k, v in self.markers],
+            "row": self.row,
+        }
+
+
+def _hiding_markers(cfg: DrConfig, s3: S3, snap_id: str) -> list[tuple[str, str | None]]:
+    """The delete markers on top of the snapshot's manifest and objects, or a DrError when bytes are gone."""
+    base, mkey = snapshot_dir(cfg, snap_id), manifest_key(cfg, snap_id)
+    by_key: dict[str, list[ObjectVersion]] = {}
+    for v in s3.iter_versions(cfg.bucket, cfg.snapshot_prefix + snap_id):
+        if v.key == mkey or v.key.startswith(base):
+            by_key.setdefault(v.key, []).append(v)
+    if mkey not in by_key:
+        raise DrError(
+            f"snapshot {snap_id} has no manifest in s3://{cfg.bucket}/{cfg.snapshot_prefix}, not even a deleted one",
+            "pick one from `inv dr.list --all`",
+        )
+    markers: list[tuple[str, str | None]] = []
+    lost: list[str] = []
+    for key, entries in by_key.items():
+        # Each key's entries come newest first: the markers on top hide the newest version below them.
+        top = list(itertools.takewhile(lambda e: e.is_delete_marker, entries))
+        if len(top) == len(entries):
+            lost.append(key)
+        markers += [(key, e.version_id) for e in top]
+    if lost:
+        raise DrError(
+            f"snapshot {snap_id} cannot be brought back: {len(lost)} of its keys have no version left under their "
+            f"delete markers (first: {lost[0][:120]}); the noncurrent-version rule (retention_days) expired them",
+            "bring it back from the cross-region backup (`inv dr.recover`)",
+        )
+    return markers
+
+
+def unprune(
+    cfg: DrConfig,
+    snap_id: str,
+    *,
+    apply: bool = False,
+    s3: S3 | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
+) -> UnpruneResult:
+    """Bring back a pruned snapshot: remove the delete markers that hide it, then append its row again."""
+    if parse_snapshot_id(snap_id) is None:
+        raise DrError(f"{snap_id[:80]!r} is not a snapshot id", "pick one from `inv dr.list --all`")
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    result = UnpruneResult(snap_id, cfg.bucket, _hiding_markers(cfg, s3, snap_id))
+
+    def listed() -> bool:
+        read = Index(cfg.index_path).read()
+        return read.find("snapshot", snap_id) is not None and snap_id not in pruned_ids(read)
+
+    if not result.markers and listed():
+        raise DrError(f"snapshot {snap_id} is not pruned: nothing to bring back", "see it with `inv dr.show`")
+    if not apply:
+        return result
+    with hold_lease(cfg, s3, "unprune", break_lock=break_lock, notify=notify):
+        try:
+            Index(cfg.index_path).check_writable()
+        except IndexWriteError as err:
+            raise DrError(f"{err.message}; nothing was changed", err.hint) from None
+        result.markers = _hiding_markers(cfg, s3, snap_id)
+        errors = s3.delete_versions(cfg.bucket, result.markers)
+        if errors:
+            raise DrError(
+                f"{len(errors)} of {len(result.markers)} delete markers could not be removed "
+                f"(first: {errors[0].message}); no row was written",
+                "run the same command again",
+            )
+        try:
+            manifest = json.loads(s3.get_bytes(cfg.bucket, manifest_key(cfg, snap_id)))
+        except ValueError:
+            raise DrError(f"the manifest of snapshot {snap_id} is not valid JSON; no row was written") from None
+        row = row_from_manifest(cfg, snap_id, manifest)
+        _check_unpruned(cfg, s3, snap_id, manifest)
+        if not listed():
+            Index(cfg.index_path).append(row)
+            result.row = row
         result.applied = True
     return result

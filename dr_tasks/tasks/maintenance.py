@@ -187,4 +187,44 @@ def pin(c: Context, id: str, unpin: bool = False, reason: str = "", json_: bool 
     hooks(c, cfg, "post", "pin", result)
 
 
-TASKS = (reindex, prune, pin)
+# ---------------------------------------------------------------------- unprune
+@dr_task(
+    writes="apply",
+    auto_shortflags=False,
+    help={
+        "id": "the pruned snapshot's id (`inv dr.list --all` shows pruned ones)",
+        "apply": "remove the delete markers and append its row (without it: list them and change nothing)",
+        "dry_run": "list them and change nothing, even with --apply (also: Invoke's --dry)",
+        "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
+        "json": "print the result as JSON",
+    },
+)
+def unprune(
+    c: Context, id: str, apply: bool = False, break_lock: bool = False, json_: bool = False, dry_run: bool = False
+) -> None:
+    """Bring back a pruned snapshot on a versioned bucket: remove the delete markers hiding it, append its row."""
+    from ..ops.reindex import unprune as run_unprune
+
+    cfg = load_config(c)
+    if apply:
+        hooks(c, cfg, "pre", "unprune")
+    result = run_unprune(cfg, id, apply=apply, break_lock=break_lock, notify=lease_notify)
+    if json_:
+        render.print_json(result.to_dict())
+    else:
+        out = render.stdout()
+        n = len(result.markers)
+        if result.applied:
+            out.print(
+                f"unpruned {result.id}: removed {n} delete markers"
+                + (f"; appended its row to {cfg.index}" if result.row else "; its row was already there"),
+                markup=False,
+            )
+        else:
+            out.print(f"snapshot {result.id}: {n} delete markers hide it in s3://{result.bucket}", markup=False)
+            out.print(f"dry run: nothing was changed; `{_program('unprune')} {result.id} --apply` brings it back")
+    if apply:
+        hooks(c, cfg, "post", "unprune", result)
+
+
+TASKS = (reindex, prune, pin, unprune)

@@ -359,3 +359,38 @@ def test_prune_keeps_the_newest_rollbacks_safety_snapshot(server, bucket, make_r
     kept = {d["id"]: d["reasons"] for d in result["keep"]}
     assert safety in kept and any("undo of rollback" in x for x in kept[safety]), kept
     assert first["id"] in [d["id"] for d in result["delete"]]
+
+
+def test_unprune_brings_a_pruned_snapshot_back_in_one_command(server, bucket, make_repo):
+    from dr_tasks import take_snapshot
+
+    from .test_reindex_prune import at
+
+    repo = make_repo(server, bucket)
+    files = repo.seed()
+    cfg = repo.cfg()
+    ids = [
+        take_snapshot(cfg, label, now=at(stamp)).id
+        for label, stamp in (("one", "2026-01-01 10:00"), ("two", "2026-01-02 10:00"))
+    ]
+    at_snapshots = bucket_state(server, bucket)
+    assert repo.run("dr.prune", "--keep-last=1", "--apply").returncode == 0
+    pruned, index_pruned = bucket_state(server, bucket), repo.index_bytes()
+
+    plan = repo.run("dr.unprune", ids[0])
+    assert plan.returncode == 0, plan.stderr
+    assert f"{len(files) + 1} delete markers hide it" in plan.stdout and "dry run: nothing was changed" in plan.stdout
+    assert (bucket_state(server, bucket), repo.index_bytes()) == (pruned, index_pruned)
+
+    r = repo.run("dr.unprune", ids[0], "--apply")
+    assert r.returncode == 0, r.stderr
+    assert f"unpruned {ids[0]}: removed {len(files) + 1} delete markers; appended its row" in r.stdout
+    assert bucket_state(server, bucket) == at_snapshots  # every marker gone, every version as before
+    assert ids[0] in repo.run("dr.list").stdout
+    again = repo.run("dr.unprune", ids[0], "--apply")
+    assert_clean_refusal(again, "is not pruned")
+
+    repo.server.client().put_object(Bucket=bucket, Key="state/skills/alpha/a.txt", Body=b"bad edit\n")
+    r = repo.run("dr.rollback", ids[0], "--apply", "--confirm-label=one")
+    assert r.returncode == 0, r.stderr
+    assert_clean_refusal(repo.run("dr.unprune", "2026-01-05T10:00:00Z-nope"), "has no manifest")
