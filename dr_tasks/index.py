@@ -1,7 +1,7 @@
 """`snapshots.ndjson`: the append-only index of DR events.
 
 One JSON object a line. Appends are whole lines, flushed and fsynced; nothing
-here ever rewrites or truncates the file. A torn or garbled line is reported by
+here ever rewrites the file (a failed append takes back only its own bytes). A torn or garbled line is reported by
 its line number and the good rows around it are kept.
 
 Rows are parsed once, here: a row of a known kind whose fields have the wrong
