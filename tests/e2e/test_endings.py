@@ -229,6 +229,31 @@ def test_sigint_mid_rollback_names_the_safety_snapshot_and_the_rerun_converges(s
         assert c.get_object(Bucket=bucket, Key="live/" + rel)["Body"].read() == data
 
 
+def test_sigint_mid_prune_says_no_row_was_written_and_the_rerun_finishes(server, bucket, make_repo, fault_proxy):
+    from dr_tasks import take_snapshot
+
+    from .test_reindex_prune import at
+
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    cfg = repo.cfg()
+    for label, stamp in (("one", "2026-01-01 10:00"), ("two", "2026-01-02 10:00"), ("three", "2026-01-03 10:00")):
+        take_snapshot(cfg, label, now=at(stamp))
+    index_before = repo.index_bytes()
+    held = fault_proxy.add(Rule(op="DeleteObjects", fault="hold", times=1))
+    proc = repo.spawn("dr.prune", "--keep-last=1", "--apply")
+    out, err = park_then_signal(proc, held, fault_proxy, signal.SIGINT)
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in out + err
+    assert "interrupted by SIGINT: prune stopped part-way, no prune row was written" in err
+    assert repo.index_bytes() == index_before
+    fault_proxy.clear()
+    r = repo.run("dr.prune", "--keep-last=1", "--apply", "--json")
+    assert r.returncode == 0, r.stderr
+    assert repo.index_rows()[-1]["kind"] == "prune"
+
+
 # ---------------------------------------------------------------------- item 12: Invoke's dry mode
 def test_invokes_dry_mode_writes_nothing_to_the_bucket_or_the_index(server, bucket, make_repo):
     repo = make_repo(server, bucket)
