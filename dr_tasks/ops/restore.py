@@ -105,6 +105,9 @@ class FileDiff:
     note: str | None = None
 
 
+SYMLINK_NOTE = "live is a symlink; not followed"
+
+
 @dataclass
 class DiffResult:
     """Live -> restored: `added` exist only in the restore, `removed` only live."""
@@ -117,6 +120,10 @@ class DiffResult:
     files: list[FileDiff] = field(default_factory=list)
     # Live files the guard would never push (outside SYNC_ALLOW or in SYNC_DENY): not compared.
     ignored_live: list[str] = field(default_factory=list)
+    # Live symlinks (files or directories; "" is the live dir itself): shown as
+    # links, never followed, so a link out of the repo never puts what it points
+    # at into the report.
+    live_symlinks: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -385,39 +392,65 @@ def _check_restore_dir(cfg: DrConfig, name: str) -> None:
 
 
 # ---------------------------------------------------------------------- diff
+# A live file swapped for a symlink after the walk is still not followed.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_live(path: Path) -> Any:
+    return os.fdopen(os.open(path, os.O_RDONLY | _NOFOLLOW), "rb")
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with _open_live(path) as fh:
         for chunk in iter(lambda: fh.read(1024 * 1024), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def _live_files(cfg: DrConfig, scope: Scope, guard: Guard) -> tuple[dict[str, Path], list[str]]:
-    """Live files under the scope's base dir, by name; and those the guard would never push."""
-    base_dir = cfg.root / scope.base if scope.base else cfg.root
+def _live_files(
+    cfg: DrConfig, scope: Scope, guard: Guard
+) -> tuple[dict[str, Path], list[str], dict[str, str]]:
+    """Live regular files under the scope's base dir, by name; those the guard would never push; symlinks.
+
+    Nothing is followed: a symlink (to a file or a directory, or the base dir
+    itself, or a directory on the way to it) is returned with its target text,
+    so the diff never reads outside the repo root.
+    """
     found: dict[str, Path] = {}
     ignored: list[str] = []
+    links: dict[str, str] = {}
+    base_dir = cfg.root
+    for part in scope.base.rstrip("/").split("/") if scope.base else []:
+        base_dir = base_dir / part
+        if base_dir.is_symlink():
+            links[""] = os.readlink(base_dir)
+            return found, ignored, links
     if not base_dir.is_dir():
-        return found, ignored
+        return found, ignored, links
     for dirpath, dirnames, filenames in os.walk(base_dir):
         here = Path(dirpath)
         rel_dir = here.relative_to(cfg.root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        linked = [dn for dn in dirnames if (here / dn).is_symlink()]
         dirnames[:] = sorted(
-            dn for dn in dirnames if dn != ".git" and (rel_dir + dn) != cfg.restore_dir and not (here / dn).is_symlink()
+            dn for dn in dirnames if dn != ".git" and (rel_dir + dn) != cfg.restore_dir and dn not in linked
         )
-        for fn in filenames:
+        for fn in [*filenames, *linked]:
             p = here / fn
             rel = rel_dir + fn
             name = rel[len(scope.base) :]
-            if not scope.covers_local(name) or not p.is_file():
+            is_link = p.is_symlink()
+            if not scope.covers_local(name) or not (is_link or p.is_file()):
                 continue
             if guard.is_denied(rel) or not guard.allow.match_file(rel):
                 ignored.append(name)
                 continue
-            found[name] = p
-    return found, sorted(ignored)
+            if is_link:
+                links[name] = os.readlink(p)
+            else:
+                found[name] = p
+    return found, sorted(ignored), links
 
 
 def _text(data: bytes) -> str | None:
@@ -509,14 +542,16 @@ def _cap(lines: list[str], full: bool) -> tuple[list[str], int]:
 
 
 def diff_file(name: str, live: Path, restored: Path, ts_label: str, full: bool) -> FileDiff:
-    lsize, rsize = live.stat().st_size, restored.stat().st_size
+    lsize, rsize = live.lstat().st_size, restored.stat().st_size
     summary_live = {"size": lsize, "sha256": _sha256_file(live)}
     summary_restored = {"size": rsize, "sha256": _sha256_file(restored)}
     if max(lsize, rsize) > DIFF_MAX_BYTES:
         return FileDiff(
             name, "binary", live=summary_live, restored=summary_restored, note="too large for a content diff"
         )
-    ldata, rdata = live.read_bytes(), restored.read_bytes()
+    with _open_live(live) as fh:
+        ldata = fh.read()
+    rdata = restored.read_bytes()
     ltext, rtext = _text(ldata), _text(rdata)
     if ltext is None or rtext is None:
         return FileDiff(name, "binary", live=summary_live, restored=summary_restored)
@@ -550,11 +585,23 @@ def diff_file(name: str, live: Path, restored: Path, ts_label: str, full: bool) 
 def compute_diff(
     cfg: DrConfig, scope: Scope, staged: Path, restored: list[RestoredFile], ts_label: str, full: bool
 ) -> DiffResult:
-    live, ignored = _live_files(cfg, scope, Guard(cfg))
-    result = DiffResult(live_dir=scope.base or "./", ignored_live=ignored)
+    live, ignored, links = _live_files(cfg, scope, Guard(cfg))
+    result = DiffResult(live_dir=scope.base or "./", ignored_live=ignored, live_symlinks=sorted(links))
     by_name = {f.name: f for f in restored}
-    for name in sorted(set(by_name) | set(live)):
-        if name not in live:
+    for name in sorted(set(by_name) | set(live) | (set(links) & set(by_name))):
+        if name in links:
+            r = by_name[name]
+            result.modified.append(name)
+            result.files.append(
+                FileDiff(
+                    name,
+                    "symlink",
+                    live={"symlink": links[name]},
+                    restored={"size": r.size, "sha256": r.sha256},
+                    note=SYMLINK_NOTE,
+                )
+            )
+        elif name not in live:
             result.added.append(name)
         elif name not in by_name:
             result.removed.append(name)

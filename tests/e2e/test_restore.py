@@ -648,3 +648,57 @@ def test_a_snapshot_copies_the_listed_pre_versioning_version_not_a_later_write(s
     snap = take_snapshot(repo.cfg(), "nullv", plan=plan)
     copied = server.client().get_object(Bucket=bucket, Key=f"snapshots/{snap.id}/{key}")["Body"].read()
     assert copied == b"listed\n"
+
+
+SECRET = b"aws_secret_access_key = NEVER-IN-A-DIFF\n"
+
+
+def test_the_diff_never_follows_a_live_symlink_out_of_the_repo(server, bucket, make_repo, tmp_path):
+    """A live file, directory or whole unit that is a symlink is shown as one; its target is never read."""
+    repo = make_repo(server, bucket)
+    outside = tmp_path / "home"
+    (outside / "unit").mkdir(parents=True)
+    (outside / "credentials").write_bytes(SECRET)
+    (outside / "unit" / "creds.txt").write_bytes(SECRET)
+    repo.seed(
+        {
+            "state/skills/alpha/a.txt": b"a at TS\n",
+            "state/skills/alpha/b.txt": b"b at TS\n",
+            "state/skills/alpha/deep/c.txt": b"c at TS\n",
+            "state/skills/gamma/creds.txt": b"creds at TS\n",
+        }
+    )
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    alpha = repo.path / "state/skills/alpha"
+    (alpha / "a.txt").unlink()
+    (alpha / "a.txt").symlink_to(outside / "credentials")
+    (alpha / "b.txt").unlink()
+    (alpha / "b.txt").symlink_to("a.txt")  # inside the repo, to a symlink: still not followed
+    (alpha / "deep" / "c.txt").unlink()
+    (alpha / "deep").rmdir()
+    (alpha / "deep").symlink_to(outside / "unit")
+    gamma = repo.path / "state/skills/gamma"
+    (gamma / "creds.txt").unlink()
+    gamma.rmdir()
+    gamma.symlink_to(outside / "unit")
+
+    for unit, expect in (("alpha", ["a.txt", "b.txt"]), ("gamma", [])):
+        plain = repo.run("dr.restore", unit, ts)
+        assert plain.returncode == 0, plain.stderr
+        js = repo.run("dr.restore", unit, ts, "--json", "--force", "--full")
+        assert js.returncode == 0, js.stderr
+        for r in (plain, js):
+            assert b"NEVER-IN-A-DIFF".decode() not in r.stdout + r.stderr
+        d = json.loads(js.stdout)["diff"]
+        assert sorted(f["name"] for f in d["files"] if f["kind"] == "symlink") == expect
+        for f in d["files"]:
+            assert f["kind"] == "symlink"
+            assert f["live"]["symlink"] in (str(outside / "credentials"), "a.txt")
+        if unit == "alpha":
+            assert "a.txt (symlink, not followed):" in plain.stdout
+            assert f"  live   symlink -> {outside / 'credentials'}" in plain.stdout
+            assert "deep" in d["live_symlinks"]
+        else:
+            assert d["live_symlinks"] == [""] and d["modified"] == [] and d["added"] == ["creds.txt"]
+            assert "is a symlink, not followed" in plain.stdout
