@@ -12,14 +12,15 @@ Order of work:
    which entry was current at TS (see `versions_at`), on a thread of its own
    (see `_Decisions`), while
 3. those exact version ids download in parallel into a staging dir next to the
-   holding dir, each through a temp file that is checked (size, MD5 ETag) and
+   holding dir, each through a short temp file that is checked (size, MD5 ETag) and
    renamed into place, with mtime = the version's LastModified;
 4. diff the staged tree against the live local files;
 5. rename the staging dir to the holding dir (with `force`, swap out the old
    one), then write the receipt `<restore_dir>/<name>.json` beside it.
 
 Keys that would land outside the holding dir (`..`, absolute, empty segment,
-NUL, backslash, a file that is also a directory) are never written: they are
+NUL, backslash, a file that is also a directory), and keys whose name the
+local file system refuses, are never written: they are
 listed in `refused`, every other key is still restored, and `ok` is False (the
 task then exits 1).
 """
@@ -27,6 +28,7 @@ task then exits 1).
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import itertools
 import json
@@ -882,6 +884,37 @@ def _sweep_dead_staging(restore_path: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+# What a file system answers for a name it will not hold (too long a segment
+# or path; bytes or characters it does not allow): a fact about that key on
+# this disk, not a failure of the restore.
+NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
+# Temp names are this plus a counter: short, whatever the key's length, so any
+# name the file system takes can be downloaded through one.
+TEMP_STEM = ".dr-part-"
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name (bytes) the file system under `path` (or its nearest existing parent) takes."""
+    for p in (path, *path.parents):
+        try:
+            return int(os.pathconf(p, "PC_NAME_MAX"))
+        except (OSError, ValueError, AttributeError):  # gone, no such limit, or no pathconf (Windows)
+            continue
+    return 255
+
+
+def _name_problem(name: str, name_max: int) -> str | None:
+    """Why the file system cannot hold `name` (a relative path), or None."""
+    for part in name.split("/"):
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > name_max:
+            return (
+                f"File name too long: a name of {size} bytes; this file system takes at most {name_max} "
+                "(not written)"
+            )
+    return None
+
+
 def _download_all(
     cfg: DrConfig,
     s3: S3,
@@ -899,24 +932,38 @@ def _download_all(
     # may be named anything) can collide with a temp name, and no uuid per file.
     tag = uuid.uuid4().hex[:8]
     counter = itertools.count()
+    name_max = _name_max(cfg.restore_path)
+
+    def disk_refused(item: tuple[str, ObjectVersion], err: OSError) -> bool:
+        """Record a key whose name the file system refuses; False for any other error."""
+        if err.errno not in NAME_ERRNOS:
+            return False
+        refused.append(RefusedKey(item[1].key, f"the file system refuses this name: {err.strerror} (not written)"))
+        return True
 
     def prepare(item: tuple[str, ObjectVersion]) -> tuple[Path, Path] | None:
         name, v = item
+        problem = _name_problem(name, name_max)
+        if problem:
+            refused.append(RefusedKey(v.key, problem))
+            return None
         try:
             target = Guard.safe_join(staging, name, verified)
         except GuardError as err:
             refused.append(RefusedKey(v.key, err.message))
             return None
-        tmp = target.parent / f".{target.name}.dr-part-{tag}-{next(counter)}"
+        tmp = target.parent / f"{TEMP_STEM}{tag}-{next(counter)}"
         if target.parent not in made:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
+                if disk_refused(item, err):
+                    return None
                 raise _write_error(name, v, err) from None
             made.add(target.parent)
         return target, tmp
 
-    def publish(item: tuple[str, ObjectVersion], target: Path, tmp: Path, sha: str) -> RestoredFile:
+    def publish(item: tuple[str, ObjectVersion], target: Path, tmp: Path, sha: str) -> RestoredFile | None:
         name, v = item
         try:
             mtime = v.last_modified.timestamp()
@@ -924,6 +971,8 @@ def _download_all(
             os.replace(tmp, target)
         except OSError as err:
             tmp.unlink(missing_ok=True)
+            if disk_refused(item, err):
+                return None
             raise _write_error(name, v, err) from None
         return _restored(name, v, sha)
 
@@ -936,6 +985,8 @@ def _download_all(
             sha = s3.download_version(cfg.bucket, item[1], tmp)
         except OSError as err:
             tmp.unlink(missing_ok=True)
+            if disk_refused(item, err):
+                return None
             raise _write_error(item[0], item[1], err) from None
         except DrError:
             tmp.unlink(missing_ok=True)
@@ -946,7 +997,7 @@ def _download_all(
     if bulk is None:
         done, failed = run_parallel(fetch, present, cfg.concurrency, progress)
     else:
-        done, failed = _download_bulk(bulk, cfg.bucket, present, prepare, publish, progress)
+        done, failed = _download_bulk(bulk, cfg.bucket, present, prepare, publish, disk_refused, progress)
     if failed:
         names = ", ".join(f.item[1].key for f in failed[:5]) + (" ..." if len(failed) > 5 else "")
         raise DrError(
@@ -962,11 +1013,12 @@ def _download_bulk(
     bucket: str,
     present: Iterable[tuple[str, ObjectVersion]],
     prepare: Callable[[tuple[str, ObjectVersion]], tuple[Path, Path] | None],
-    publish: Callable[[tuple[str, ObjectVersion], Path, Path, str], RestoredFile],
+    publish: Callable[[tuple[str, ObjectVersion], Path, Path, str], RestoredFile | None],
+    disk_refused: Callable[[tuple[str, ObjectVersion], OSError], bool],
     progress: Progress,
-) -> tuple[list[tuple[tuple[str, ObjectVersion], RestoredFile]], list[Failure[tuple[str, ObjectVersion]]]]:
+) -> tuple[list[tuple[tuple[str, ObjectVersion], RestoredFile | None]], list[Failure[tuple[str, ObjectVersion]]]]:
     """The same downloads through awscrt: paths checked and files renamed here, bytes moved in C."""
-    done: list[tuple[tuple[str, ObjectVersion], RestoredFile]] = []
+    done: list[tuple[tuple[str, ObjectVersion], RestoredFile | None]] = []
     failed: list[Failure[tuple[str, ObjectVersion]]] = []
 
     def jobs() -> Iterator[GetJob[tuple[tuple[str, ObjectVersion], Path]]]:
@@ -990,6 +1042,8 @@ def _download_bulk(
         if isinstance(outcome, DrError):
             job.dest.unlink(missing_ok=True)
             if isinstance(outcome, WriteFailed):
+                if disk_refused(item, outcome.error):
+                    continue
                 outcome = _write_error(item[0], item[1], outcome.error)
             failed.append(Failure(item, outcome))
             continue

@@ -566,17 +566,34 @@ def test_unknown_transfer_client_is_a_config_error(moto_server, make_repo):
 
 
 @pytest.mark.parametrize("client", ["crt", "classic"])
-def test_a_file_the_disk_refuses_is_named_and_nothing_is_left(server, bucket, make_repo, client):
-    """S3 takes a 300-byte name segment; the file system does not (ENAMETOOLONG): a clean refusal."""
+def test_long_legal_names_restore_and_a_name_the_disk_refuses_is_reported(server, bucket, make_repo, client):
+    """A 244-byte name is legal (NAME_MAX is 255): its temp file must fit too. S3 takes a 300-byte name
+    segment, the file system does not (ENAMETOOLONG): that key is refused and named, the rest restored."""
     repo = make_repo(server, bucket, transfer_client=client)
-    long_name = "n" * 300 + ".txt"
-    for k in (U + "ok.txt", U + long_name):
-        put(server, bucket, k, b"small body\n")
-    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3))
-    r = repo.run("dr.restore", UNIT, ts)
-    assert_clean_refusal(r, "File name too long", long_name[:40])
-    # no staging dir, no holding dir, no receipt
-    assert not (repo.path / "_restore").exists() or list((repo.path / "_restore").iterdir()) == []
+    big = bytes(range(256)) * (5 * 1024)  # past awscrt's in-memory size: written through a temp file
+    files = {
+        "ok.txt": b"small body\n",
+        "l" * 240 + ".txt": b"small, long name\n",
+        "b" * 240 + ".bin": big,
+        "deep/" + "\u00e9" * 120 + "a.md": b"244 bytes of UTF-8\n",
+    }
+    too_long = "n" * 300 + ".txt"
+    for name, data in files.items():
+        assert name == "ok.txt" or len(name.rsplit("/", 1)[-1].encode()) == 244
+        put(server, bucket, U + name, data)
+    put(server, bucket, U + too_long, b"no file system here takes this name\n")
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    r = repo.run("dr.restore", UNIT, ts, "--json")
+    assert_clean_refusal(r, "1 keys were NOT restored", too_long[:40], "File name too long")
+    out = json.loads(r.stdout)
+    assert local_tree(Path(out["holding_path"])) == files
+    assert [x["key"] for x in out["refused"]] == [U + too_long]
+    assert "File name too long" in out["refused"][0]["reason"]
+    # no staging dir or temp file left beside the holding dir
+    assert sorted(p.name for p in (repo.path / "_restore").iterdir()) == sorted(
+        [Path(out["holding_path"]).name, Path(out["holding_path"]).name + ".json"]
+    )
 
 
 def test_a_write_that_fails_names_the_file_as_the_user_sees_it(server, bucket, make_repo, monkeypatch):
