@@ -39,6 +39,7 @@ import reprlib
 import shutil
 import threading
 import time
+import unicodedata
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -159,6 +160,10 @@ class RestoreResult:
     replaced_existing: bool = False
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # [first key, later key] pairs whose names are one file where case or
+    # Unicode normalization is ignored (macOS, Windows): reported wherever
+    # they are restored; on such a file system the later key is refused.
+    name_collisions: list[list[str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -202,6 +207,7 @@ class RestoreResult:
             "deleted_at_ts": self.deleted_at_ts,
             "born_after_ts": self.born_after_ts,
             "refused": [asdict(r) for r in self.refused],
+            "name_collisions": self.name_collisions,
         }
 
 
@@ -410,9 +416,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _live_files(
-    cfg: DrConfig, scope: Scope, guard: Guard
-) -> tuple[dict[str, Path], list[str], dict[str, str]]:
+def _live_files(cfg: DrConfig, scope: Scope, guard: Guard) -> tuple[dict[str, Path], list[str], dict[str, str]]:
     """Live regular files under the scope's base dir, by name; those the guard would never push; symlinks.
 
     Nothing is followed: a symlink (to a file or a directory, or the base dir
@@ -617,6 +621,33 @@ def compute_diff(
     return result
 
 
+# ---------------------------------------------------------------------- names one file system folds
+def fold_name(name: str) -> str:
+    """`name` as a case- and normalization-insensitive file system compares it (APFS, HFS+, NTFS)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", name).casefold())
+
+
+def folds_names(directory: Path) -> bool:
+    """Whether the file system holding `directory` takes two names that differ in case or NFC/NFD for one file.
+
+    Probed, not guessed from the platform: Linux can mount a case-folding
+    ext4 or a vfat stick, and macOS can format APFS case-sensitive. A probe
+    that cannot be made counts as folding: then twins are refused, never
+    written over each other.
+    """
+    stem = f".dr-probe-{uuid.uuid4().hex[:8]}-"
+    made = directory / f"{stem}A\u00e9"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        made.touch(exist_ok=False)
+    except OSError:
+        return True
+    try:
+        return os.path.lexists(directory / f"{stem}a\u00e9") or os.path.lexists(directory / f"{stem}Ae\u0301")
+    finally:
+        made.unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------------- the operation
 class _Decisions:
     """Which version of each key in scope to write, decided as the listing streams in.
@@ -639,6 +670,22 @@ class _Decisions:
         self.markers: list[str] = []
         self.emitted = 0
         self._stop = threading.Event()
+        self.collisions: list[list[str]] = []
+        self._folded: dict[str, str] = {}  # folded name -> the first key with it
+        self._folds: bool | None = None  # probed at the first collision: most restores have none
+
+    def _twin(self, name: str, key: str) -> str | None:
+        """The earlier key whose name is one file with `name` where names fold; recorded as a collision."""
+        first = self._folded.setdefault(fold_name(name), key)
+        if first == key:
+            return None
+        self.collisions.append([first, key])
+        return first
+
+    def fs_folds(self) -> bool:
+        if self._folds is None:
+            self._folds = folds_names(self.cfg.restore_path)
+        return self._folds
 
     def stop(self) -> None:
         self._stop.set()
@@ -677,6 +724,16 @@ class _Decisions:
             problem = Guard.key_problem(n)
             if problem:
                 self.refused.append(RefusedKey(d.key, problem))
+                continue
+            twin = self._twin(n, d.key)
+            if twin is not None and self.fs_folds():
+                self.refused.append(
+                    RefusedKey(
+                        d.key,
+                        f"same file as {twin!r} on this file system (it ignores case or Unicode normalization): "
+                        "not written, so neither overwrites the other",
+                    )
+                )
                 continue
             parts = n.split("/")[:-1]
             dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
@@ -833,6 +890,14 @@ def restore_at(
             decisions.stop()
             progress.stop()
         refused += decisions.refused
+        if decisions.collisions and not decisions.fs_folds():
+            shown = "; ".join(f"{a!r} and {b!r}" for a, b in decisions.collisions[:10])
+            more = f" and {len(decisions.collisions) - 10} more" if len(decisions.collisions) > 10 else ""
+            warnings.append(
+                f"{len(decisions.collisions)} pairs of keys differ only in case or Unicode normalization: {shown}"
+                f"{more}; all restored here, but on a case-insensitive file system (macOS, Windows) each pair "
+                "is one file: copy them there by hand and one overwrites the other"
+            )
         versioned = versioning.result() == "Enabled"
         if not versioned:
             warnings.append(UNVERSIONED_WARNING)
@@ -870,6 +935,7 @@ def restore_at(
         diff=diff,
         replaced_existing=replaced,
         warnings=warnings,
+        name_collisions=decisions.collisions,
     )
     result.seconds = round(time.monotonic() - started, 3)
     _write_json(receipt, result.receipt_dict(iso_utc(now.replace(microsecond=0))))
@@ -909,8 +975,7 @@ def _name_problem(name: str, name_max: int) -> str | None:
         size = len(part.encode("utf-8", "surrogateescape"))
         if size > name_max:
             return (
-                f"File name too long: a name of {size} bytes; this file system takes at most {name_max} "
-                "(not written)"
+                f"File name too long: a name of {size} bytes; this file system takes at most {name_max} (not written)"
             )
     return None
 

@@ -106,8 +106,7 @@ def restore(
         shown = "; ".join(f"{r.key!r} ({r.reason})" for r in result.refused[:10])
         more = f" and {len(result.refused) - 10} more" if len(result.refused) > 10 else ""
         raise DrError(
-            f"{len(result.refused)} keys were NOT restored (each with its reason): "
-            f"{shown}{more}",
+            f"{len(result.refused)} keys were NOT restored (each with its reason): {shown}{more}",
             f"every other key was restored into {result.holding_dir}; rename or delete those keys in the bucket",
         )
     hooks(c, cfg, "post", "restore", result)

@@ -719,3 +719,68 @@ def test_the_diff_never_follows_a_live_symlink_out_of_the_repo(server, bucket, m
         else:
             assert d["live_symlinks"] == [""] and d["modified"] == [] and d["added"] == ["creds.txt"]
             assert "is a symlink, not followed" in plain.stdout
+
+
+CASE_KEYS = {
+    "README.md": b"upper\n",
+    "Readme.md": b"mixed\n",
+    "caf\u00e9.txt": b"NFC\n",  # one code point
+    "cafe\u0301.txt": b"NFD\n",  # e + combining acute: the same name once normalized
+    "docs/a.md": b"lower dir\n",
+    "Docs/A.md": b"upper dir\n",
+    "alone.txt": b"no twin\n",
+}
+
+
+def test_keys_that_collide_under_case_folding_or_normalization_are_reported(server, bucket, make_repo):
+    """On a file system that tells the names apart (Linux) all are restored, and the report names each pair."""
+    repo = make_repo(server, bucket)
+    for name, data in CASE_KEYS.items():
+        put(server, bucket, U + name, data)
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    r = repo.run("dr.restore", UNIT, ts, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert local_tree(Path(out["holding_path"])) == CASE_KEYS
+    assert sorted(map(tuple, out["name_collisions"])) == [
+        (U + "Docs/A.md", U + "docs/a.md"),
+        (U + "README.md", U + "Readme.md"),
+        (U + "cafe\u0301.txt", U + "caf\u00e9.txt"),
+    ]
+    for a, b in (("README.md", "Readme.md"), ("Docs/A.md", "docs/a.md")):
+        assert f"{U}{a}" in r.stderr and f"{U}{b}" in r.stderr
+    assert "case-insensitive" in r.stderr
+    assert out["refused"] == []
+
+
+def test_on_a_case_insensitive_file_system_the_later_twin_is_refused(server, bucket, make_repo, monkeypatch):
+    """Where the holding dir's file system folds names, one file per folded name: the others are refused, listed."""
+    from dr_tasks.ops import restore as restore_mod
+
+    repo = make_repo(server, bucket)
+    for name, data in CASE_KEYS.items():
+        put(server, bucket, U + name, data)
+    probed: list[Path] = []
+    monkeypatch.setattr(restore_mod, "folds_names", lambda path: probed.append(path) or True)
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    result = restore_at(repo.cfg(), ts, unit=UNIT)
+    assert probed and not result.ok
+    refused = {r.key: r.reason for r in result.refused}
+    assert set(refused) == {U + "Readme.md", U + "caf\u00e9.txt", U + "docs/a.md"}
+    assert "same file as" in refused[U + "Readme.md"] and U + "README.md" in refused[U + "Readme.md"]
+    tree = local_tree(Path(result.holding_path))
+    assert tree == {n: d for n, d in CASE_KEYS.items() if U + n not in refused}
+
+
+def test_no_collision_no_probe(moto_server, make_repo, monkeypatch):
+    from dr_tasks.ops import restore as restore_mod
+
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    put(moto_server, bucket, U + "a.txt", b"a")
+    monkeypatch.setattr(restore_mod, "folds_names", lambda path: pytest.fail("probed without a collision"))
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    assert restore_at(repo.cfg(), ts, unit=UNIT).name_collisions == []
