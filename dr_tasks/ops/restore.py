@@ -671,16 +671,32 @@ class _Decisions:
         self.emitted = 0
         self._stop = threading.Event()
         self.collisions: list[list[str]] = []
-        self._folded: dict[str, str] = {}  # folded name -> the first key with it
+        self._folded: dict[str, tuple[str, str]] = {}  # folded file name -> (its name, the first key with it)
+        self._folded_dirs: dict[str, tuple[str, str]] = {}  # folded directory -> (its name, the first key under it)
         self._folds: bool | None = None  # probed at the first collision: most restores have none
 
     def _twin(self, name: str, key: str) -> str | None:
-        """The earlier key whose name is one file with `name` where names fold; recorded as a collision."""
-        first = self._folded.setdefault(fold_name(name), key)
-        if first == key:
-            return None
-        self.collisions.append([first, key])
-        return first
+        """The earlier key that lands on the same path as `name` where names fold; recorded as a collision.
+
+        The same file (`README.md`, `Readme.md`), or a file and a directory
+        (`Guide`, `guide/intro.md`): where names fold, either would write
+        over the other or fail the restore. A file and a directory with
+        exactly one name are left to the file-and-directory rule.
+        """
+        folded = fold_name(name)
+        parts = name.split("/")
+        clashes = [self._folded.get(folded), self._folded_dirs.get(folded)]
+        for i in range(1, len(parts)):
+            below, fdir = "/".join(parts[:i]), fold_name("/".join(parts[:i]))
+            clashes.append(self._folded.get(fdir))
+            self._folded_dirs.setdefault(fdir, (below, key))
+        self._folded.setdefault(folded, (name, key))
+        for i, clash in enumerate(clashes):
+            exact = name if i < 2 else "/".join(parts[: i - 1])
+            if clash is not None and clash[1] != key and clash[0] != exact:
+                self.collisions.append([clash[1], key])
+                return clash[1]
+        return None
 
     def fs_folds(self) -> bool:
         if self._folds is None:

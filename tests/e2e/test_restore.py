@@ -729,6 +729,12 @@ CASE_KEYS = {
     "docs/a.md": b"lower dir\n",
     "Docs/A.md": b"upper dir\n",
     "alone.txt": b"no twin\n",
+    "Guide": b"a file\n",
+    "guide/intro.md": b"under a directory of that name, in lower case\n",
+    "Img/p.png": b"under a directory\n",
+    "img": b"a file named like it\n",
+    "Notes/x.md": b"one directory in two spellings: no file in common\n",
+    "notes/y.md": b"so nothing is lost\n",
 }
 
 
@@ -745,6 +751,8 @@ def test_keys_that_collide_under_case_folding_or_normalization_are_reported(serv
     assert local_tree(Path(out["holding_path"])) == CASE_KEYS
     assert sorted(map(tuple, out["name_collisions"])) == [
         (U + "Docs/A.md", U + "docs/a.md"),
+        (U + "Guide", U + "guide/intro.md"),
+        (U + "Img/p.png", U + "img"),
         (U + "README.md", U + "Readme.md"),
         (U + "cafe\u0301.txt", U + "caf\u00e9.txt"),
     ]
@@ -768,7 +776,7 @@ def test_on_a_case_insensitive_file_system_the_later_twin_is_refused(server, buc
     result = restore_at(repo.cfg(), ts, unit=UNIT)
     assert probed and not result.ok
     refused = {r.key: r.reason for r in result.refused}
-    assert set(refused) == {U + "Readme.md", U + "caf\u00e9.txt", U + "docs/a.md"}
+    assert set(refused) == {U + n for n in ("Readme.md", "caf\u00e9.txt", "docs/a.md", "guide/intro.md", "img")}
     assert "same file as" in refused[U + "Readme.md"] and U + "README.md" in refused[U + "Readme.md"]
     tree = local_tree(Path(result.holding_path))
     assert tree == {n: d for n, d in CASE_KEYS.items() if U + n not in refused}
