@@ -594,7 +594,7 @@ def compute_diff(
     live, ignored, links = _live_files(cfg, scope, Guard(cfg))
     result = DiffResult(live_dir=scope.base or "./", ignored_live=ignored, live_symlinks=sorted(links))
     by_name = {f.name: f for f in restored}
-    for name in sorted(set(by_name) | set(live) | (set(links) & set(by_name))):
+    for name in sorted(set(by_name) | set(live)):
         if name in links:
             r = by_name[name]
             result.modified.append(name)
