@@ -1,0 +1,104 @@
+"""Bytes are accepted on proof, never on a guess (issue 15): end to end, on moto and Ceph RGW.
+
+A recorded ETag (exact equality), or the bytes re-read and hashed to a
+recorded value. Never an ETag's shape, never a size alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tests.conftest import assert_clean_refusal, bucket_state, live_objects
+from tests.e2e.test_rollback import live_state, put, seeded_with_snapshot, snapshot_state
+
+MIB = 1024 * 1024
+BIG_KEY = "state/skills/alpha/big.bin"
+
+
+def multipart_put(client: Any, bucket: str, key: str, data: bytes, part: int = 5 * MIB) -> str:
+    """`data` written as a multipart upload of `part`-sized parts; its (multipart) ETag."""
+    up = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    for n, start in enumerate(range(0, len(data), part), 1):
+        r = client.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=n, Body=data[start : start + part])
+        parts.append({"PartNumber": n, "ETag": r["ETag"]})
+    done = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
+    return str(done.get("ETag") or client.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
+
+
+def verify_marks(repo: Any) -> tuple[Any, dict[str, str]]:
+    r = repo.run("dr.verify")
+    assert "Traceback" not in r.stderr + r.stdout
+    marks = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ("PASS", "FAIL"):
+            marks[parts[1]] = parts[0]
+    return r, marks
+
+
+# ---------------------------------------------------------------------- item 2: rollback and verify
+def test_rollback_refuses_a_snapshot_object_replaced_by_same_size_multipart_bytes(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    c = server.client()
+    good = os.urandom(6 * MIB)
+    c.put_object(Bucket=bucket, Key=BIG_KEY, Body=good)  # one PutObject: its ETag is its MD5
+    row, _ = seeded_with_snapshot(repo)
+    snap_key = f"snapshots/{row['id']}/{BIG_KEY}"
+    tampered = multipart_put(c, bucket, snap_key, os.urandom(6 * MIB))
+    assert "-" in tampered
+    put(repo, BIG_KEY, b"a bad day")  # so the rollback wants to copy it back
+
+    before = (repo.index_bytes(), bucket_state(server, bucket))
+    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    assert_clean_refusal(r, "not proven intact", BIG_KEY, "nothing was changed")
+    assert (repo.index_bytes(), bucket_state(server, bucket)) == before
+    assert live_state(repo)[BIG_KEY] == b"a bad day"
+
+    v, marks = verify_marks(repo)
+    assert v.returncode == 1 and marks["snapshot"] == "FAIL", v.stdout
+    assert BIG_KEY in v.stdout
+
+
+def test_rollback_and_verify_accept_a_copy_of_a_multipart_object_by_its_recorded_etag(server, bucket, make_repo):
+    """AWS and moto give a server-side copy of a multipart object a new ETag: the snapshot records it."""
+    repo = make_repo(server, bucket)
+    c = server.client()
+    good = os.urandom(6 * MIB)
+    multipart_put(c, bucket, BIG_KEY, good)
+    row, _ = seeded_with_snapshot(repo)
+    manifest = json.loads(c.get_object(Bucket=bucket, Key=row["manifest"])["Body"].read())
+    entry = next(o for o in manifest["objects"] if o["key"] == BIG_KEY)
+    listed = c.head_object(Bucket=bucket, Key=f"snapshots/{row['id']}/{BIG_KEY}")["ETag"].strip('"')
+    assert entry["copy_etag"] == listed.lower()
+    put(repo, BIG_KEY, b"a bad day")
+
+    v, marks = verify_marks(repo)
+    assert marks["snapshot"] == "PASS", v.stdout
+    assert "re-read" not in v.stdout  # proven by the recorded ETag, no GET
+    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    assert r.returncode == 0, r.stderr
+    assert live_state(repo)[BIG_KEY] == good
+    assert snapshot_state(repo, row["id"])[BIG_KEY] == good
+
+
+def test_a_snapshot_object_rewritten_without_a_record_is_accepted_only_when_its_bytes_hash_right(
+    server, bucket, make_repo
+):
+    """A single-PUT original whose snapshot copy was rewritten in parts: re-read, its MD5 is the recorded ETag."""
+    repo = make_repo(server, bucket)
+    c = server.client()
+    good = os.urandom(6 * MIB)
+    c.put_object(Bucket=bucket, Key=BIG_KEY, Body=good)
+    row, _ = seeded_with_snapshot(repo)
+    multipart_put(c, bucket, f"snapshots/{row['id']}/{BIG_KEY}", good)  # the same bytes, in parts
+    put(repo, BIG_KEY, b"a bad day")
+
+    v, marks = verify_marks(repo)
+    assert marks["snapshot"] == "PASS", v.stdout
+    assert "1 re-read and hashed" in v.stdout
+    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    assert r.returncode == 0, r.stderr
+    assert live_objects(server, bucket, BIG_KEY)[BIG_KEY] == good
