@@ -382,14 +382,24 @@ class BulkS3:
                 call.sha.update(data)
             except OSError as err:
                 call.write_error = err
-            call.phase = "written"
-            done.put(call)
+            except Exception as err:
+                # Whatever it is, the job must come back through `done`: the
+                # pump waits for exactly one outcome per request it started.
+                call.error = err
+            finally:
+                call.phase = "written"
+                done.put(call)
 
         def finish(call: _Call) -> tuple[GetJob[T], str | DrError] | None:
             job: GetJob[T] = call.job
             if call.phase == "written":
                 if call.write_error is not None:
                     return job, WriteFailed(job, call.write_error)
+                if call.error is not None:
+                    return job, DrError(
+                        f"cannot write {job.key}: {type(call.error).__name__}: {call.error}",
+                        "nothing was published; run the same command again, and report this if it persists",
+                    )
                 return job, call.sha.hexdigest()
             if call.error is None and not job.in_memory:
                 try:

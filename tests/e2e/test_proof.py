@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+from dr_tasks.timeparse import iso_utc
 from tests.conftest import assert_clean_refusal, bucket_state, live_objects
 from tests.e2e.test_backup import configure_backup
 from tests.e2e.test_rollback import live_state, put, seeded_with_snapshot, snapshot_state
@@ -150,3 +154,39 @@ def test_recover_reports_a_same_size_key_it_has_no_record_for_as_unverified(serv
     assert plan["unverified"] == [BIG_KEY] and BIG_KEY not in plan["to_copy"], plan
     text = repo.run("dr.recover")
     assert "skipped on their size alone" in text.stderr and BIG_KEY in text.stderr
+
+
+# ---------------------------------------------------------------------- item 14: a writer thread that raises
+def test_a_writer_that_raises_something_other_than_oserror_ends_the_restore(server, bucket, make_repo, monkeypatch):
+    """awscrt's small bodies are written on worker threads: any exception there must come back as a failure."""
+    from dr_tasks import DrError, crt, restore_at
+
+    repo = make_repo(server, bucket, transfer_client="crt")
+    unit = "state/skills/alpha/"
+    for name in ("ok.txt", "bad.md"):
+        server.client().put_object(Bucket=bucket, Key=unit + name, Body=b"small body\n")
+    real_write = crt._write_file
+
+    def broken(path: Path, data: bytes, mtime: float | None) -> None:
+        if path.name == "bad.md":
+            raise ValueError("embedded null byte")
+        real_write(path, data, mtime)
+
+    monkeypatch.setattr(crt, "_write_file", broken)
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3))
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            restore_at(repo.cfg(), ts, unit="alpha")
+            outcome.append(None)
+        except BaseException as err:  # the test reports whatever came out
+            outcome.append(err)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the restore hung on a writer thread's exception"
+    assert isinstance(outcome[0], DrError), outcome
+    assert "bad.md" in outcome[0].message and "ValueError: embedded null byte" in outcome[0].message
+    assert not (repo.path / "_restore").exists() or list((repo.path / "_restore").iterdir()) == []
