@@ -13,10 +13,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dr_tasks.timeparse import iso_utc
 from tests.conftest import assert_clean_refusal, bucket_state, live_objects
 from tests.e2e.test_backup import configure_backup
 from tests.e2e.test_rollback import live_state, put, seeded_with_snapshot, snapshot_state
+from tests.support.faultproxy import Rule
 
 MIB = 1024 * 1024
 BIG_KEY = "state/skills/alpha/big.bin"
@@ -190,3 +193,22 @@ def test_a_writer_that_raises_something_other_than_oserror_ends_the_restore(serv
     assert isinstance(outcome[0], DrError), outcome
     assert "bad.md" in outcome[0].message and "ValueError: embedded null byte" in outcome[0].message
     assert not (repo.path / "_restore").exists() or list((repo.path / "_restore").iterdir()) == []
+
+
+# ---------------------------------------------------------------------- item 6: a 200 that is no copy
+@pytest.mark.parametrize("client", ["crt", "classic"])
+def test_a_copy_answered_200_without_a_result_is_retried_then_refused(server, bucket, make_repo, fault_proxy, client):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url, transfer_client=client)
+    files = repo.seed()
+    fault_proxy.add(Rule(op="CopyObject", key="alpha/", fault="200-garbage", times=2))
+    r = repo.run("dr.snapshot", "--label=mangled", "--json")
+    assert r.returncode == 0, r.stderr
+    assert fault_proxy.faults["CopyObject:200-garbage"] == 2
+    assert snapshot_state(repo, json.loads(r.stdout)["id"]) == files
+
+    fault_proxy.add(Rule(op="CopyObject", key="beta/blob.bin", fault="200-garbage", times=-1))
+    before = repo.index_bytes()
+    r = repo.run("dr.snapshot", "--label=never")
+    assert_clean_refusal(r, "state/skills/beta/blob.bin", "no index row was written")
+    assert repo.index_bytes() == before
+    assert not any("never" in k for k in live_objects(server, bucket, "snapshots/"))
