@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
+from . import proof
 from .errors import DrError
 from .s3 import (
     S3,
@@ -41,7 +42,6 @@ from .s3 import (
     error_hint,
     max_attempts,
     note_request,
-    single_part_etag,
     unreachable_hint,
 )
 
@@ -540,7 +540,7 @@ class BulkS3:
                 src_etag = call.headers.get("etag", "").strip('"')
                 expected = call.headers.get("content-length")
                 short = expected is not None and expected.isdigit() and int(expected) != len(data)
-                bad_md5 = single_part_etag(src_etag) and call.md5.hexdigest() != src_etag.lower()
+                bad_md5 = proof.in_transit(len(data), len(data), call.md5.hexdigest(), src_etag).mismatch
                 if short or bad_md5:
                     if call.attempt >= ATTEMPTS:
                         why = "was cut short" if short else f"hash to {call.md5.hexdigest()}, the ETag says {src_etag}"
