@@ -264,8 +264,9 @@ def recover_from_backup(
     def replan() -> None:
         # What is in the primary now, read under the lease: a writer that
         # finished before we got it is not overwritten unseen.
-        nonlocal have
+        nonlocal have, rewrites
         have = {o.key: o for o in primary.iter_objects(cfg.bucket, "")}
+        rewrites = read_rewrites(cfg, primary)
 
     def copy_one(o: ObjectVersion) -> StreamedObject:
         return primary.stream_copy(backup, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :], part_size)
