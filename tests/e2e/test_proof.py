@@ -212,3 +212,38 @@ def test_a_copy_answered_200_without_a_result_is_retried_then_refused(server, bu
     assert_clean_refusal(r, "state/skills/beta/blob.bin", "no index row was written")
     assert repo.index_bytes() == before
     assert not any("never" in k for k in live_objects(server, bucket, "snapshots/"))
+
+
+# ---------------------------------------------------------------------- recover, then rollback and verify
+def test_a_recovered_multipart_snapshot_object_is_accepted_through_recovers_record(server, bucket, make_repo, moto2):
+    """Recover rewrites a 12 MiB snapshot object in 8 MiB parts (a new ETag); its record proves it, no re-read."""
+    from tests.e2e.test_recover import wipe_bucket
+
+    repo = make_repo(server, bucket)
+    c = server.client()
+    good = os.urandom(12 * MIB)
+    multipart_put(c, bucket, BIG_KEY, good, part=6 * MIB)  # other parts than recover's: another ETag
+    row, _ = seeded_with_snapshot(repo)
+    configure_backup(repo, moto2)
+    assert repo.run("dr.backup").returncode == 0
+    wipe_bucket(server, bucket)
+    r = repo.run("dr.recover", "--apply", "--create-bucket", "--json")
+    assert r.returncode == 0, r.stderr
+    snap_key = f"snapshots/{row['id']}/{BIG_KEY}"
+    manifest = json.loads(c.get_object(Bucket=bucket, Key=row["manifest"])["Body"].read())
+    entry = next(o for o in manifest["objects"] if o["key"] == BIG_KEY)
+    now = c.head_object(Bucket=bucket, Key=snap_key)["ETag"].strip('"')
+    assert now not in (entry["etag"], entry["copy_etag"])  # rewritten: only the record vouches for it
+
+    v, marks = verify_marks(repo)
+    assert marks["snapshot"] == "PASS", v.stdout
+    assert "re-read" not in v.stdout
+    put(repo, BIG_KEY, b"a bad day")
+    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    assert r.returncode == 0, r.stderr
+    assert live_objects(server, bucket, BIG_KEY)[BIG_KEY] == good
+
+    # the record vouches only for those bytes: same-size others in its place are refused
+    multipart_put(c, bucket, snap_key, os.urandom(12 * MIB), part=8 * MIB)
+    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    assert_clean_refusal(r, "not proven intact", BIG_KEY)
