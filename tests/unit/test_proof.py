@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 
 import pytest
 
 from dr_tasks import proof
+from dr_tasks.ops.recover import _same
 from dr_tasks.proof import Verdict
+from dr_tasks.s3 import ObjectVersion
 
 DATA = b"the recorded bytes"
 MD5 = hashlib.md5(DATA).hexdigest()
@@ -50,3 +53,23 @@ def test_in_transit_refuses_on_shape_but_never_accepts_on_it() -> None:
     assert proof.in_transit(18, 18, "0" * 32, MD5, encrypted=True).verdict is Verdict.UNVERIFIABLE
     assert proof.in_transit(18, 18, MD5, MULTI).verdict is Verdict.UNVERIFIABLE
     assert proof.in_transit(18, 18, None, MD5).verdict is Verdict.UNVERIFIABLE
+
+
+# ---------------------------------------------------------------------- recover's "same"
+def _o(etag: str, size: int = 18) -> ObjectVersion:
+    return ObjectVersion("k", "v", size, f'"{etag}"', datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+def test_recover_same_needs_a_record_or_equal_etags() -> None:
+    primary, backup = _o(MD5), _o(MULTI)
+    assert _same(_o(MD5), _o(MD5), None, None).proven
+    assert _same(primary, backup, [MD5, 18, MULTI], None).proven  # the state's record of this very copy
+    assert _same(_o("1" * 32), backup, [MD5, 18, MULTI], None).mismatch  # same size, other bytes
+    assert _same(primary, backup, None, None).verdict is Verdict.UNVERIFIABLE  # size alone: reported
+    assert _same(_o(MD5, 17), backup, None, None).mismatch
+    # a record of a backup object that is no longer the one listed vouches for nothing
+    assert _same(primary, backup, [MD5, 18, "f" * 32], None).verdict is Verdict.UNVERIFIABLE
+    # recover's own record of writing `primary` from `backup`
+    rewrite = {"etag": "2" * 32 + "-2", "size": 18, "from_etag": MULTI, "source_etag": None}
+    assert _same(_o("2" * 32 + "-2"), backup, None, rewrite).proven
+    assert _same(_o("3" * 32 + "-2"), backup, None, rewrite).verdict is Verdict.UNVERIFIABLE
