@@ -83,6 +83,8 @@ SETTLE_SECONDS = 0.5
 MAX_ROUNDS = 6
 # Versions of the lease object read per inspection; more means something is badly wrong.
 MAX_VERSIONS_READ = 50
+# No Linux pid is larger (pid_max's ceiling is 2**22); anything else in a body is garbage.
+PID_MAX = 1 << 22
 
 MODE_CONDITIONAL = "conditional-put"
 MODE_READ_BACK = "read-back"
@@ -301,7 +303,7 @@ class _LeaseClient:
         expires = renewed + timedelta(seconds=ttl)
         info = info or {}
         pid = info.get("pid")
-        pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+        pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < PID_MAX else None
         host = _text(info.get("host"), "?")
         holder = Holder(
             token=token,
@@ -613,7 +615,9 @@ class _LeaseClient:
 def _parse(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except ValueError:
+        # A lone surrogate ("\ud800") parses, then can be neither printed nor logged: unreadable too.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeError is a ValueError
         return {}
     return data if isinstance(data, dict) else {}
 

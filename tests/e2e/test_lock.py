@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +51,30 @@ def plant_lease(server: Any, bucket: str, **fields: Any) -> str:
     }
     r = server.client().put_object(Bucket=bucket, Key=LOCK_KEY, Body=json.dumps(body).encode())
     return r.get("VersionId", "null")
+
+
+def this_machine(pid: int) -> dict[str, Any]:
+    """The identity fields a lease body of `pid` on this machine carries, read straight from /proc."""
+
+    def first_line(path: str) -> str | None:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError:
+            return None
+
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return {
+        "machine_id": first_line("/etc/machine-id") or first_line("/var/lib/dbus/machine-id"),
+        "boot_id": first_line("/proc/sys/kernel/random/boot_id"),
+        "pid_ns": os.readlink("/proc/self/ns/pid"),
+        "pid_start": int(stat[stat.rfind(b")") + 2 :].split()[19]),
+    }
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
 
 
 def expected_mode(server: Any) -> str:
@@ -200,6 +225,57 @@ def test_an_unreadable_lease_goes_stale_and_can_be_broken(moto_server, make_repo
         assert lease.broke is not None and lease.broke.owner == "an unreadable lease object"
     assert lock_entries(moto_server, bucket) == []
     assert [r["kind"] for r in repo.index_rows()] == ["lock-break"]
+
+
+# A host tasks.py that shortens the lifetime of a lease whose body names none (an unreadable
+# one lives DEFAULT_TTL, 10 minutes): only that constant changes; everything else is the package.
+SHORT_DEFAULT_TTL_TASKS = """\
+import dr_tasks.lock as lock
+from invoke import Collection
+from dr_tasks import dr
+
+lock.DEFAULT_TTL = 1.0
+ns = Collection(dr)
+"""
+
+GARBLED_BODIES = {
+    # valid JSON, but a string no UTF-8 encoder takes (printing or logging it raised)
+    "lone surrogate": b'{"v":1,"token":"t\\ud800","owner":"\\ud800","host":"h\\udfff","pid":4242,"operation":"x"}',
+    "invalid utf-8": b'{"v":1,"token":"t\xff\xfe","owner":"ann"}',
+    "not an object": b'["token", "owner"]',
+    "a bare string": b'"token"',
+    "nested too deep": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("garble", list(GARBLED_BODIES))
+def test_a_garbled_lease_body_is_an_unreadable_holder_broken_once_stale_and_logged(server, bucket, make_repo, garble):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    (repo.path / "tasks.py").write_text(SHORT_DEFAULT_TTL_TASKS)
+    server.client().put_object(Bucket=bucket, Key=LOCK_KEY, Body=GARBLED_BODIES[garble])
+    before = (repo.index_bytes(), bucket_state(server, bucket))
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, "held by an unreadable lease object")
+    assert (repo.index_bytes(), bucket_state(server, bucket)) == before
+    time.sleep(2.2)  # past its LastModified + the (shortened) default ttl
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, "is stale: held by an unreadable lease object", "--break-lock")
+    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "broke a stale lease held by an unreadable lease object" in r.stderr
+    rows = repo.index_rows()
+    assert [row["kind"] for row in rows] == ["lock-break", "snapshot"]
+    assert rows[0]["broken"]["owner"] == "an unreadable lease object"
+    assert lock_entries(server, bucket) == []
+
+
+def test_a_garbage_pid_in_a_lease_body_is_no_pid(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    plant_lease(server, bucket, host=socket.gethostname(), pid=10**30, **this_machine(os.getpid()))
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, f"another dr operation is running: lease held by ghost@{socket.gethostname()} for")
 
 
 # ---------------------------------------------------------------------- release
