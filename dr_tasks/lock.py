@@ -28,8 +28,9 @@ Taking it:
      effort only; the note says to enable versioning.
 
 Staleness is judged on the server's clock (the Date header of the listing
-against the LastModified of the holder's newest version plus its ttl), so a
-skewed laptop clock neither breaks a live lease nor keeps a dead one alive.
+against the LastModified of the holder's newest version plus its ttl, however
+many renewals came before it), so a skewed laptop clock neither breaks a live
+lease nor keeps a dead one alive.
 
 Releasing deletes exactly our versions by version id (a plain DELETE on a
 versioned bucket would leave a delete marker per run), or the object itself
@@ -81,8 +82,6 @@ DEFAULT_TTL = 600.0
 SETTLE_SECONDS = 0.5
 # Rounds of inspect -> put -> confirm before giving up under heavy contention.
 MAX_ROUNDS = 6
-# Versions of the lease object read per inspection; more means something is badly wrong.
-MAX_VERSIONS_READ = 50
 # No Linux pid is larger (pid_max's ceiling is 2**22); anything else in a body is garbage.
 PID_MAX = 1 << 22
 
@@ -269,8 +268,14 @@ class _LeaseClient:
         self.notify(level, message)
 
     # ------------------------------------------------------------------ reading
-    def inspect(self) -> Holder | None:
-        """The current holder (the oldest live version's writer), or None when the lease is free."""
+    def inspect(self, full: bool = False) -> Holder | None:
+        """The current holder (the oldest live version's writer), or None when the lease is free.
+
+        The holder's newest renewal is its newest version, however many it
+        wrote: the listing is read newest first until a body with the holder's
+        token, usually the first. Only `full` (a break, which must delete
+        every version of the holder) reads every body.
+        """
         entries, server_now = self.s3.key_versions(self.cfg.bucket, LOCK_KEY)
         now = server_now or utc_now()
         live: list[ObjectVersion] = []
@@ -280,28 +285,25 @@ class _LeaseClient:
             live.append(e)
         if not live:
             return None
-        live.reverse()
-        bodies: list[tuple[ObjectVersion, dict[str, Any] | None]] = []
-        for e in live[:MAX_VERSIONS_READ]:
-            if e.version_id not in (None, "null") and e.version_id in self.lease.version_ids:
-                bodies.append((e, {"token": self.lease.token, "ttl_seconds": self.lease.ttl}))
-                continue
-            raw = self.s3.get_version_or_none(self.cfg.bucket, LOCK_KEY, e.version_id)
-            if raw is None:
-                if e is live[0]:
-                    raise _Retry()  # the holder's version vanished: it was just released
-                continue
-            bodies.append((e, _parse(raw)))
-        if not bodies:
-            raise _Retry()
-        first, info = bodies[0]
+        first = live[-1]
+        info = self._body(first)
+        if info is None:
+            raise _Retry()  # the holder's version vanished: it was just released
         token = _token(first, info)
-        mine = [(e, b) for e, b in bodies if _token(e, b) == token]
-        newest_info = mine[-1][1]
-        ttl = _ttl(newest_info) if newest_info else DEFAULT_TTL
-        renewed = max(e.last_modified for e, _ in mine)
+        mine = [first]
+        newest_info = info
+        for e in live[:-1]:  # newest first
+            body = self._body(e)
+            if body is None or _token(e, body) != token:
+                continue
+            if not mine[1:]:
+                newest_info = body
+            mine.append(e)
+            if not full and not self._known(e):
+                break  # the newest renewal; older ones change nothing but the break's list
+        ttl = _ttl(newest_info)
+        renewed = max(e.last_modified for e in mine)
         expires = renewed + timedelta(seconds=ttl)
-        info = info or {}
         pid = info.get("pid")
         pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < PID_MAX else None
         host = _text(info.get("host"), "?")
@@ -315,7 +317,7 @@ class _LeaseClient:
             ttl=ttl,
             renewed=renewed,
             expires=expires,
-            version_ids=tuple(e.version_id for e, _ in mine),
+            version_ids=tuple(e.version_id for e in reversed(live) if any(e is m for m in mine)),
         )
         if token == self.lease.token:
             return holder
@@ -325,6 +327,16 @@ class _LeaseClient:
         elif host == self.host and pid is not None and pid != os.getpid() and not pid_alive(pid):
             stale = f"pid {pid} is not running on {host}"
         return _with_stale(holder, stale)
+
+    def _known(self, e: ObjectVersion) -> bool:
+        return e.version_id not in (None, "null") and e.version_id in self.lease.version_ids
+
+    def _body(self, e: ObjectVersion) -> dict[str, Any] | None:
+        """A version's parsed body ({} when unreadable), or None when it vanished; ours is not read."""
+        if self._known(e):
+            return {"token": self.lease.token, "ttl_seconds": self.lease.ttl}
+        raw = self.s3.get_version_or_none(self.cfg.bucket, LOCK_KEY, e.version_id)
+        return None if raw is None else _parse(raw)
 
     # ------------------------------------------------------------------ taking
     def acquire(self) -> Lease:
@@ -488,6 +500,14 @@ class _LeaseClient:
 
     def _break(self, holder: Holder) -> None:
         """Delete a stale holder's versions (never a live one's) and log it."""
+        try:
+            # Every version of the holder (inspect reads only its newest), and still stale.
+            current = self.inspect(full=True)
+        except _Retry:
+            return
+        if current is None or current.token != holder.token or not current.stale:
+            return  # released or renewed meanwhile: the next round looks again
+        holder = current
         real = [v for v in holder.version_ids if v not in (None, "null")]
         if real:
             errors = self.s3.delete_versions(self.cfg.bucket, [(LOCK_KEY, v) for v in real])

@@ -278,6 +278,30 @@ def test_a_garbage_pid_in_a_lease_body_is_no_pid(server, bucket, make_repo):
     assert_clean_refusal(r, f"another dr operation is running: lease held by ghost@{socket.gethostname()} for")
 
 
+# ---------------------------------------------------------------------- many renewals
+def test_the_newest_renewal_counts_however_many_there_were(server, bucket, make_repo):
+    """A holder that renewed far more often than any fixed number of versions read stays live."""
+    repo = make_repo(server, bucket)
+    repo.seed()
+    for _ in range(60):  # each renewal of a run is one more version of the lease object
+        plant_lease(server, bucket, ttl_seconds=2)
+    time.sleep(2.5)  # every one of those expired...
+    newest = plant_lease(server, bucket, ttl_seconds=10)  # ...but the holder renewed once more
+    before = (repo.index_bytes(), bucket_state(server, bucket))
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, "another dr operation is running: lease held by ghost@elsewhere pid 4242 for rollback")
+    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    assert_clean_refusal(r, "refusing --break-lock: the lease is live")
+    assert (repo.index_bytes(), bucket_state(server, bucket)) == before
+    # Once the newest renewal expired, one break takes every version of the holder, logged once.
+    modified = server.client().head_object(Bucket=bucket, Key=LOCK_KEY, VersionId=newest)["LastModified"]
+    time.sleep(max(0.0, modified.timestamp() + 11.2 - time.time()))
+    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    assert r.returncode == 0, r.stderr
+    assert [row["kind"] for row in repo.index_rows()] == ["lock-break", "snapshot"]
+    assert lock_entries(server, bucket) == []
+
+
 # ---------------------------------------------------------------------- release
 def test_lease_is_released_after_success_and_after_failure(server, bucket, make_repo, fault_proxy):
     repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
