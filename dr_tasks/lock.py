@@ -1,7 +1,9 @@
 """The lease: one operation at a time changes the bucket (snapshot, prune; rollback and backup next).
 
 The lease is an object in the primary bucket, `.dr-tasks/lock.json`, whose JSON
-body names its holder: token, owner, host, pid, operation, started, expires.
+body names its holder: token, owner, host, pid, operation, started, expires,
+and where that pid lives (machine id, boot id, pid namespace, the process's
+start time; see `host_identity`).
 
 Taking it:
 1. HEAD the key (404: nobody holds it), else read its versions. A live
@@ -118,6 +120,90 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+# Where this machine's identity is read from (module-level so a test can point them elsewhere).
+MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+PID_NS_LINK = "/proc/self/ns/pid"
+PROC_DIR = "/proc"
+
+
+def _first_line(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            line = f.readline().strip()
+    except (OSError, ValueError):
+        return None
+    return line or None
+
+
+def _proc_start(pid: int) -> tuple[int, str] | None:
+    """(start time in clock ticks since boot, state letter) of `pid`, or None when no such process."""
+    try:
+        with open(f"{PROC_DIR}/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: fields resume after the last ")".
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19]), fields[0].decode("ascii", "replace")
+    except (IndexError, ValueError):
+        return None
+
+
+def host_identity() -> dict[str, Any]:
+    """What makes a pid in a lease body comparable with ours: machine, boot, pid namespace, process start.
+
+    A hostname is no identity (containers share them), so only a body whose
+    machine id, boot id and pid namespace all equal ours is judged by its pid;
+    the start time tells a reused pid from the holder. A machine without
+    /etc/machine-id (minimal containers) falls back to dbus's copy, else
+    records none: the boot id, random per kernel boot, still tells kernels
+    apart, and two bodies without a machine id match only on it.
+    """
+    machine_id = next((m for m in map(_first_line, MACHINE_ID_FILES) if m), None)
+    try:
+        pid_ns: str | None = os.readlink(PID_NS_LINK)
+    except OSError:
+        pid_ns = None
+    start = _proc_start(os.getpid())
+    return {
+        "machine_id": machine_id,
+        "boot_id": _first_line(BOOT_ID_FILE),
+        "pid_ns": pid_ns,
+        "pid_start": start[0] if start else None,
+    }
+
+
+def holder_gone(info: dict[str, Any], pid: int | None) -> str | None:
+    """Why the holder of a lease body is provably not running, or None when that cannot be proven.
+
+    Proof needs this machine, this boot and this pid namespace, all three
+    recorded in the body and equal to ours; then the pid is gone, a zombie,
+    or a process that started at another time than the holder.
+    """
+    if pid is None:
+        return None
+    ours = host_identity()
+    if not ours["boot_id"] or not ours["pid_ns"]:
+        return None  # no /proc here: nothing to compare with
+    for name in ("machine_id", "boot_id", "pid_ns"):
+        if info.get(name) != ours[name]:
+            return None
+    started = info.get("pid_start")
+    if not isinstance(started, int) or isinstance(started, bool):
+        return None
+    now = _proc_start(pid)
+    where = f"this machine (boot {str(ours['boot_id'])[:8]}, same pid namespace)"
+    if now is None:
+        return f"pid {pid} is not running on {where}"
+    if now[1] in ("Z", "X"):
+        return f"pid {pid} has exited on {where}"
+    if now[0] != started:
+        return f"pid {pid} on {where} is another process now (the holder's has exited)"
+    return None
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds the lease, as read from the bucket."""
@@ -134,6 +220,8 @@ class Holder:
     version_ids: tuple[str | None, ...]
     # None while live; else why it is stale ("expired at ...", "pid 12 is not running on h").
     stale: str | None = None
+    # Set when the holder is provably not running (see holder_gone): it is taken over without --break-lock.
+    gone: bool = False
 
     def describe(self) -> str:
         pid = f" pid {self.pid}" if self.pid is not None else ""
@@ -195,6 +283,7 @@ class Lease:
                 "renewed": iso(now),
                 "expires": iso(now + timedelta(seconds=self.ttl)),
                 "ttl_seconds": self.ttl,
+                **host_identity(),
             },
             separators=(",", ":"),
         ).encode()
@@ -321,11 +410,12 @@ class _LeaseClient:
         )
         if token == self.lease.token:
             return holder
-        stale = None
-        if now > expires:
-            stale = f"it expired at {iso(expires)}"
-        elif host == self.host and pid is not None and pid != os.getpid() and not pid_alive(pid):
-            stale = f"pid {pid} is not running on {host}"
+        stale = f"it expired at {iso(expires)}" if now > expires else None
+        # Before its expiry a lease is stale only when its holder is provably not
+        # running: this machine, boot and pid namespace, and that pid is gone.
+        gone = holder_gone(info, pid)
+        if gone is not None:
+            return replace(holder, stale=gone, gone=True)
         return _with_stale(holder, stale)
 
     def _known(self, e: ObjectVersion) -> bool:
