@@ -8,10 +8,12 @@ start time; see `host_identity`).
 Taking it:
 1. HEAD the key (404: nobody holds it), else read its versions. A live
    holder means exit 1 with "held by <owner>@<host> pid <pid> for <op>
-   since <time> (expires <time>)". A stale
-   one (expired, or its pid is gone from this very host) is taken over only
-   with `break_lock=True`, which is logged (a warning and a `lock-break` row in
-   the index). A live lease is never broken: its holder renews it every
+   since <time> (expires <time>)". A holder that is provably not running
+   (same machine id, boot and pid namespace as ours, and its pid gone or now
+   another process: `holder_gone`) is taken over at once, without a flag; a
+   hostname proves nothing. A lease that merely expired is taken over only
+   with `break_lock=True`. Either is logged (a warning and a `lock-break` row
+   in the index). A live lease is never broken: its holder renews it every
    `ttl / 3` seconds, so a holder whose machine died goes stale within `ttl`.
 2. PutObject with `If-None-Match: *`. A 412 means someone else got there first.
 3. PutObject with `If-None-Match: *` again, same bytes: the run-time probe.
@@ -41,8 +43,9 @@ first, to find versions of ours whose id a lost response hid, unless every
 version id is known: the lease was won by a conditional PUT, or confirmed by
 a read-back after PUTs that were each sent once, and never renewed through a
 retry (see `_remove_own`). If the process dies
-(kill -9, power), the lease stays until it expires: the next operator sees who
-held it and breaks it with `--break-lock`.
+(kill -9, power), the lease stays: the next run on the same machine, boot and
+pid namespace takes it over at once; anywhere else it stays until it expires,
+and the next operator sees who held it and breaks it with `--break-lock`.
 
 Within one thread the lease is re-entrant: an operation that already holds it
 (a rollback taking its safety snapshot) does not wait for itself.
@@ -469,7 +472,7 @@ class _LeaseClient:
                     # Our own write, e.g. a PUT retried after its first answer was lost.
                     self.lease.version_ids = list(dict.fromkeys([*self.lease.version_ids, *holder.version_ids]))
                     return self.lease
-                if holder.stale and self.break_lock:
+                if holder.stale and (self.break_lock or holder.gone):
                     self._break(holder)
                     continue
                 raise self._held(holder)
@@ -613,7 +616,10 @@ class _LeaseClient:
         if errors:
             raise DrError(f"could not break the stale lease {self.where}: {errors[0].message}")
         self.lease.broke = holder
-        self._say("warning", f"broke a stale lease held by {holder.describe()} ({holder.stale})")
+        if holder.gone and not self.break_lock:
+            self._say("warning", f"took over the lease of {holder.describe()}: {holder.stale}")
+        else:
+            self._say("warning", f"broke a stale lease held by {holder.describe()} ({holder.stale})")
         ts = utc_now()
         Index(self.cfg.index_path).append(
             {
@@ -625,6 +631,8 @@ class _LeaseClient:
                 "operation": self.lease.operation,
                 "by": f"{self.lease.owner}@{self.lease.host} pid {self.lease.pid}",
                 "reason": holder.stale,
+                # Taken over without --break-lock: the holder was provably not running.
+                "automatic": holder.gone and not self.break_lock,
                 "broken": holder.to_dict(),
             }
         )
@@ -679,8 +687,9 @@ class _LeaseClient:
             except DrError as err:
                 self._say(
                     "warning",
-                    f"could not remove the lease {self.where}: {err.message}; it goes stale by itself within "
-                    f"{self.lease.ttl:.0f}s, then the next operation needs --break-lock",
+                    f"could not remove the lease {self.where}: {err.message}; the next run on this machine "
+                    f"takes it over once this process has ended, elsewhere it goes stale within "
+                    f"{self.lease.ttl:.0f}s and then needs --break-lock",
                 )
 
     def _remove_own(self) -> None:
@@ -772,21 +781,28 @@ def read_lease(cfg: DrConfig, s3: S3 | None = None) -> Holder | None:
     return None
 
 
-def check_lease(cfg: DrConfig, s3: S3 | None = None, operation: str = "operation") -> None:
+def check_lease(
+    cfg: DrConfig, s3: S3 | None = None, operation: str = "operation", notify: Notify | None = None
+) -> None:
     """Raise `LockHeld`, as `hold_lease` would, when another operation holds the lease (live or stale); take nothing.
 
     For a run that turns out to have nothing to write (a no-change backup): it
     needs no lease, but it still stops, with the same message, where taking
-    the lease would have stopped it. One HEAD while the lease is free.
+    the lease would have stopped it. One HEAD while the lease is free. A lease
+    left by a holder that is provably not running is removed (and logged, as
+    `hold_lease` would take it over), so the run ends where a clean one does.
     """
     if (cfg.endpoint.endpoint_url, cfg.bucket) in _local.__dict__.get("leases", {}):
         return  # this thread holds it (re-entrant, as in hold_lease)
-    client = _LeaseClient(cfg, s3 or S3(cfg.endpoint, cfg.concurrency), operation, False, DEFAULT_TTL, _quiet)
+    client = _LeaseClient(cfg, s3 or S3(cfg.endpoint, cfg.concurrency), operation, False, DEFAULT_TTL, notify or _quiet)
     for _ in range(MAX_ROUNDS):
         try:
             holder = client.first_look()
         except _Retry:
             continue  # a holder's version vanished while we read it: look again
+        if holder is not None and holder.gone:
+            client._break(holder)
+            continue  # gone now, or replaced meanwhile: look again
         if holder is not None:
             raise client._held(holder)
         return

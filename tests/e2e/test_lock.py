@@ -187,6 +187,56 @@ def test_live_lease_is_never_broken(server, bucket, make_repo):
     assert (repo.index_bytes(), bucket_state(server, bucket)) == before
 
 
+def test_a_dead_holder_on_this_machine_is_taken_over_without_a_flag_and_logged(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    pid = dead_pid()
+    # Same machine, boot and pid namespace as the inv below; the pid is gone.
+    ident = {**this_machine(os.getpid()), "pid_start": 12345}
+    plant_lease(server, bucket, host=socket.gethostname(), pid=pid, operation="backup", **ident)
+    r = repo.run("dr.snapshot", "--label=x", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    took = [line for line in r.stderr.splitlines() if "took over the lease" in line]
+    assert len(took) == 1 and f"ghost@{socket.gethostname()} pid {pid} for backup" in took[0], r.stderr
+    assert f"pid {pid} is not running on this machine" in took[0]
+    rows = repo.index_rows()
+    assert [row["kind"] for row in rows] == ["lock-break", "snapshot"]
+    assert rows[0]["automatic"] is True and rows[0]["broken"]["pid"] == pid
+    assert rows[0]["reason"].startswith(f"pid {pid} is not running")
+    assert lock_entries(server, bucket) == []
+
+
+def test_a_reused_pid_is_told_from_the_holder_by_its_start_time(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        ident = this_machine(sleeper.pid)
+        # The holder's own process, alive: held, and --break-lock is refused.
+        plant_lease(server, bucket, host=socket.gethostname(), pid=sleeper.pid, **ident)
+        before = (repo.index_bytes(), bucket_state(server, bucket))
+        r = repo.run("dr.snapshot", "--label=x")
+        assert_clean_refusal(r, f"another dr operation is running: lease held by ghost@{socket.gethostname()} pid")
+        r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+        assert_clean_refusal(r, "refusing --break-lock: the lease is live")
+        assert (repo.index_bytes(), bucket_state(server, bucket)) == before
+        # The same pid, but the holder started at another time: that process has exited, the pid was reused.
+        for _, vid, _, _ in lock_entries(server, bucket):
+            server.client().delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=vid)
+        plant_lease(
+            server, bucket, host=socket.gethostname(), pid=sleeper.pid, **{**ident, "pid_start": ident["pid_start"] - 7}
+        )
+        r = repo.run("dr.snapshot", "--label=x")
+        assert r.returncode == 0, r.stderr
+        assert f"pid {sleeper.pid} on this machine" in r.stderr and "is another process now" in r.stderr
+        assert [row["kind"] for row in repo.index_rows()] == ["lock-break", "snapshot"]
+        assert lock_entries(server, bucket) == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 OTHER_IDENTITIES = {
     # an older body, or a tool that records no identity: only the hostname matches
     "no identity": lambda me: {"machine_id": None, "boot_id": None, "pid_ns": None, "pid_start": None},
@@ -429,15 +479,15 @@ def test_failed_release_is_a_warning_and_the_next_run_names_the_dead_holder(serv
     assert "could not remove the lease" in r.stderr and "--break-lock" in r.stderr
     assert len(repo.index_rows()) == 1
     fault_proxy.clear()
+    # Its holder has ended on this very machine: the next plain run takes it over, and logs it.
     r = repo.run("dr.snapshot", "--label=next")
-    assert_clean_refusal(r, "is not running on", "--break-lock")
-    r = repo.run("dr.snapshot", "--label=next", "--break-lock")
     assert r.returncode == 0, r.stderr
+    assert "took over the lease of" in r.stderr and "is not running on this machine" in r.stderr
     assert [row["kind"] for row in repo.index_rows()] == ["snapshot", "lock-break", "snapshot"]
     assert lock_entries(server, bucket) == []
 
 
-def test_kill_9_mid_snapshot_leaves_a_stale_lease_that_break_lock_clears(server, bucket, make_repo, fault_proxy):
+def test_kill_9_mid_snapshot_leaves_a_lease_the_plain_rerun_takes_over(server, bucket, make_repo, fault_proxy):
     repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
     files = repo.seed()
     fault_proxy.add(Rule(op="CopyObject", fault=None, times=-1, delay=0.5))
@@ -450,10 +500,11 @@ def test_kill_9_mid_snapshot_leaves_a_stale_lease_that_break_lock_clears(server,
     assert repo.index_bytes() == b""
     assert lock_entries(server, bucket) != []
     fault_proxy.clear()
-    r = repo.run("dr.snapshot", "--label=again")
-    assert_clean_refusal(r, f"pid {p.pid} is not running on")
-    r = repo.run("dr.snapshot", "--label=again", "--break-lock", "--json")
+    r = repo.run("dr.snapshot", "--label=again", "--json")
     assert r.returncode == 0, r.stderr
+    took = [line for line in r.stderr.splitlines() if "took over the lease" in line]
+    assert len(took) == 1 and f"pid {p.pid} is not running on this machine" in took[0], r.stderr
+    assert [row["kind"] for row in repo.index_rows()] == ["lock-break", "snapshot"]
     snap = json.loads(r.stdout)
     assert snap["objects"] == len(files)
     assert lock_entries(server, bucket) == []
