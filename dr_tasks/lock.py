@@ -17,10 +17,12 @@ Taking it:
    `ttl / 3` seconds, so a holder whose machine died goes stale within `ttl`.
 2. PutObject with `If-None-Match: *`. A 412 means someone else got there first.
 3. PutObject with `If-None-Match: *` again, same bytes: the run-time probe.
-   A store that honours the header answers 412 (the key exists: ours), and the
-   lease is ours. A store that ignores it (Ceph RGW 16.2 on versioned buckets;
+   A store that honours the header answers 412 (the key exists); a store
+   that ignores it (Ceph RGW 16.2 on versioned buckets;
    DigitalOcean Spaces unconfirmed) answers 200, and the lease falls back to
-   put-then-read-back, with a note:
+   put-then-read-back, with a note. Either way the lease is ours only once
+   it reads back as ours (a 412 says the key exists, not whose version
+   counts: a create that is not atomic lets two through):
    - versioned bucket: the OLDEST live version of the key wins. Every
      contender has written its own version, every contender lists the same
      versions in the same server order, so exactly one sees its own version
@@ -40,9 +42,8 @@ Releasing deletes exactly our versions by version id (a plain DELETE on a
 versioned bucket would leave a delete marker per run), or the object itself
 on an unversioned bucket after checking it is still ours. It lists the key
 first, to find versions of ours whose id a lost response hid, unless every
-version id is known: the lease was won by a conditional PUT, or confirmed by
-a read-back after PUTs that were each sent once, and never renewed through a
-retry (see `_remove_own`). If the process dies
+version id is known: the lease was confirmed by a read-back after PUTs that
+were each sent once, and never renewed through a retry (see `_remove_own`). If the process dies
 (kill -9, power), the lease stays: the next run on the same machine, boot and
 pid namespace takes it over at once; anywhere else it stays until it expires,
 and the next operator sees who held it and breaks it with `--break-lock`.
@@ -467,35 +468,37 @@ class _LeaseClient:
                 holder = self.first_look()
             except _Retry:
                 continue
-            if holder is not None:
-                if holder.token == self.lease.token:
-                    # Our own write, e.g. a PUT retried after its first answer was lost.
-                    self.lease.version_ids = list(dict.fromkeys([*self.lease.version_ids, *holder.version_ids]))
-                    return self.lease
+            if holder is not None and holder.token == self.lease.token:
+                # Our own write, e.g. a PUT retried after its first answer was lost: confirm it below.
+                self.lease.version_ids = list(dict.fromkeys([*self.lease.version_ids, *holder.version_ids]))
+            elif holder is not None:
                 if holder.stale and (self.break_lock or holder.gone):
                     self._break(holder)
                     continue
                 raise self._held(holder)
-            outcome, vid, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
-            self._put_retried |= retried
-            if outcome == "exists":
-                continue
-            if outcome == "unsupported":
-                r = self.s3.put_bytes(self.cfg.bucket, LOCK_KEY, self.lease.body(), "application/json")
-                self._put_retried |= bool(r.get("ResponseMetadata", {}).get("RetryAttempts"))
-                self.lease.version_ids.append(r.get("VersionId"))
-                self._fall_back("rejects If-None-Match")
             else:
-                self.lease.version_ids.append(vid)
-                probe, vid2, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
+                outcome, vid, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
                 self._put_retried |= retried
-                if probe == "exists":
-                    self.lease.mode = MODE_CONDITIONAL
-                    self._ids_complete = all(v not in (None, "null") for v in self.lease.version_ids)
-                    return self.lease
-                if vid2 is not None or probe == "written":
-                    self.lease.version_ids.append(vid2)
-                self._fall_back("ignores If-None-Match")
+                if outcome == "exists":
+                    continue
+                if outcome == "unsupported":
+                    r = self.s3.put_bytes(self.cfg.bucket, LOCK_KEY, self.lease.body(), "application/json")
+                    self._put_retried |= bool(r.get("ResponseMetadata", {}).get("RetryAttempts"))
+                    self.lease.version_ids.append(r.get("VersionId"))
+                    self._fall_back("rejects If-None-Match")
+                else:
+                    self.lease.version_ids.append(vid)
+                    probe, vid2, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
+                    self._put_retried |= retried
+                    if probe == "exists":
+                        self.lease.mode = MODE_CONDITIONAL
+                    else:
+                        if vid2 is not None or probe == "written":
+                            self.lease.version_ids.append(vid2)
+                        self._fall_back("ignores If-None-Match")
+            # A 412 on the probe says the key exists, not that our version is the
+            # one that counts (a store whose If-None-Match is not atomic lets two
+            # creates through): ownership is confirmed by reading back, in every mode.
             if self._read_back():
                 return self.lease
             # Lost the race: the next round names the winner.
@@ -695,12 +698,9 @@ class _LeaseClient:
     def _remove_own(self) -> None:
         """Delete every version of the lease object that we wrote, and nothing else."""
         if self._ids_complete:
-            # Won by a conditional PUT on a versioned bucket (a retried
-            # If-None-Match PUT that had landed comes back 412 and makes
-            # _acquire adopt it from a listing), or confirmed by a read-back
-            # after PUTs sent once each; renewed
-            # without a retry since: every version we wrote is one whose id we
-            # know. Delete those by id, without listing first.
+            # Confirmed by a read-back after PUTs sent once each (in either
+            # mode) and renewed without a retry since: every version we wrote
+            # is one whose id we know. Delete those by id, without listing first.
             ids = list(dict.fromkeys(v for v in self.lease.version_ids if v not in (None, "null")))
             errors = self.s3.delete_versions(self.cfg.bucket, [(LOCK_KEY, v) for v in ids])
             if errors:

@@ -22,7 +22,7 @@ import pytest
 from dr_tasks import DrError, LockHeld, hold_lease, read_lease
 from dr_tasks import lock as lock_mod
 from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
-from tests.conftest import assert_clean_refusal, bucket_state, new_bucket
+from tests.conftest import assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import Rule
 
 
@@ -366,6 +366,31 @@ def test_the_newest_renewal_counts_however_many_there_were(server, bucket, make_
     assert r.returncode == 0, r.stderr
     assert [row["kind"] for row in repo.index_rows()] == ["lock-break", "snapshot"]
     assert lock_entries(server, bucket) == []
+
+
+# ---------------------------------------------------------------------- confirmation
+def test_a_conditional_create_is_confirmed_by_reading_back(server, bucket, make_repo, fault_proxy):
+    """A 412 on the probe says the key exists, not that our version is the lease: it is read back."""
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    # Our create lands and its answer is parked; meanwhile the store lets another writer's version
+    # become the lease (as a store whose If-None-Match is not atomic does): ours is gone, theirs stands.
+    fault_proxy.add(Rule(op="PutObject", key="lock.json", fault="hold-after", times=1))
+    p = spawn(repo, "dr.snapshot", "--label=x")
+    deadline = time.monotonic() + 60
+    while fault_proxy.faults["PutObject:hold-after"] < 1 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    ours = [vid for _, vid, _, _ in lock_entries(server, bucket)]
+    assert len(ours) == 1
+    server.client().delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=ours[0])
+    ghost = plant_lease(server, bucket)
+    fault_proxy.release()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1 and "Traceback" not in err, err
+    assert "another dr operation is running: lease held by ghost@elsewhere pid 4242 for rollback" in err
+    assert repo.index_bytes() == b""
+    assert live_objects(server, bucket, "snapshots/") == {}
+    assert [e[1] for e in lock_entries(server, bucket)] == [ghost]
 
 
 # ---------------------------------------------------------------------- release
