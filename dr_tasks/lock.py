@@ -168,6 +168,10 @@ def host_identity() -> dict[str, Any]:
     machine_id = next((m for m in map(_first_line, MACHINE_ID_FILES) if m), None)
     try:
         pid_ns: str | None = os.readlink(PID_NS_LINK)
+        if os.readlink(f"{PROC_DIR}/self") != str(os.getpid()):
+            # This /proc was mounted for another pid namespace (unshare without
+            # a remount): its pids are not ours, so they prove nothing.
+            pid_ns = None
     except OSError:
         pid_ns = None
     start = _proc_start(os.getpid())

@@ -30,6 +30,7 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(lock, "PROC_DIR", str(proc))
     monkeypatch.setattr(lock.os, "getpid", lambda: 100)
     (proc / "100").mkdir()
+    (proc / "self").symlink_to("100")
     (proc / "100" / "stat").write_text(stat_line(100, "inv", "R", 5000))
     return {"proc": proc, "tmp": tmp_path}
 
@@ -88,3 +89,11 @@ def test_no_proc_no_proof(machine, monkeypatch):
     body = {**lock.host_identity(), "pid_start": 7000}
     monkeypatch.setattr(lock, "BOOT_ID_FILE", str(machine["tmp"] / "missing"))
     assert lock.holder_gone({**body, "boot_id": None}, 200) is None
+
+
+def test_a_proc_of_another_pid_namespace_proves_nothing(machine):
+    body = {**lock.host_identity(), "pid_start": 7000}
+    (machine["proc"] / "self").unlink()
+    (machine["proc"] / "self").symlink_to("4321")  # /proc counts pids in another namespace than ours
+    assert lock.host_identity()["pid_ns"] is None
+    assert lock.holder_gone(body, 200) is None
