@@ -368,6 +368,24 @@ def test_the_newest_renewal_counts_however_many_there_were(server, bucket, make_
     assert lock_entries(server, bucket) == []
 
 
+def test_a_real_holder_renewing_past_fifty_versions_stays_live(server, bucket, make_repo):
+    """The same through the renewer itself: a short ttl, more than 50 renewals, and the lease is still live."""
+    repo = make_repo(server, bucket)
+    repo.seed()
+    cfg = repo.cfg()
+    with hold_lease(cfg, operation="long", ttl=0.9) as lease:  # renewed every 0.3 s
+        deadline = time.monotonic() + 90
+        while len(lease.version_ids) < 60 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(lease.version_ids) >= 60
+        holder = read_lease(cfg)
+        assert holder is not None and holder.stale is None and holder.operation == "long", holder
+        r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+        assert_clean_refusal(r, "refusing --break-lock: the lease is live")
+    assert repo.index_bytes() == b""
+    assert lock_entries(server, bucket) == []
+
+
 # ---------------------------------------------------------------------- confirmation
 def test_a_conditional_create_is_confirmed_by_reading_back(server, bucket, make_repo, fault_proxy):
     """A 412 on the probe says the key exists, not that our version is the lease: it is read back."""
