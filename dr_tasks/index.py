@@ -71,7 +71,14 @@ SCHEMA: dict[str, dict[str, str]] = {
     "prune": {"bucket": "str", "deleted": "list[str]", "orphans": "list[str]", "kept": "list[str]", "objects": "int"},
     "pin": {"pinned": "bool", "by": "str?", "reason": "str?", "reindexed": "bool"},
     "drill": {"snapshot": "str?", "objects": "int", "bytes": "int", "ok": "bool"},
-    "lock-break": {"bucket": "str", "key": "str", "operation": "str", "by": "str", "reason": "str"},
+    "lock-break": {
+        "bucket": "str",
+        "key": "str",
+        "operation": "str",
+        "by": "str",
+        "reason": "str?",
+        "automatic": "bool",
+    },
 }
 _REQUIRED = ("id",)
 

@@ -94,7 +94,7 @@ def reindex(c: Context, apply: bool = False, json_: bool = False, dry_run: bool 
         "keep_monthly": "keep the newest snapshot of each of the last M months that have snapshots",
         "apply": "delete what the plan says (without it: print the plan and delete nothing)",
         "dry_run": "print the plan and delete nothing, even with --apply (also: Invoke's --dry)",
-        "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
+        "break_lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
         "json": "print the plan (or the result) as JSON",
     },
 )
@@ -195,7 +195,7 @@ def pin(c: Context, id: str, unpin: bool = False, reason: str = "", json_: bool 
         "id": "the pruned snapshot's id (`inv dr.list --all` shows pruned ones)",
         "apply": "remove the delete markers and append its row (without it: list them and change nothing)",
         "dry_run": "list them and change nothing, even with --apply (also: Invoke's --dry)",
-        "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
+        "break_lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
         "json": "print the result as JSON",
     },
 )
