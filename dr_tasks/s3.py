@@ -568,7 +568,10 @@ class S3:
                 yield kept
             if not entries:
                 return
-            last = entries[-1].key
+            # Where the server resumes, not the page's last entry: moto sends a
+            # page's delete markers after all its versions, so the last entry
+            # can sort below keys this page already yielded.
+            last = max(page.get("NextKeyMarker") or "", max(e.key for e in entries))
             if inner and page.get("IsTruncated") and last.startswith(inner):
                 break  # inside a skipped prefix, with more to come: go around it
         else:

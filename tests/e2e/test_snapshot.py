@@ -383,3 +383,33 @@ def test_request_count_is_one_listing_page_per_thousand_keys_and_one_copy_per_ob
 
 
 assert SAMPLE_FILES  # the fixture data the tests above compare against
+
+
+def test_a_delete_marker_under_the_snapshot_prefix_does_not_repeat_live_keys(server, make_repo):
+    """moto sends a page's delete markers after its versions: the page's last entry is not its highest key.
+
+    Resuming from that entry listed ~1,000 live keys twice, and the snapshot
+    exited 0 with a manifest naming them twice (which verify passed and
+    rollback then refused).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    bucket = new_bucket(server)
+    repo = make_repo(server, bucket)
+    c = server.client(max_pool_connections=32)
+    c.put_object(Bucket=bucket, Key="snapshots/old/x", Body=b"x")
+    c.delete_object(Bucket=bucket, Key="snapshots/old/x")  # a delete marker, as a prune leaves
+    keys = [f"state/skills/u{i % 5}/k{i:05d}.txt" for i in range(1200)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: c.put_object(Bucket=bucket, Key=k, Body=k.encode()), keys))
+    r = repo.run("dr.snapshot", "--label=t", "--json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["objects"] == len(keys)
+    manifest = json.loads(c.get_object(Bucket=bucket, Key=row["manifest"])["Body"].read())
+    listed = [o["key"] for o in manifest["objects"]]
+    assert sorted(listed) == sorted(keys)
+    v = repo.run("dr.verify", "--json")
+    assert '"name": "snapshot"' in v.stdout and "Traceback" not in v.stderr
+    snap = next(ch for ch in json.loads(v.stdout)["checks"] if ch["name"] == "snapshot")
+    assert snap["ok"], snap
