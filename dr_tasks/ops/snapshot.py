@@ -9,9 +9,9 @@ Order of work, which is what makes it safe to interrupt:
 
 from __future__ import annotations
 
-import json
 import re
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexRead, iso, utc_now
+from ..manifest import Manifest, ManifestEntry, format_manifest, parse_manifest
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
 
@@ -103,30 +104,22 @@ def list_live(cfg: DrConfig, s3: S3, versioned: bool) -> list[ObjectVersion]:
 
 def build_manifest(
     cfg: DrConfig, snap_id: str, label: str, ts: str, versioned: bool, objects: list[ObjectVersion]
-) -> dict[str, Any]:
-    return {
-        "v": 1,
-        "id": snap_id,
-        "label": label,
-        "ts": ts,
-        "bucket": cfg.bucket,
-        "prefix": cfg.prefix,
-        "source": f"s3://{cfg.bucket}/{cfg.prefix}",
-        "dest": f"s3://{cfg.bucket}/{snapshot_dir(cfg, snap_id)}",
-        "versioned": versioned,
-        "objects": [
-            {
-                "key": cfg.rel_for(o.key),
-                "size": o.size,
-                "etag": o.etag_plain,
-                "version_id": o.version_id,
-                "last_modified": iso(o.last_modified),
-                # No store returns a sha256 in a listing; `dr.verify --deep` fills it in.
-                "sha256": None,
-            }
+) -> Manifest:
+    return Manifest(
+        id=snap_id,
+        label=label,
+        ts=ts,
+        bucket=cfg.bucket,
+        prefix=cfg.prefix,
+        source=f"s3://{cfg.bucket}/{cfg.prefix}",
+        dest=f"s3://{cfg.bucket}/{snapshot_dir(cfg, snap_id)}",
+        versioned=versioned,
+        objects=[
+            # No store returns a sha256 in a listing; `dr.verify --deep` fills it in.
+            ManifestEntry(cfg.rel_for(o.key), o.size, o.etag_plain, o.version_id, iso(o.last_modified))
             for o in objects
         ],
-    }
+    )
 
 
 @dataclass
@@ -179,7 +172,20 @@ def plan_snapshot(
     finally:
         progress.stop()
     _check_key_lengths(cfg, snap_id, objects)
+    _check_unique(cfg, snap_id, objects)
     return SnapshotPlan(snap_id, label, iso(ts_dt), versioned, objects, existing, started)
+
+
+def _check_unique(cfg: DrConfig, snap_id: str, objects: list[ObjectVersion]) -> None:
+    """Refuse, before any copy, a listing that named a key twice: its manifest could not say which copy is right."""
+    twice = sorted(k for k, n in Counter(o.key for o in objects).items() if n > 1)
+    if twice:
+        raise DrError(
+            f"snapshot {snap_id} cannot be taken: the listing of s3://{cfg.bucket}/{cfg.prefix} named "
+            f"{len(twice)} keys more than once ({', '.join(repr(k) for k in twice[:3])}"
+            f"{' ...' if len(twice) > 3 else ''}); nothing was copied",
+            "this S3 server's version listing is inconsistent; report it (with the keys) to its operator",
+        )
 
 
 def _check_key_lengths(cfg: DrConfig, snap_id: str, objects: list[ObjectVersion]) -> None:
@@ -243,7 +249,16 @@ def take_snapshot(
         )
 
     manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects)
-    s3.put_bytes(cfg.bucket, mkey, json.dumps(manifest, separators=(",", ":")).encode(), "application/json")
+    # Checked by the parser every reader uses, before it is stored: what is
+    # committed is what verify, rollback and reindex will accept.
+    data = format_manifest(manifest)
+    if len(manifest.objects) != len(objects):
+        raise DrError(
+            f"snapshot {snap_id} failed: its manifest names {len(manifest.objects)} objects, the listing "
+            f"{len(objects)}; no manifest or index row was written",
+            "run the same command again; report it if it repeats",
+        )
+    s3.put_bytes(cfg.bucket, mkey, data, "application/json")
     result = SnapshotResult(
         id=snap_id,
         label=plan.label,
@@ -268,14 +283,13 @@ def take_snapshot(
     return result
 
 
-def load_manifest(cfg: DrConfig, s3: S3, snap_id: str) -> dict[str, Any]:
-    raw = s3.get_bytes_or_none(cfg.bucket, manifest_key(cfg, snap_id))
+def load_manifest(cfg: DrConfig, s3: S3, snap_id: str) -> Manifest:
+    """The snapshot's manifest, typed (see `dr_tasks.manifest`), or a one-line DrError."""
+    key = manifest_key(cfg, snap_id)
+    raw = s3.get_bytes_or_none(cfg.bucket, key)
     if raw is None:
         raise DrError(
-            f"snapshot {snap_id} has no manifest at s3://{cfg.bucket}/{manifest_key(cfg, snap_id)}",
+            f"snapshot {snap_id} has no manifest at s3://{cfg.bucket}/{key}",
             "the snapshot is incomplete or was pruned; pick another with `inv dr.list`",
         )
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise DrError(f"the manifest of snapshot {snap_id} is not valid JSON", "pick another snapshot") from None
+    return parse_manifest(raw, snap_id, f"s3://{cfg.bucket}/{key}")
