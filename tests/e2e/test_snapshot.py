@@ -413,3 +413,24 @@ def test_a_delete_marker_under_the_snapshot_prefix_does_not_repeat_live_keys(ser
     assert '"name": "snapshot"' in v.stdout and "Traceback" not in v.stderr
     snap = next(ch for ch in json.loads(v.stdout)["checks"] if ch["name"] == "snapshot")
     assert snap["ok"], snap
+
+
+def test_a_listing_that_names_a_key_twice_is_refused_before_any_copy(server, bucket, make_repo, fault_proxy):
+    """Whatever the cause (a store's paging, a proxy), a manifest naming a key twice is never committed."""
+    import re
+
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+
+    def doubled(op: str, body: bytes) -> bytes:
+        if op != "ListObjectVersions":
+            return body
+        m = re.search(rb"<Version>(?:(?!</Version>).)*?blob\.bin</Key>.*?</Version>", body, re.S)
+        return body if m is None else body[: m.end()] + m.group(0) + body[m.end() :]
+
+    fault_proxy.rewrite = doubled
+    before = bucket_state(server, bucket)
+    r = repo.run("dr.snapshot", "--label=t")
+    assert_clean_refusal(r, "named 1 keys more than once", "state/skills/beta/blob.bin", "nothing was copied")
+    assert bucket_state(server, bucket) == before
+    assert repo.index_rows() == []
