@@ -269,7 +269,8 @@ def versions_at(entries: Iterable[ObjectVersion], ts: datetime) -> Iterator[KeyA
         ambiguity = None
         if later_count or tied_count:
             reason = (
-                f"{later_count} entries listed as older have a later LastModified"
+                f"{later_count} {'entry' if later_count == 1 else 'entries'} listed as older "
+                f"{'has' if later_count == 1 else 'have'} a later LastModified"
                 if later_count
                 else "a write and a delete share its LastModified"
             )

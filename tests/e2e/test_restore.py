@@ -710,7 +710,7 @@ def test_the_servers_version_order_wins_over_skewed_timestamps_and_the_report_sa
     ambiguous = {a["key"]: a for a in result["ambiguous"]}
     assert set(ambiguous) == {f"{U}cur.txt", f"{U}gone.txt"}, result["ambiguous"]
     cur = ambiguous[f"{U}cur.txt"]
-    assert "listed as older have a later LastModified" in cur["reason"]
+    assert "1 entry listed as older has a later LastModified" in cur["reason"]
     assert cur["chosen"].endswith(" 2001-01-01T00:00:00Z") and len(cur["others"]) == 1
     gone = ambiguous[f"{U}gone.txt"]
     assert "a write and a delete share its LastModified" in gone["reason"] and "(delete marker)" in gone["chosen"]

@@ -100,7 +100,7 @@ def test_the_server_order_wins_over_timestamps_and_says_so() -> None:
     got = {d.key: d for d in versions_at(entries, T)}
     assert got["a"].state == "present" and got["a"].entry is not None and got["a"].entry.version_id == "current"
     amb = got["a"].ambiguity
-    assert amb is not None and amb.key == "a" and "1 entries listed as older have a later LastModified" in amb.reason
+    assert amb is not None and amb.key == "a" and "1 entry listed as older has a later LastModified" in amb.reason
     assert amb.chosen == "current 2026-04-15T16:00:00Z" and amb.others == ["older 2026-04-15T17:00:00Z"]
     assert "a: " in amb.describe() and "chose current" in amb.describe()
     assert got["b"].ambiguity is None
