@@ -46,3 +46,11 @@ def test_an_interleaved_or_single_kind_page_is_never_reordered_by_time():
     assert [e.version_id for e in _merge_page(interleaved)] == ["cur", "dm", "old"]
     versions_only = [v("a", "cur", latest=True, when=early), v("a", "old", when=late)]
     assert [e.version_id for e in _merge_page(versions_only)] == ["cur", "old"]
+
+
+def test_moto_shape_with_many_keys_comes_out_in_key_order_each_key_merged():
+    t = [T.replace(second=s) for s in range(10)]
+    versions = [v("a", "a2", True, t[5]), v("a", "a1", when=t[1]), v("b", "b1", True, t[2]), v("c", "c1", when=t[3])]
+    markers = [dm("a", "am", when=t[3]), dm("c", "cm", True, t[4]), dm("d", "dm", True, t[6])]
+    got = [e.version_id for e in _merge_page(versions + markers)]
+    assert got == ["a2", "am", "a1", "b1", "cm", "c1", "dm"]
