@@ -249,15 +249,10 @@ def take_snapshot(
         )
 
     manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects)
-    # Checked by the parser every reader uses, before it is stored: what is
-    # committed is what verify, rollback and reindex will accept.
+    # One entry per listed object (so as many as the listing, none twice:
+    # `_check_unique`), checked by the parser every reader uses before it is
+    # stored: what is committed is what verify, rollback and reindex accept.
     data = format_manifest(manifest)
-    if len(manifest.objects) != len(objects):
-        raise DrError(
-            f"snapshot {snap_id} failed: its manifest names {len(manifest.objects)} objects, the listing "
-            f"{len(objects)}; no manifest or index row was written",
-            "run the same command again; report it if it repeats",
-        )
     s3.put_bytes(cfg.bucket, mkey, data, "application/json")
     result = SnapshotResult(
         id=snap_id,
