@@ -20,6 +20,7 @@ from .errors import DrError
 MANIFEST_VERSION = 1
 # Top-level fields of the format; anything else a manifest carries is kept as it is (`extra`).
 _FIELDS = ("v", "id", "label", "ts", "bucket", "prefix", "source", "dest", "versioned", "objects")
+_ENTRY_FIELDS = ("key", "size", "etag", "version_id", "last_modified", "sha256")
 
 
 class ManifestError(DrError):
@@ -45,9 +46,12 @@ class ManifestEntry:
     version_id: str | None
     last_modified: str | None
     sha256: str | None = None
+    # Fields of the entry this parser does not know, kept as they are (a later format's additions).
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "key": self.key,
             "size": self.size,
             "etag": self.etag,
@@ -125,7 +129,8 @@ def _entry(i: int, o: Any) -> ManifestEntry:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"object {key!r} has {name} {_shown(value)}, not a string")
         opt[name] = value
-    return ManifestEntry(key, size, etag.strip('"'), opt["version_id"], opt["last_modified"], opt["sha256"])
+    extra = {k: v for k, v in o.items() if k not in _ENTRY_FIELDS}
+    return ManifestEntry(key, size, etag.strip('"'), opt["version_id"], opt["last_modified"], opt["sha256"], extra)
 
 
 def parse_manifest(raw: bytes, snap_id: str, where: str = "") -> Manifest:

@@ -32,6 +32,12 @@ def parse(value: Any) -> Manifest:
     return parse_manifest(json.dumps(value).encode(), SNAP)
 
 
+def test_an_entrys_fields_the_parser_does_not_know_are_kept() -> None:
+    m = parse(doc(objects=[entry(copy_etag="def")]))
+    assert m.objects[0].extra == {"copy_etag": "def"}
+    assert json.loads(format_manifest(m))["objects"] == [entry(copy_etag="def")]
+
+
 def test_a_good_manifest_is_typed_and_round_trips_with_fields_it_does_not_know() -> None:
     m = parse(doc(sha256_recorded_at="2026-04-16T00:00:00Z"))
     assert m.objects == [ManifestEntry("state/a", 3, "abc", "v1", "x", None)]
