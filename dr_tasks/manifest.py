@@ -20,7 +20,7 @@ from .errors import DrError
 MANIFEST_VERSION = 1
 # Top-level fields of the format; anything else a manifest carries is kept as it is (`extra`).
 _FIELDS = ("v", "id", "label", "ts", "bucket", "prefix", "source", "dest", "versioned", "objects")
-_ENTRY_FIELDS = ("key", "size", "etag", "version_id", "last_modified", "sha256")
+_ENTRY_FIELDS = ("key", "size", "etag", "version_id", "last_modified", "sha256", "copy_etag")
 
 
 class ManifestError(DrError):
@@ -46,6 +46,8 @@ class ManifestEntry:
     version_id: str | None
     last_modified: str | None
     sha256: str | None = None
+    # The ETag the server gave the snapshot's copy, where it differs from the source's (multipart).
+    copy_etag: str | None = None
     # Fields of the entry this parser does not know, kept as they are (a later format's additions).
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -58,6 +60,7 @@ class ManifestEntry:
             "version_id": self.version_id,
             "last_modified": self.last_modified,
             "sha256": self.sha256,
+            "copy_etag": self.copy_etag,
         }
 
 
@@ -124,13 +127,22 @@ def _entry(i: int, o: Any) -> ManifestEntry:
     if not isinstance(etag, str):
         raise ValueError(f"object {key!r} has ETag {_shown(etag)}, not a string")
     opt: dict[str, str | None] = {}
-    for name in ("version_id", "last_modified", "sha256"):
+    for name in ("version_id", "last_modified", "sha256", "copy_etag"):
         value = o.get(name)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"object {key!r} has {name} {_shown(value)}, not a string")
         opt[name] = value
     extra = {k: v for k, v in o.items() if k not in _ENTRY_FIELDS}
-    return ManifestEntry(key, size, etag.strip('"'), opt["version_id"], opt["last_modified"], opt["sha256"], extra)
+    return ManifestEntry(
+        key,
+        size,
+        etag.strip('"'),
+        opt["version_id"],
+        opt["last_modified"],
+        opt["sha256"],
+        opt["copy_etag"],
+        extra,
+    )
 
 
 def parse_manifest(raw: bytes, snap_id: str, where: str = "") -> Manifest:

@@ -13,7 +13,8 @@ SNAP = "2026-04-15T18:00:00Z-good"
 
 
 def entry(key: str = "state/a", **over: Any) -> dict[str, Any]:
-    return {"key": key, "size": 3, "etag": "abc", "version_id": "v1", "last_modified": "x", "sha256": None, **over}
+    base = {"key": key, "size": 3, "etag": "abc", "version_id": "v1", "last_modified": "x", "sha256": None}
+    return {**base, "copy_etag": None, **over}
 
 
 def doc(**over: Any) -> dict[str, Any]:
@@ -33,9 +34,9 @@ def parse(value: Any) -> Manifest:
 
 
 def test_an_entrys_fields_the_parser_does_not_know_are_kept() -> None:
-    m = parse(doc(objects=[entry(copy_etag="def")]))
-    assert m.objects[0].extra == {"copy_etag": "def"}
-    assert json.loads(format_manifest(m))["objects"] == [entry(copy_etag="def")]
+    m = parse(doc(objects=[entry(copy_etag="def", future_field=[1])]))
+    assert m.objects[0].copy_etag == "def" and m.objects[0].extra == {"future_field": [1]}
+    assert json.loads(format_manifest(m))["objects"] == [entry(copy_etag="def", future_field=[1])]
 
 
 def test_a_good_manifest_is_typed_and_round_trips_with_fields_it_does_not_know() -> None:
@@ -66,6 +67,7 @@ def test_a_good_manifest_is_typed_and_round_trips_with_fields_it_does_not_know()
         (doc(objects=[entry(size=-1)]), "size -1"),
         (doc(objects=[entry(etag=None)]), "ETag None"),
         (doc(objects=[entry(version_id=5)]), "version_id 5"),
+        (doc(objects=[entry(copy_etag=["x"])]), "copy_etag ['x']"),
         (doc(objects=[entry(), entry()]), "names 'state/a' more than once"),
         (doc(v=2), "format version 2"),
         (doc(versioned="yes"), "versioned is 'yes'"),
