@@ -24,8 +24,10 @@ or deleted behind our back at the destination is copied again.
 
 The destination is never pruned unless `--mirror`: then keys the primary no
 longer has are shown, and deleted only with `--apply`. A mirror that would
-delete every object the backup holds for this repo (the primary lists none of
-them: an emptied or a wrongly configured primary) is refused.
+delete more than MASS_DELETE_SHARE of the objects the backup holds for this
+repo (an emptied, gutted or wrongly configured primary: one surviving key is
+not proof that the rest were meant to go) is refused, with the counts, unless
+`allow_mass_delete`.
 
 Snapshot objects never change. One whose source differs from what the state
 says was copied, while the backup still holds that copy untouched, is not
@@ -73,6 +75,10 @@ STATE_VERSION = 1
 CHECKPOINT_SECONDS = 30.0
 # How many planned deletes a refusal or a result shows by name.
 SHOWN = 20
+# A mirror may delete at most this share of the objects the backup holds for
+# this repo without --allow-mass-delete: past it, a primary that lost most of
+# its keys (or a wrongly configured one) would take the cold copy with it.
+MASS_DELETE_SHARE = 0.5
 
 
 @dataclass
@@ -156,22 +162,39 @@ class BackupPlan:
     # Snapshot objects changed in the primary since their copy: held back, see `_changed_snapshot_object`.
     held: list[str] = field(default_factory=list)
 
+    @property
+    def backed_up(self) -> int:
+        """Objects the backup holds for this repo: those the primary still lists, and those a mirror deletes."""
+        return self.present + len(self.deletes)
+
 
 class MirrorWouldEmpty(DrError):
-    """`--mirror` would delete every object the backup holds for this repo: refused, apply or not."""
+    """`--mirror` would delete more than MASS_DELETE_SHARE of what the backup holds for this repo.
+
+    Refused, apply or not, unless `allow_mass_delete`.
+    """
 
     def __init__(self, cfg: DrConfig, plan: BackupPlan, dest: str) -> None:
-        listed = (
-            "lists no objects"
-            if not plan.sources
-            else f"lists {len(plan.sources)} objects, none of which the backup holds"
-        )
+        n, held = len(plan.deletes), plan.backed_up
+        if plan.present == 0:
+            listed = (
+                "lists no objects"
+                if not plan.sources
+                else f"lists {len(plan.sources)} objects, none of which the backup holds"
+            )
+            what = f"all {n} objects"
+        else:
+            listed = f"still lists only {plan.present} of them"
+            what = f"{n} of the {held} objects ({n / held:.0%}, more than {MASS_DELETE_SHARE:.0%})"
         super().__init__(
-            f"--mirror would delete all {len(plan.deletes)} objects the backup {dest} holds for this repo: "
+            f"--mirror would delete {what} the backup {dest} holds for this repo: "
             f"the primary s3://{cfg.bucket}/{cfg.prefix} {listed}; refusing, nothing was copied or deleted",
             "check dr.bucket, dr.prefix and dr.endpoint_url; after losing the primary, bring it back with "
-            "`inv dr.recover --apply`; run without --mirror to copy without deleting",
+            "`inv dr.recover --apply`; run without --mirror to copy without deleting, or add --allow-mass-delete "
+            "if the primary really dropped them",
         )
+        self.deletes = n
+        self.held = held
 
 
 class MirrorNeedsApply(DrError):
@@ -417,9 +440,11 @@ def _warn_unversioned(dst: S3, bucket: str, warnings: list[str]) -> None:
         )
 
 
-def _check_mirror(cfg: DrConfig, plan: BackupPlan, mirror: bool, dest: str) -> None:
-    """Refuse a mirror that would leave the backup holding nothing of this repo (dry run or not)."""
-    if mirror and plan.deletes and plan.present == 0:
+def _check_mirror(cfg: DrConfig, plan: BackupPlan, mirror: bool, dest: str, allow_mass_delete: bool) -> None:
+    """Refuse a mirror that would delete more than MASS_DELETE_SHARE of what the backup holds (dry run or not)."""
+    if not (mirror and plan.deletes) or allow_mass_delete:
+        return
+    if plan.present == 0 or len(plan.deletes) > MASS_DELETE_SHARE * plan.backed_up:
         raise MirrorWouldEmpty(cfg, plan, dest)
 
 
@@ -433,6 +458,7 @@ def run_backup(
     *,
     mirror: bool = False,
     apply: bool = False,
+    allow_mass_delete: bool = False,
     if_older_than: str | timedelta | None = None,
     progress: Progress = NULL_PROGRESS,
     src: S3 | None = None,
@@ -445,8 +471,10 @@ def run_backup(
 ) -> BackupResult:
     """Back up the primary to `backup.bucket`; returns the result (check `.partial`) after appending its row.
 
-    Raises DrError before anything is sent on a config problem, and
-    `MirrorNeedsApply` when `mirror` is set without `apply`.
+    Raises DrError before anything is sent on a config problem,
+    `MirrorNeedsApply` when `mirror` is set without `apply`, and
+    `MirrorWouldEmpty` when a mirror would delete more than MASS_DELETE_SHARE
+    of what the backup holds for this repo (unless `allow_mass_delete`).
 
     With `lease=True` it deals with the primary's lease itself, and takes it
     only when the run has something to write: it plans first, read-only, while
@@ -475,6 +503,7 @@ def run_backup(
             cfg,
             mirror=mirror,
             apply=apply,
+            allow_mass_delete=allow_mass_delete,
             if_older_than=if_older_than,
             progress=progress,
             src=src,
@@ -492,6 +521,7 @@ def _run_backup(
     *,
     mirror: bool,
     apply: bool,
+    allow_mass_delete: bool,
     if_older_than: str | timedelta | None,
     progress: Progress,
     src: S3 | None,
@@ -569,7 +599,7 @@ def _run_backup(
                 finally:
                     free.result()  # LockHeld wins over a listing error, as when the lease came first
         assert plan is not None
-        _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}")
+        _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}", allow_mass_delete)
         if mirror and not apply:
             raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
         if lease is not None and _writes(plan, mirror):
@@ -579,7 +609,7 @@ def _run_backup(
             take_lease()
     assert plan is not None
     result.warnings.extend(plan.warnings)
-    _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}")
+    _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}", allow_mass_delete)
     if mirror and not apply:
         raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
     result.objects = len(plan.sources)

@@ -41,6 +41,7 @@ def _failed(task: str, checks: list[Any]) -> Exit:
     help={
         "mirror": "also delete destination keys the primary no longer has (shows them; needs --apply)",
         "apply": "with --mirror: really delete",
+        "allow_mass_delete": "with --mirror: allow deleting more than half of what the backup holds for this repo",
         "if_older_than": "do nothing (exit 0, no request) when the last complete backup is newer, e.g. 6d or 12h",
         "json": "print the result as JSON",
         "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
@@ -50,6 +51,7 @@ def backup(
     c: Context,
     mirror: bool = False,
     apply: bool = False,
+    allow_mass_delete: bool = False,
     if_older_than: str | None = None,
     json_: bool = False,
     break_lock: bool = False,
@@ -86,6 +88,7 @@ def backup(
         cfg,
         mirror=mirror,
         apply=apply,
+        allow_mass_delete=allow_mass_delete,
         progress=render.progress_for_terminal(),
         lease=True,
         break_lock=break_lock,
