@@ -171,6 +171,8 @@ class BackupPlan:
     rebound: bool = False
     # Keys in this repo's scope at the destination that the primary lacks but no state of ours recorded: never deleted.
     unrecorded: int = 0
+    # No readable state names this backup's origin yet: one is written before the first copy (see `_run_backup`).
+    unclaimed: bool = False
 
     @property
     def backed_up(self) -> int:
@@ -559,6 +561,7 @@ def plan_backup(
         held=held,
         rebound=rebind is not None,
         unrecorded=len(stale) - len(deletes),
+        unclaimed=loaded.origin is None,
     )
 
 
@@ -775,6 +778,11 @@ def _run_backup(
         _warn_unversioned(dst, ep.bucket, result.warnings)
 
     state = plan.state
+    if plan.unclaimed and plan.to_copy:
+        # The prefix is claimed for this primary before anything lands in it:
+        # a first run killed before its first checkpoint leaves copies, and
+        # its rerun must find them bound to this source, not to no one.
+        _save_state(cfg, dst, ep.bucket, state, plan.gone)
     lock = threading.Lock()
     last_save = [time.monotonic()]
     dirty = [False]
