@@ -35,3 +35,23 @@ def test_rows_count_for_a_destination_only_when_read_from_its_source() -> None:
     assert not dest.holds({**row, "source": "s3://b/", "source_endpoint": URL})
     assert not dest.holds({**row, "source": "s3://a/sub/", "source_endpoint": URL})
     assert not dest.holds({**row, "source": "s3://a/", "source_endpoint": "http://other:9000"})
+
+
+def test_a_mirror_may_delete_up_to_half_of_what_the_backup_holds() -> None:
+    import pytest
+
+    from dr_tasks import load_config
+    from dr_tasks.ops.backup import BackupPlan, MirrorWouldEmpty, _check_mirror
+
+    cfg = load_config({"bucket": "primary"}, ".")
+
+    def plan(present: int, deletes: int) -> BackupPlan:
+        return BackupPlan([], [], 0, [f"k{i}" for i in range(deletes)], {}, present=present)
+
+    _check_mirror(cfg, plan(5, 5), True, "s3://cold/", False)  # exactly half
+    _check_mirror(cfg, plan(5, 6), False, "s3://cold/", False)  # no mirror: nothing is deleted
+    with pytest.raises(MirrorWouldEmpty, match="would delete 6 of the 11 objects"):
+        _check_mirror(cfg, plan(5, 6), True, "s3://cold/", False)
+    with pytest.raises(MirrorWouldEmpty, match="would delete all 1 objects"):
+        _check_mirror(cfg, plan(0, 1), True, "s3://cold/", False)
+    _check_mirror(cfg, plan(0, 1), True, "s3://cold/", True)  # --allow-mass-delete
