@@ -17,7 +17,7 @@ from .base import dr_task, hooks, load_config
         "include_deleted": "also bring back keys the primary had deleted before the last backup (left out by default)",
         "from_other_source": "recover a backup made from another primary than this repo's (refused without it)",
         "json": "print the result as JSON",
-        "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
+        "break-lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
     }
 )
 def recover(
