@@ -11,7 +11,6 @@ a row rebuilt here carries `"reindexed": true` so the audit trail shows it.
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ from ..config import DrConfig
 from ..errors import DrError
 from ..index import BadLine, Index, IndexWriteError, iso
 from ..lock import Notify, hold_lease
+from ..manifest import Manifest, ManifestError, parse_manifest
 from ..s3 import S3, ObjectVersion
 from .prune import index_pins, list_pin_markers, parse_snapshot_id, pruned_ids
 from .snapshot import MANIFEST_SUFFIX, manifest_key, snapshot_dir
@@ -55,23 +55,12 @@ class ReindexResult:
         }
 
 
-def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Any) -> dict[str, Any]:
-    """The `snapshot` row a manifest stands for, as `dr.snapshot` writes it, or a DrError saying what is wrong."""
-    if not isinstance(manifest, dict):
-        raise DrError("the manifest is not a JSON object")
-    if manifest.get("id") != snap_id:
-        raise DrError(f"the manifest names id {str(manifest.get('id'))[:80]!r}, its key says {snap_id!r}")
-    objects = manifest.get("objects")
-    if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
-        raise DrError("the manifest has no list of objects")
-    sizes = [o.get("size") for o in objects]
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in sizes):
-        raise DrError("the manifest has an object without a valid size")
+def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Manifest) -> dict[str, Any]:
+    """The `snapshot` row a parsed manifest stands for, as `dr.snapshot` writes it, or a DrError naming the flaw."""
+    ts, label = manifest.ts, manifest.label
     parsed = parse_snapshot_id(snap_id)
-    ts, label = manifest.get("ts"), manifest.get("label")
     if parsed is None or ts != iso(parsed[0]) or label != parsed[1]:
         raise DrError("the manifest's ts and label do not match its id")
-    versioned = manifest.get("versioned")
     return {
         "v": 1,
         "kind": "snapshot",
@@ -79,25 +68,25 @@ def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Any) -> dict[str, A
         "ts": ts,
         "label": label,
         "bucket": cfg.bucket,
-        "source": manifest.get("source") if isinstance(manifest.get("source"), str) else f"s3://{cfg.bucket}/",
+        "source": manifest.source if manifest.source is not None else f"s3://{cfg.bucket}/",
         "dest": f"s3://{cfg.bucket}/{snapshot_dir(cfg, snap_id)}",
-        "objects": len(objects),
-        "bytes": sum(sizes),
+        "objects": len(manifest.objects),
+        "bytes": manifest.bytes,
         "manifest": manifest_key(cfg, snap_id),
-        "versioned": versioned if isinstance(versioned, bool) else None,
+        "versioned": manifest.versioned,
         "reindexed": True,
     }
 
 
-def _check_unpruned(cfg: DrConfig, s3: S3, snap_id: str, manifest: dict[str, Any]) -> None:
+def _check_unpruned(cfg: DrConfig, s3: S3, snap_id: str, manifest: Manifest) -> None:
     """A pruned snapshot whose manifest is back counts only when every object it names is back too."""
     base = snapshot_dir(cfg, snap_id)
     present = {o.key for o in s3.iter_objects(cfg.bucket, base)}
-    missing = [o.get("key") for o in manifest["objects"] if f"{base}{o.get('key')}" not in present]
+    missing = [o.key for o in manifest.objects if f"{base}{o.key}" not in present]
     if missing:
         raise DrError(
             f"snapshot {snap_id} was pruned and its manifest is back, but {len(missing)} of its "
-            f"{len(manifest['objects'])} objects are still deleted (first: {str(missing[0])[:80]}); remove their "
+            f"{len(manifest.objects)} objects are still deleted (first: {str(missing[0])[:80]}); remove their "
             f"delete markers under s3://{cfg.bucket}/{base} too, then run this again"
         )
 
@@ -126,15 +115,13 @@ def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> Rein
             result.problems.append(f"{where}: {snap_id[:80]!r} is not a snapshot id")
             continue
         try:
-            manifest = json.loads(s3.get_bytes(cfg.bucket, o.key))
-        except ValueError:
-            result.problems.append(f"{where}: not valid JSON")
-            continue
-        try:
+            manifest = parse_manifest(s3.get_bytes(cfg.bucket, o.key), snap_id)
             row = row_from_manifest(cfg, snap_id, manifest)
             if snap_id in pruned:
                 _check_unpruned(cfg, s3, snap_id, manifest)
             snapshots.append(row)
+        except ManifestError as err:
+            result.problems.append(f"{where}: {err.problem}")
         except DrError as err:
             result.problems.append(f"{where}: {err.message}")
     snapshots.sort(key=lambda r: (r["ts"], r["id"]))
@@ -238,10 +225,8 @@ def unprune(
                 f"(first: {errors[0].message}); no row was written",
                 "run the same command again",
             )
-        try:
-            manifest = json.loads(s3.get_bytes(cfg.bucket, manifest_key(cfg, snap_id)))
-        except ValueError:
-            raise DrError(f"the manifest of snapshot {snap_id} is not valid JSON; no row was written") from None
+        mkey = manifest_key(cfg, snap_id)
+        manifest = parse_manifest(s3.get_bytes(cfg.bucket, mkey), snap_id, f"s3://{cfg.bucket}/{mkey}")
         row = row_from_manifest(cfg, snap_id, manifest)
         _check_unpruned(cfg, s3, snap_id, manifest)
         if not listed():

@@ -30,9 +30,8 @@ the reference.
 
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard
 from ..index import Index, IndexRead, iso, utc_now
+from ..manifest import format_manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
@@ -106,7 +106,7 @@ def check_snapshot(cfg: DrConfig, s3: S3, snap_id: str | None) -> Check:
     if snap_id is None:
         return Check("snapshot", False, "no snapshot row in the index", "take one: `inv dr.snapshot --label=...`")
     manifest = load_manifest(cfg, s3, snap_id)
-    entries = {o["key"]: o for o in manifest.get("objects", []) if isinstance(o, dict) and "key" in o}
+    entries = {e.key: e.to_dict() for e in manifest.objects}
     sdir = snapshot_dir(cfg, snap_id)
     listed = {o.key[len(sdir) :]: o for o in s3.iter_objects(cfg.bucket, sdir)}
     missing = sorted(k for k in entries if k not in listed)
@@ -226,13 +226,13 @@ def deep_verify(
     """Read every object of snapshot `snap_id` and check its bytes; record SHA-256s the manifest lacks."""
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     manifest = load_manifest(cfg, s3, snap_id)
-    entries = [o for o in manifest.get("objects", []) if isinstance(o, dict) and isinstance(o.get("key"), str)]
+    entries = [e.to_dict() for e in manifest.objects]
     sdir = snapshot_dir(cfg, snap_id)
     result = DeepResult(snap_id, objects=len(entries))
     lock = threading.Lock()
     new_sha: dict[str, str] = {}
 
-    source_prefix = manifest.get("prefix") if isinstance(manifest.get("prefix"), str) else cfg.prefix
+    source_prefix = manifest.prefix if manifest.prefix is not None else cfg.prefix
 
     rewrites = read_rewrites(cfg, s3)
 
@@ -288,16 +288,11 @@ def deep_verify(
     result.unreadable.sort()
     result.unchecked.sort()
     if record and new_sha:
-        for e in entries:
-            if e["key"] in new_sha and not e.get("sha256"):
-                e["sha256"] = new_sha[e["key"]]
-        manifest["sha256_recorded_at"] = iso(utc_now())
-        s3.put_bytes(
-            cfg.bucket,
-            manifest_key(cfg, snap_id),
-            json.dumps(manifest, separators=(",", ":")).encode(),
-            "application/json",
-        )
+        manifest.objects = [
+            replace(e, sha256=new_sha[e.key]) if e.key in new_sha and not e.sha256 else e for e in manifest.objects
+        ]
+        manifest.extra["sha256_recorded_at"] = iso(utc_now())
+        s3.put_bytes(cfg.bucket, manifest_key(cfg, snap_id), format_manifest(manifest), "application/json")
         result.recorded = len(new_sha)
         result.manifest_rewritten = True
     return result
