@@ -1,6 +1,9 @@
 """dr-tasks: make a repository mirrored to an S3-compatible bucket recoverable from any single failure.
 
-Invoke users: `from dr_tasks import dr` and add it to the host's collection.
+Invoke users: `from dr_tasks import dr` and add it to the host's collection
+(and, to have Invoke's own config errors as one line, call
+`friendly_config_errors()` at the top of tasks.py: it rebinds a few Invoke
+functions for the process, so it is the host's choice; importing changes nothing).
 Python callers: every operation is a plain function taking a `DrConfig`
 (see `load_config`) and returning a result object.
 """
@@ -14,6 +17,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .config import DrConfig
     from .config import load as load_config
     from .errors import ConfigError, DrError
+    from .internals import friendly_invoke_config_errors as friendly_config_errors
     from .lock import Lease, LockHeld, check_lease, hold_lease, read_lease
     from .ops.backup import BackupResult, MirrorNeedsApply, run_backup
     from .ops.catalog import find_snapshot, list_snapshots, show_snapshot
@@ -61,6 +65,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "dr": (".tasks", "ns"),
     "enable_versioning": (".ops.versioning", "enable_versioning"),
     "find_snapshot": (".ops.catalog", "find_snapshot"),
+    "friendly_config_errors": (".internals", "friendly_invoke_config_errors"),
     "hold_lease": (".lock", "hold_lease"),
     "list_snapshots": (".ops.catalog", "list_snapshots"),
     "load_config": (".config", "load"),
@@ -89,7 +94,7 @@ def __getattr__(name: str) -> Any:
         module, attr = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    from .bytecode import caching_own_bytecode
+    from .internals import caching_own_bytecode
 
     with caching_own_bytecode():
         value = getattr(importlib.import_module(module, __name__), attr)
@@ -129,6 +134,7 @@ __all__ = [
     "dr",
     "enable_versioning",
     "find_snapshot",
+    "friendly_config_errors",
     "hold_lease",
     "list_snapshots",
     "load_config",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from invoke import Program
 
-from . import tasks
+from . import internals, tasks
 
 try:
     from importlib.metadata import version as _version
@@ -41,4 +41,6 @@ program = DrProgram(namespace=tasks.ns, name="dr", binary="dr", version=VERSION)
 
 
 def main() -> None:
+    # Our own program: Invoke's config errors may become one-line messages here.
+    internals.friendly_invoke_config_errors()
     program.run()

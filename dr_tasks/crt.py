@@ -19,7 +19,6 @@ private CAs, the same retry budget (`AWS_MAX_ATTEMPTS`).
 from __future__ import annotations
 
 import base64
-import gc
 import hashlib
 import io
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
-from . import proof
+from . import internals, proof
 from .errors import DrError
 from .s3 import (
     S3,
@@ -304,11 +303,8 @@ class BulkS3:
         # Every object alive now (botocore's models, the listing) stays out of
         # the collector's scans while thousands of short-lived requests come
         # and go: full collections over them were a fifth of a restore's CPU.
-        gc.freeze()
-        try:
+        with internals.frozen_heap():
             yield from self._pump(jobs, done, start, finish, window)
-        finally:
-            gc.unfreeze()
 
     @staticmethod
     def _pump(

@@ -13,9 +13,6 @@ from invoke import Collection
 from .. import config as config_mod
 from . import backup, drill, maintenance, recover, restore, rollback, snapshot
 
-# Before Invoke loads the host's invoke.yaml (it imports tasks.py first):
-# its config errors become one-line messages, not tracebacks.
-config_mod.guard_invoke_config()
 ns = Collection("dr")
 for module in (snapshot, drill, rollback, backup, restore, maintenance, recover):
     for t in module.TASKS:

@@ -10,45 +10,17 @@ from invoke.tasks import Task
 
 from .. import render
 from ..errors import DrError
+from ..internals import scope_positionals
 from .base import dr_task, hooks, load_config
 
 
 # ---------------------------------------------------------------------- optional positional UNIT
-class _ScopedPositional(Argument):
-    """A positional argument that `--path` or `--all` stands in for.
-
-    Invoke treats every positional as required: one whose value is None eats
-    the next bare word, and one still None at the end is a parse error. With
-    `--path` or `--all` given there is no UNIT, so UNIT reads as "" and the
-    bare TS goes to TS (`inv dr.restore --all 2026-04-15T18:00:00Z`). When the
-    flag comes after TS instead, TS has landed in UNIT: then TS reads as "" too
-    and the task moves the value over.
-    """
-
-    scope_args: tuple[Argument, ...] = ()
-    # Set on TS: it may stay unset only when this (UNIT) took its value.
-    took_my_value: Argument | None = None
-
-    def _get(self) -> Any:
-        value = Argument.value.fget(self)  # type: ignore[attr-defined]
-        scoped = any(a.got_value for a in self.scope_args)
-        if value is None and scoped and (self.took_my_value is None or self.took_my_value.got_value):
-            return ""
-        return value
-
-    value = property(_get, Argument.value.fset)  # type: ignore[attr-defined,assignment]
-
-
 class RestoreTask(Task):
+    """UNIT and TS are positional, and `--path` or `--all` stand in for UNIT (see ScopedPositional)."""
+
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         args = super().get_arguments(ignore_unknown_help)
-        by_name = {a.name: a for a in args}
-        for name in ("unit", "ts"):
-            arg = by_name[name]
-            arg.__class__ = _ScopedPositional
-            arg.scope_args = (by_name["path"], by_name["all_"])  # type: ignore[attr-defined]
-        by_name["ts"].took_my_value = by_name["unit"]  # type: ignore[attr-defined]
-        return args
+        return scope_positionals(args, "unit", "ts", ("path", "all_"))
 
 
 # ---------------------------------------------------------------------- restore

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dr_tasks import LockHeld, hold_lease, take_snapshot
+from dr_tasks import LockHeld, hold_lease, internals, take_snapshot
 from dr_tasks import lock as lock_mod
 from dr_tasks.config import Endpoint
 from dr_tasks.errors import DrError
@@ -73,7 +73,7 @@ def test_clients_share_one_loader_but_not_credentials(moto_server, moto2):
     a = S3(Endpoint("x", moto_server.endpoint, "us-east-1", None, moto_server.access_key, moto_server.secret_key))
     b = S3(Endpoint("y", moto2.endpoint, "eu-west-1", None, moto2.access_key, moto2.secret_key))
     # one loader per process, each data dir on its search path once however many clients
-    paths = S3._loader.search_paths
+    paths = internals.shared_model_loader().search_paths
     assert len(paths) == len(set(paths))
     assert a.credentials().access_key == moto_server.access_key
     assert b.credentials().access_key == moto2.access_key
@@ -83,9 +83,7 @@ def test_clients_share_one_loader_but_not_credentials(moto_server, moto2):
 def test_listing_timestamps_parse_as_botocore_parses_them():
     from botocore.utils import parse_timestamp
 
-    from dr_tasks.s3 import _fast_timestamp_parser
-
-    parse = _fast_timestamp_parser()
+    parse = internals.timestamp_parser()
     for value in (
         "2026-11-25T01:51:10.123Z",
         "2026-11-25T01:51:10Z",
@@ -131,11 +129,11 @@ def test_the_first_client_does_not_scan_every_service_directory(monkeypatch):
         return real(self, type_name)
 
     monkeypatch.setattr(botocore.loaders.Loader, "list_available_services", spy)
-    monkeypatch.setattr(S3, "_loader", None)
+    monkeypatch.setattr(internals, "_loader", None)
     s3 = S3(Endpoint("b", "http://127.0.0.1:9", "us-east-1", None, "a", "b"))
     assert s3.client.meta.service_model.service_name == "s3"
     assert calls == []
-    loader = S3._loader
+    loader = internals.shared_model_loader()
     assert "s3" in loader.list_available_services("service-2")
     assert "nosuchservice" not in loader.list_available_services("service-2")
     assert "sts" in list(loader.list_available_services("service-2"))  # the whole list, when read

@@ -16,7 +16,7 @@ PROBE = """
 import sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, sys.argv[1])
-from dr_tasks.bytecode import caching_own_bytecode
+from dr_tasks.internals import caching_own_bytecode
 with caching_own_bytecode():
     import inside
 import outside
