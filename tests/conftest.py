@@ -257,14 +257,21 @@ def local_tree(root: Path) -> dict[str, bytes]:
     }
 
 
+# A host's tasks.py, opted in to one-line errors for Invoke's own config failures.
+HOST_TASKS = (
+    "from invoke import Collection\nfrom dr_tasks import dr, friendly_config_errors\n\n"
+    "friendly_config_errors()\nns = Collection(dr)\n"
+)
+# One that did not opt in: Invoke is left exactly as it was.
+PLAIN_HOST_TASKS = "from invoke import Collection\nfrom dr_tasks import dr\n\nns = Collection(dr)\n"
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> Callable[..., HostRepo]:
     def make(server: Server, bucket: str, *, endpoint_url: str | None = None, **config: Any) -> HostRepo:
         root = tmp_path / f"repo-{uuid.uuid4().hex[:6]}"
         root.mkdir()
-        (root / "tasks.py").write_text(
-            "from invoke import Collection\nfrom dr_tasks import dr\n\nns = Collection(dr)\n"
-        )
+        (root / "tasks.py").write_text(HOST_TASKS)
         (root / ".gitignore").write_text("_restore/\n")
         (root / "state" / "log").mkdir(parents=True)
         (root / "state" / "log" / "snapshots.ndjson").touch()

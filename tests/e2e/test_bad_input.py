@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from dr_tasks import take_snapshot
-from tests.conftest import bucket_state, local_tree, new_bucket
+from tests.conftest import PLAIN_HOST_TASKS, bucket_state, local_tree, new_bucket
 
 FILES = {"state/skills/alpha/a.txt": b"alpha\n", "state/notes/n.txt": b"note\n"}
 SECRET = "s3cr3t-value-that-must-not-leak"
@@ -190,6 +190,40 @@ def test_wrong_environment_variables_are_one_line(repo, env, needle):
     results = run_all(repo, commands, env=env)
     assert problems(commands, results, needle=needle) == []
     assert state(repo) == before
+
+
+# A host that did not call friendly_config_errors(): dr's own settings are still
+# checked by dr, one line each; only Invoke's own parse failures stay Invoke's.
+NOT_OPTED_IN: dict[str, tuple[Callable[[Any], None], str]] = {
+    "bucket-missing": (_yaml(bucket=None), "config dr.bucket: is not set"),
+    **{case: CONFIGS[case] for case in ("bucket-int", "retention-text", "hook-unknown", "snapshot-prefix-list")},
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_OPTED_IN))
+def test_a_host_that_did_not_opt_in_gets_dr_own_config_errors_as_one_line(moto_server, make_repo, case):
+    repo = make_repo(moto_server, new_bucket(moto_server))
+    (repo.path / "tasks.py").write_text(PLAIN_HOST_TASKS)
+    breaker, needle = NOT_OPTED_IN[case]
+    breaker(repo)
+    commands = [("dr.snapshot", "--label=x"), ("dr.list",)]
+    results = run_all(repo, commands)
+    assert problems(commands, results, needle=needle) == []
+    for r in results:
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_invoke_parse_failures_are_invoke_own_unless_the_host_opts_in(moto_server, make_repo):
+    """Not opted in, a YAML syntax error is Invoke's (a failure, its wording); the `dr` program opts itself in."""
+    repo = make_repo(moto_server, new_bucket(moto_server))
+    (repo.path / "tasks.py").write_text(PLAIN_HOST_TASKS)
+    (repo.path / "invoke.yaml").write_bytes(b"dr: {bucket: [\n")
+    plain = repo.run("dr.list")
+    assert plain.returncode != 0 and "not valid YAML" not in plain.stderr
+    (repo.path / "tasks.py").unlink()  # the program needs no tasks.py, only invoke.yaml
+    own = repo.dr("list")
+    assert own.returncode == 1 and "not valid YAML at line 2" in own.stderr, own.stderr
+    assert len(own.stderr.strip().splitlines()) == 1, own.stderr
 
 
 # ---------------------------------------------------------------------- the index
