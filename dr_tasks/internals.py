@@ -105,6 +105,28 @@ def missing() -> list[str]:
     return [name for name, present in RELIED_ON.items() if not present()]
 
 
+_present: dict[str, bool] = {}
+
+
+def _all_present(*names: str) -> bool:
+    """Whether these internals are all still there (each looked up once per process)."""
+    for name in names:
+        if name not in _present:
+            _present[name] = RELIED_ON[name]()
+        if not _present[name]:
+            return False
+    return True
+
+
+_LOADER = (
+    "botocore.loaders.instance_cache",
+    "botocore.loaders.Loader.list_available_services",
+    "botocore.loaders.Loader.load_data_with_path",
+    "botocore.loaders.JSONFileLoader._load_file",
+)
+_TIMESTAMPS = ("botocore.utils.parse_timestamp", "botocore.parsers.ResponseParserFactory.set_parser_defaults")
+
+
 # ---------------------------------------------------------------------- Invoke's own config errors
 # Invoke reads invoke.yaml, merges it over our declared defaults and casts
 # INVOKE_DR_* variables before any task runs, and its failures there are
@@ -441,8 +463,11 @@ def speed_up_session(session: Any) -> None:
     """
     if not enabled():
         return
-    session.register_component("data_loader", shared_model_loader())
-    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=timestamp_parser())
+    # A botocore whose internals moved gets its own loader and parser back, not a crash.
+    if _all_present(*_LOADER):
+        session.register_component("data_loader", shared_model_loader())
+    if _all_present(*_TIMESTAMPS):
+        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=timestamp_parser())
 
 
 _parse_ts: Callable[[Any], datetime] | None = None

@@ -25,7 +25,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _plain(value: Any) -> Any:
     """Invoke's DataProxy -> plain dicts and lists."""
     if isinstance(value, (Mapping, DataProxy)):
-        return {k: _plain(value[k]) for k in value}
+        proxy: Any = value
+        return {k: _plain(proxy[k]) for k in proxy}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value

@@ -230,3 +230,14 @@ def test_the_opt_in_is_what_changes_invoke():
     assert {"merge_dicts", "loaders", "env"} <= set(changed)
     opt_in = "from dr_tasks import friendly_config_errors; friendly_config_errors()"
     assert _changes(opt_in, {internals.ENV: "off"}) == {}
+
+
+def test_a_botocore_whose_loader_internals_moved_gets_its_own_loader_back(monkeypatch: pytest.MonkeyPatch):
+    import botocore.loaders
+    import botocore.session
+
+    monkeypatch.setattr(internals, "_present", {})
+    monkeypatch.delattr(botocore.loaders, "instance_cache")
+    session = botocore.session.Session()
+    internals.speed_up_session(session)
+    assert session.get_component("data_loader") is not internals._loader
