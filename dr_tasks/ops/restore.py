@@ -49,11 +49,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pathspec
-
 from ..config import DrConfig
 from ..crt import BulkS3, GetJob, WriteFailed, bulk_for
 from ..errors import DrError
+from ..gitignore import holding_dir_ignored
 from ..guard import Guard, GuardError
 from ..lock import pid_alive
 from ..parallel import Failure, run_parallel
@@ -405,30 +404,6 @@ def resolve_scope(cfg: DrConfig, unit: str | None, path: str | None, all_: bool)
 
 
 # ---------------------------------------------------------------------- safety checks
-def gitignore_covers(root: Path, rel: str) -> bool:
-    """Whether git would ignore the root-relative file path `rel`, reading only the repo's own files.
-
-    `.git/info/exclude`, then every `.gitignore` from the root down to the
-    file's directory (each applied relative to its own directory); the last
-    one with an opinion wins, as in git. A user's global excludes are not
-    read: they protect one clone, not the repo.
-    """
-    parts = rel.split("/")
-    sources: list[tuple[str, Path]] = [("", root / ".git" / "info" / "exclude")]
-    for i in range(len(parts)):
-        d = "/".join(parts[:i])
-        sources.append((d + "/" if d else "", root / d / ".gitignore" if d else root / ".gitignore"))
-    verdict: bool | None = None
-    for base, f in sources:
-        if not f.is_file():
-            continue
-        lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
-        include = pathspec.GitIgnoreSpec.from_lines(lines).check_file(rel[len(base) :]).include
-        if include is not None:
-            verdict = include
-    return bool(verdict)
-
-
 def _check_restore_dir(cfg: DrConfig, name: str) -> None:
     d = cfg.restore_dir
     if not Guard(cfg).restore_dir_denied():
@@ -437,7 +412,7 @@ def _check_restore_dir(cfg: DrConfig, name: str) -> None:
             "tool reading that list could push restored files",
             f'add "{d}/**" to dr.sync_deny in invoke.yaml, e.g. `sync_deny: ["{d}/**"]`',
         )
-    if not (gitignore_covers(cfg.root, f"{d}/{name}/x") and gitignore_covers(cfg.root, f"{d}/{name}.json")):
+    if not holding_dir_ignored(cfg.root, d, name):
         raise DrError(
             f"the holding dir {d}/ is not ignored by git, so restored files could be committed",
             f"add this line to {cfg.root / '.gitignore'}:  /{d}/",

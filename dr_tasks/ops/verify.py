@@ -33,14 +33,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-
-import pathspec
 
 from .. import proof
 from ..config import DrConfig
 from ..errors import DrError
+from ..gitignore import holding_dir_ignored
 from ..guard import Guard
 from ..index import Index, IndexRead, iso, utc_now
 from ..manifest import format_manifest
@@ -151,19 +149,10 @@ def _size(e: dict[str, Any]) -> int:
     return size if isinstance(size, int) and not isinstance(size, bool) else -1
 
 
-def _gitignore_spec(root: Path) -> pathspec.PathSpec | None:
-    lines: list[str] = []
-    for f in (root / ".gitignore", root / ".git" / "info" / "exclude"):
-        if f.is_file():
-            lines.extend(f.read_text(encoding="utf-8", errors="replace").splitlines())
-    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
-
-
 def check_restore_dir(cfg: DrConfig) -> Check:
     d = cfg.restore_dir
-    probe = f"{d}/probe-file"
-    spec = _gitignore_spec(cfg.root)
-    ignored = spec is not None and spec.match_file(probe) and spec.match_file(f"{d}/a/b")
+    # By restore's own rule, for a holding dir of a restore's shape.
+    ignored = holding_dir_ignored(cfg.root, d, "probe")
     denied = Guard(cfg).restore_dir_denied()
     problems, fixes = [], []
     if not ignored:

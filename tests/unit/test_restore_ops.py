@@ -15,11 +15,11 @@ import pytest
 
 from dr_tasks import load_config
 from dr_tasks.errors import DrError
+from dr_tasks.gitignore import gitignore_covers
 from dr_tasks.ops.restore import (
     DIFF_LINE_CAP,
     _Decisions,
     diff_file,
-    gitignore_covers,
     resolve_scope,
     restore_at,
     structural_changes,
