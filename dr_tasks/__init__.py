@@ -36,8 +36,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
 
 # The exports load on first use (PEP 562 `__getattr__` below). `inv` imports
 # the host's tasks.py (`from dr_tasks import dr`) at the start of every run;
-# importing every operation, and boto3 with them, there cost ≈ 0.4 s of each
-# run while a task needs one operation (the tasks import theirs in their body).
+# importing every operation, and boto3 with them, there was a large share of
+# each run while a task needs one operation (the tasks import theirs in their
+# body; bench/README.md, findings 10 and 15).
 # name -> (module relative to this package, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
     "BackupResult": (".ops.backup", "BackupResult"),

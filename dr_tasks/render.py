@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-# rich is imported where it is used: it is ≈ 15 ms of every task's start,
-# and a task whose output is one line or JSON never needs it.
+# rich is imported where it is used: importing it is part of every task's
+# start, and a task whose output is one line or JSON never needs it.
 
 
 def stdout() -> Console:
@@ -36,9 +36,9 @@ def stderr() -> Console:
 def lines(text: Iterable[str]) -> None:
     """Plain lines on stdout, exactly as given: keys, paths and diffs are user data.
 
-    No rich here: a report of thousands of lines (one per restored file) went
-    through a rich render each, ≈ 0.1 ms a line, a tenth of a restore's time;
-    and rich reads `[...]` as markup and `:name:` as an emoji code.
+    No rich here: a render per line is slow for a report of thousands of lines
+    (one per restored file; bench/README.md, finding 13), and rich reads
+    `[...]` as markup and `:name:` as an emoji code.
     """
     sys.stdout.write("".join(line + "\n" for line in text))
     sys.stdout.flush()

@@ -687,7 +687,7 @@ class _Decisions:
     `stream` lists on a thread of its own and yields each (name, version) to
     write as soon as it is safe to, so the first downloads start after the
     first page, not after the last one, and the listing's round trips overlap
-    the downloads (a tenth of a 2,000-key restore on RGW). A name is held back
+    the downloads (bench/README.md, finding 13). A name is held back
     until the listing has passed every name that could be below it (listings
     are in key order, and every `name/...` sorts before `name0`): a name that
     is a file and also a directory at TS (keys `a` and `a/b`) cannot be
@@ -1043,7 +1043,7 @@ def _download_all(
 ) -> list[RestoredFile]:
     """Download `present` (which may still be streaming in) into `staging`; raise DrError if any failed."""
     # Directories already checked (not symlinks) and created: each once per
-    # restore, not once per file (that was a fifth of the workers' time).
+    # restore, not once per file (bench/README.md, finding 1).
     verified: set[Path] = set()
     made: set[Path] = set()
     # One random tag per restore plus a counter: no key of the bucket (which

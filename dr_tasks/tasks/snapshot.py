@@ -27,8 +27,8 @@ def snapshot(c: Context, label: str, json_: bool = False, break_lock: bool = Fal
     validate_label(label)
     cfg = load_config(c)
     hooks(c, cfg, "pre", "snapshot")
-    # One client for the lease and the snapshot: each one more is a few ms to
-    # 0.1 s of start-up (see S3.__init__).
+    # One client for the lease and the snapshot: each one more costs start-up
+    # time (see S3.__init__).
     s3 = S3(cfg.endpoint, cfg.concurrency)
     progress = render.progress_for_terminal()
     plans: list[SnapshotPlan] = []
