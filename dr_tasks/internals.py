@@ -74,6 +74,8 @@ RELIED_ON: dict[str, Callable[[], bool]] = {
     "invoke.env.Environment._path_set": _attr("invoke.env", "Environment", "_path_set"),
     "invoke.env.Environment._path_get": _attr("invoke.env", "Environment", "_path_get"),
     "invoke.env.Environment._to_env_var": _attr("invoke.env", "Environment", "_to_env_var"),
+    "invoke.env.Environment._prefix": lambda: _instance_has("invoke.env", "Environment", "_prefix"),
+    "invoke.config.Config._project_prefix": lambda: _instance_has("invoke.config", "Config", "_project_prefix"),
     "invoke.parser.Argument.value": _attr("invoke.parser", "Argument", "value"),
     "botocore.loaders.Loader.list_available_services": _attr(
         "botocore.loaders", "Loader", "list_available_services"
@@ -88,6 +90,21 @@ RELIED_ON: dict[str, Callable[[], bool]] = {
     ),
     "botocore.signers.RequestSigner._credentials": lambda: _signer_has_credentials(),
 }
+
+
+def _instance_has(module: str, cls: str, attr: str) -> bool:
+    """Whether a fresh instance (as Invoke makes it) carries the private attribute `attr`."""
+    import importlib
+
+    owner = getattr(importlib.import_module(module), cls)
+    if cls == "Environment":
+        import invoke.config
+
+        obj = owner(config=invoke.config.Config(), prefix="INVOKE_")
+    else:
+        obj = owner()
+        obj.set_project_location("/nowhere")
+    return attr in vars(obj)
 
 
 def _signer_has_credentials() -> bool:

@@ -27,20 +27,29 @@ def test_every_internal_we_rely_on_is_where_we_use_it():
     assert internals.missing() == []
 
 
+INSTANCE_ATTRIBUTES = {
+    "botocore.signers.RequestSigner._credentials": ("botocore.signers", "RequestSigner", "__init__"),
+    "invoke.env.Environment._prefix": ("invoke.env", "Environment", "__init__"),
+    "invoke.config.Config._project_prefix": ("invoke.config", "Config", "set_project_location"),
+}
+
+
 def _move(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Simulate a library moving `name` (dotted: module[.Class].attr)."""
     import importlib
 
-    if name == "botocore.signers.RequestSigner._credentials":
-        import botocore.signers
-
-        init = botocore.signers.RequestSigner.__init__
+    if name in INSTANCE_ATTRIBUTES:
+        # Set on each instance: the method that sets it now keeps it under another name.
+        module, cls, method = INSTANCE_ATTRIBUTES[name]
+        owner = getattr(importlib.import_module(module), cls)
+        real = getattr(owner, method)
+        attr = name.rsplit(".", 1)[1]
 
         def renamed(self: Any, *a: Any, **kw: Any) -> None:
-            init(self, *a, **kw)
-            self._creds = self.__dict__.pop("_credentials")
+            real(self, *a, **kw)
+            vars(self)["_renamed"] = vars(self).pop(attr)
 
-        monkeypatch.setattr(botocore.signers.RequestSigner, "__init__", renamed)
+        monkeypatch.setattr(owner, method, renamed)
         return
     parts = name.split(".")
     for i in range(len(parts) - 1, 0, -1):
