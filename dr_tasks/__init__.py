@@ -2,7 +2,9 @@
 
 Invoke users: `from dr_tasks import dr` and add it to the host's collection.
 Python callers: every operation is a plain function taking a `DrConfig`
-(see `load_config`) and returning a result object.
+(see `load_config`) and returning a result object. Every operation that
+writes takes the bucket's lease itself; a caller that already holds it (see
+`hold_lease`) passes that `Lease` as `lease=`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .config import DrConfig
     from .config import load as load_config
     from .errors import ConfigError, DrError
-    from .lock import Lease, LockHeld, check_lease, hold_lease, read_lease
+    from .lock import Lease, LeaseLost, LockHeld, check_lease, hold_lease, read_lease
     from .ops.backup import BackupResult, MirrorNeedsApply, run_backup
     from .ops.catalog import find_snapshot, list_snapshots, show_snapshot
     from .ops.drill import run_drill
@@ -43,6 +45,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "FreshnessResult": (".ops.freshness", "FreshnessResult"),
     "KeepRules": (".ops.prune", "KeepRules"),
     "Lease": (".lock", "Lease"),
+    "LeaseLost": (".lock", "LeaseLost"),
     "LockHeld": (".lock", "LockHeld"),
     "MirrorNeedsApply": (".ops.backup", "MirrorNeedsApply"),
     "PinResult": (".ops.prune", "PinResult"),
@@ -110,6 +113,7 @@ __all__ = [
     "FreshnessResult",
     "KeepRules",
     "Lease",
+    "LeaseLost",
     "LockHeld",
     "MirrorNeedsApply",
     "PinResult",

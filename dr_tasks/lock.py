@@ -65,6 +65,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from time import monotonic as _monotonic
+from time import time as _wall_clock
 from typing import Any
 
 from .config import META_PREFIX, DrConfig
@@ -146,6 +148,17 @@ class Holder:
         return d
 
 
+class LeaseLost(DrError):
+    """The lease is no longer ours (taken over, or it could not be renewed in time): stop writing."""
+
+
+def _elapsed_clocks() -> tuple[float, float]:
+    """(monotonic, wall) now. The lease's age is the larger of the two differences: on
+    Linux the monotonic clock stands still while the machine sleeps, and the wall
+    clock can be set back; a laptop asleep past the ttl must not look fresh."""
+    return _monotonic(), _wall_clock()
+
+
 class LockHeld(DrError):
     """Another operation holds the lease (or it is stale and --break-lock was not given)."""
 
@@ -174,6 +187,29 @@ class Lease:
     warnings: list[str] = field(default_factory=list)
     # Set by the renewer when someone else's version became the oldest.
     lost: bool = False
+    # Who holds it instead, once `lost`.
+    lost_to: str | None = None
+    # Set by the client that holds it: None while the lease is ours, else why not (see `ensure`).
+    _confirm: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
+
+    def ensure(self, left: str, hint: str | None = None) -> None:
+        """Raise `LeaseLost` unless this lease is still ours; call it before each write phase and the commit row.
+
+        `left` names what the operation leaves behind if it stops here. No
+        request while the last renewal (or the taking) is younger than half
+        the ttl: nobody may take a live lease over, and it stays live for a
+        whole ttl after a renewal. Older than that (a laptop asleep, a stalled
+        renewer), it renews first, and a lease it cannot renew counts as lost.
+        """
+        why = self._confirm() if self._confirm is not None else ("it was taken over" if self.lost else None)
+        if why is None:
+            return
+        raise LeaseLost(
+            f"lease lost; nothing more written: {why} while {self.operation} ran; {left}",
+            hint
+            or "nothing else was changed after the lease was lost; once the other operation is done, "
+            "run the same command again (it converges)",
+        )
 
     @property
     def versioned(self) -> bool:
@@ -257,6 +293,9 @@ class _LeaseClient:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._mutex = threading.Lock()
+        # When our newest lease write was sent: the lease is live for a ttl after it.
+        self._written_at = _elapsed_clocks()
+        self.lease._confirm = self.confirm
 
     @property
     def where(self) -> str:
@@ -369,6 +408,7 @@ class _LeaseClient:
                     self._break(holder)
                     continue
                 raise self._held(holder)
+            self._written_at = _elapsed_clocks()
             outcome, vid, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
             self._put_retried |= retried
             if outcome == "exists":
@@ -544,8 +584,10 @@ class _LeaseClient:
             if holder is None or holder.token != self.lease.token:
                 self.lease.lost = True
                 who = holder.describe() if holder else "nobody"
+                self.lease.lost_to = who
                 self._say("warning", f"the lease {self.where} was taken over while {self.lease.operation} ran: {who}")
                 return False
+            written_at = _elapsed_clocks()
             r = self.s3.put_bytes(self.cfg.bucket, LOCK_KEY, self.lease.body(), "application/json")
             # Each renewal is one more version of ours on a versioned bucket;
             # they all go at release. Overwriting the oldest would hand the
@@ -554,7 +596,34 @@ class _LeaseClient:
             if r.get("ResponseMetadata", {}).get("RetryAttempts") or r.get("VersionId") in (None, "null"):
                 # A retried PUT may have written a version whose id we never saw.
                 self._ids_complete = False
+            self._written_at = written_at
             return True
+
+    def confirm(self) -> str | None:
+        """None while the lease is ours, else why not; `Lease.ensure` asks this.
+
+        The renewer's last result decides without a request while our newest
+        write is younger than ttl / 2 (it renews every ttl / 3, so that is the
+        normal case). Older, the lease may have expired and been broken, so
+        this renews now: a renewal looks first, and finds a takeover.
+        """
+        if self.lease.lost:
+            return f"it was taken over by {self.lease.lost_to or 'another operation'}"
+        mono, wall = _elapsed_clocks()
+        age = max(mono - self._written_at[0], wall - self._written_at[1])
+        if age < self.lease.ttl / 2:
+            return None
+        try:
+            if self.renew():
+                return None
+        except DrError as err:
+            return (
+                f"it could not be renewed ({err.message}) {age:.0f}s after it was last written "
+                f"(ttl {self.lease.ttl:.0f}s)"
+            )
+        if self.lease.lost:
+            return f"it was taken over by {self.lease.lost_to or 'another operation'}"
+        return "it was released"
 
     # ------------------------------------------------------------------ releasing
     def release(self) -> None:
@@ -714,6 +783,7 @@ def hold_lease(
     )
     lease = client.acquire()
     held[slot] = lease
+    stopped = False
     try:
         client.start_renewing()
         if prepare is not None and not client.prepared:
@@ -721,10 +791,13 @@ def hold_lease(
             # renewed lease, as the body would.
             prepare()
         yield lease
+    except LeaseLost:
+        stopped = True  # the operation stopped when it saw the loss, and says what it left
+        raise
     finally:
         del held[slot]
         client.release()
-        if lease.lost:
+        if lease.lost and not stopped:
             client._say(
                 "warning",
                 f"{operation} ran without the lease for part of its run (it was taken over); check its result",

@@ -40,9 +40,10 @@ from typing import Any
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
 from ..index import Index, IndexRead, iso, parse_iso, utc_now
-from ..lock import Notify, hold_lease
+from ..lock import Lease, Notify
 from ..s3 import S3
 from .catalog import find_snapshot
+from .leasing import operation_lease
 from .snapshot import LABEL_RULE, MANIFEST_SUFFIX, manifest_key, snapshot_dir
 
 PIN_PREFIX = META_PREFIX + "pins/"
@@ -302,12 +303,17 @@ def prune(
     break_lock: bool = False,
     notify: Notify | None = None,
     now: datetime | None = None,
+    lease: Lease | None = None,
 ) -> PruneResult:
-    """Plan a prune; with `apply`, carry it out under the lease and append a `prune` row."""
+    """Plan a prune; with `apply`, carry it out under the lease and append a `prune` row.
+
+    The lease is one taken here (`break_lock`, `notify` as for every writer),
+    or `lease`, one the caller already holds.
+    """
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     if not apply:
         return plan_prune(cfg, rules, s3=s3, now=now)
-    with hold_lease(cfg, s3, "prune", break_lock=break_lock, notify=notify):
+    with operation_lease(cfg, s3, "prune", lease=lease, break_lock=break_lock, notify=notify):
         # Plan again under the lease: the world may have moved since the dry run.
         result = plan_prune(cfg, rules, s3=s3, now=now)
         doomed = [d.id for d in result.delete]

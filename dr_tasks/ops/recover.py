@@ -16,7 +16,7 @@ back as it was at the last backup, not as the union of every backup.
 Afterwards the index (itself a live key) and every snapshot are back, so
 restore and rollback work again.
 
-An applying run under `lease=True` (what `inv dr.recover --apply` does) holds
+An applying run holds
 the primary's lease while it plans and copies, as every other writer does: a
 backup (which would mirror a half-recovered bucket), a snapshot or a rollback
 waits for it. The lease lives in the primary bucket, so it is taken once the
@@ -26,18 +26,18 @@ takes none.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
-from ..lock import Notify, hold_lease
+from ..lock import Lease, Notify
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
 from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint, read_state
+from .leasing import operation_lease
 from .prune import PIN_PREFIX
 
 SHOWN = 10
@@ -129,15 +129,15 @@ def recover_from_backup(
     primary: S3 | None = None,
     backup: S3 | None = None,
     part_size: int = PART_SIZE,
-    lease: bool = False,
+    lease: Lease | None = None,
     break_lock: bool = False,
     notify: Notify | None = None,
 ) -> RecoverResult:
     """Plan (and with `apply`, run) the copy from the backup bucket back into the primary.
 
-    With `lease` an applying run takes the primary's lease and plans again
-    under it (see the module's docstring); without it, a caller that applies
-    holds `hold_lease(cfg, operation="recover")` itself.
+    An applying run takes the primary's lease and plans again under it (see
+    the module's docstring); a caller that already holds it passes it as
+    `lease`.
     """
     ep = backup_endpoint(cfg)
     started = time.monotonic()
@@ -200,11 +200,7 @@ def recover_from_backup(
     def copy_one(o: ObjectVersion) -> int:
         return primary.stream_copy(backup, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :], part_size).size
 
-    with contextlib.ExitStack() as held:
-        if lease:
-            held.enter_context(
-                hold_lease(cfg, primary, "recover", break_lock=break_lock, notify=notify, prepare=replan)
-            )
+    with operation_lease(cfg, primary, "recover", lease=lease, break_lock=break_lock, notify=notify, prepare=replan):
         todo = plan()
         progress.start(f"copying {len(todo)} objects back into s3://{cfg.bucket}", total=len(todo))
         try:

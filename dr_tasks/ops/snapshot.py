@@ -20,8 +20,10 @@ from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexRead, iso, utc_now
+from ..lock import Lease, Notify
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
+from .leasing import operation_lease
 
 LABEL_RULE = "[a-z0-9][a-z0-9._-]{0,62}"
 _LABEL_RE = re.compile(LABEL_RULE)
@@ -133,7 +135,7 @@ def build_manifest(
 class SnapshotPlan:
     """What a snapshot will copy, read before anything is written.
 
-    Planning only reads, so `dr.snapshot` runs it while the lease settles
+    Planning only reads, so `take_snapshot` runs it while the lease settles
     (`hold_lease(prepare=...)`): on a store without conditional PUTs that wait
     is half a second, as long as the listing of a few thousand keys.
     """
@@ -210,17 +212,36 @@ def take_snapshot(
     now: datetime | None = None,
     check_label: bool = True,
     plan: SnapshotPlan | None = None,
+    lease: Lease | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
 ) -> SnapshotResult:
     """Take a snapshot labelled `label` and record it. Raises DrError on any refusal or failure.
 
-    `plan` is a `plan_snapshot` made under the same lease; without one the
-    snapshot plans first.
+    Holds the bucket's lease while it plans, copies and records: the one it
+    takes here (`break_lock` takes over a stale one; `notify` hears the
+    lease's notes), or `lease`, one the caller already holds. `plan` is a
+    `plan_snapshot` the caller made under that lease; without one the
+    snapshot plans under the lease, during its settle wait.
     """
+    if check_label:
+        validate_label(label)  # before any request
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
-    if plan is None:
-        plan = plan_snapshot(cfg, label, progress=progress, s3=s3, now=now, check_label=check_label)
-    elif plan.label != label:
+    if plan is not None and plan.label != label:
         raise ValueError(f"the plan is for label {plan.label!r}, not {label!r}")
+    plans = [plan] if plan is not None else []
+
+    def prepare() -> None:
+        # Read-only: the lease runs it while it settles (the last run counts).
+        plans.append(plan_snapshot(cfg, label, progress=progress, s3=s3, now=now, check_label=False))
+
+    with operation_lease(
+        cfg, s3, "snapshot", lease=lease, break_lock=break_lock, notify=notify, prepare=None if plans else prepare
+    ) as held:
+        return _take_snapshot(cfg, s3, plans[-1], progress, held)
+
+
+def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress, lease: Lease) -> SnapshotResult:
     snap_id, ts, versioned, objects, existing = plan.id, plan.ts, plan.versioned, plan.objects, plan.existing
     mkey = manifest_key(cfg, snap_id)
     dest_dir = snapshot_dir(cfg, snap_id)

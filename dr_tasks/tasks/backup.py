@@ -87,7 +87,6 @@ def backup(
         mirror=mirror,
         apply=apply,
         progress=render.progress_for_terminal(),
-        lease=True,
         break_lock=break_lock,
         notify=lease_notify,
     )

@@ -42,7 +42,6 @@ def recover(
         overwrite=overwrite,
         include_deleted=include_deleted,
         progress=render.progress_for_terminal(),
-        lease=True,
         break_lock=break_lock,
         notify=lease_notify,
     )

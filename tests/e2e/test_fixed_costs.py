@@ -310,8 +310,9 @@ def test_a_conditional_lease_costs_no_listing(moto_server, make_repo, fault_prox
     bucket = new_bucket(moto_server)
     repo = make_repo(moto_server, bucket, endpoint_url=fault_proxy_moto.url)
     repo.seed()
-    with count_requests() as own:
-        take_snapshot(repo.cfg(), "uncounted")  # the snapshot's own requests, no lease
+    cfg = repo.cfg()
+    with hold_lease(cfg, operation="uncounted") as lease, count_requests() as own:
+        take_snapshot(cfg, "uncounted", lease=lease)  # the snapshot's own requests, the lease taken before
     fault_proxy_moto.clear()
     r = repo.run("dr.snapshot", "--label=counted", "--json")
     assert r.returncode == 0, r.stderr

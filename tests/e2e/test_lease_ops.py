@@ -1,0 +1,139 @@
+"""Every writer holds the lease, whoever calls it: the tasks, and the Python API by default (issue 16, items 4, 6, 7).
+
+A caller that already holds the lease passes the `Lease` it holds; nobody
+else needs to know about it. Readers stay lease-free. A run that finds its
+lease gone (taken over after it expired) stops before its next write and its
+commit row, and says what it left.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from dr_tasks import (
+    KeepRules,
+    LockHeld,
+    apply_rollback,
+    hold_lease,
+    prune,
+    read_lease,
+    recover_from_backup,
+    run_backup,
+    take_snapshot,
+)
+from dr_tasks.lock import LOCK_KEY
+from tests.conftest import HostRepo, Server, bucket_state
+from tests.e2e.test_backup import configure_backup
+
+
+def plant_live_lease(server: Server, bucket: str) -> str:
+    """Another operator's live lease (their process runs elsewhere); returns its version id."""
+    body = {
+        "v": 1,
+        "tool": "dr-tasks",
+        "token": "other-operator",
+        "owner": "other",
+        "host": "elsewhere",
+        "pid": 4242,
+        "operation": "prune",
+        "started": "2026-01-01T00:00:00Z",
+        "ttl_seconds": 600,
+    }
+    return server.client().put_object(Bucket=bucket, Key=LOCK_KEY, Body=json.dumps(body).encode()).get("VersionId")
+
+
+def lock_entries(server: Server, bucket: str) -> list[tuple[str, str, str, bool]]:
+    return [e for e in bucket_state(server, bucket) if e[0] == LOCK_KEY]
+
+
+# ---------------------------------------------------------------------- item 7: the Python API
+def _snapshot(repo: HostRepo) -> Any:
+    return take_snapshot(repo.cfg(), "api")
+
+
+def _rollback(repo: HostRepo) -> Any:
+    return apply_rollback(repo.cfg(), repo.index_rows()[0]["id"], "base")
+
+
+def _prune(repo: HostRepo) -> Any:
+    return prune(repo.cfg(), KeepRules(last=1), apply=True)
+
+
+def _backup(repo: HostRepo) -> Any:
+    return run_backup(repo.cfg())
+
+
+def _recover(repo: HostRepo) -> Any:
+    return recover_from_backup(repo.cfg(), apply=True, overwrite=True)
+
+
+API_WRITERS: dict[str, Callable[[HostRepo], Any]] = {
+    "take_snapshot": _snapshot,
+    "apply_rollback": _rollback,
+    "prune": _prune,
+    "run_backup": _backup,
+    "recover_from_backup": _recover,
+}
+
+
+@pytest.mark.parametrize("writer", sorted(API_WRITERS))
+def test_python_api_writers_take_the_lease_themselves(server, bucket, make_repo, moto2, writer):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    configure_backup(repo, moto2)
+    take_snapshot(repo.cfg(), "base")
+    take_snapshot(repo.cfg(), "second")
+    run_backup(repo.cfg())
+    # something for every writer to do: changed live, and a key the backup lacks
+    server.client().put_object(Bucket=bucket, Key="state/notes/readme.txt", Body=b"changed")
+    if writer == "recover_from_backup":
+        server.client().delete_object(Bucket=bucket, Key="state/notes/readme.txt")
+    index_before = repo.index_bytes()
+    other = plant_live_lease(server, bucket)
+    before = bucket_state(server, bucket)
+    with pytest.raises(LockHeld) as info:
+        API_WRITERS[writer](repo)
+    assert "lease held by other@elsewhere" in info.value.message
+    assert bucket_state(server, bucket) == before
+    assert repo.index_bytes() == index_before
+    # once the other operator is done, the same call runs, and leaves no lease behind
+    server.client().delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=other)
+    API_WRITERS[writer](repo)
+    assert lock_entries(server, bucket) == []
+
+
+def test_a_caller_holding_the_lease_passes_it_and_the_operation_uses_it(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    cfg = repo.cfg()
+    seen: list[Any] = []
+
+    def during() -> None:
+        seen.append(read_lease(cfg))
+
+    with hold_lease(cfg, operation="script") as lease:
+        snap = take_snapshot(cfg, "held", lease=lease)
+        during()
+        result = apply_rollback(cfg, snap.id, "held", lease=lease)
+        during()
+    assert result.safety_snapshot
+    assert [h.operation for h in seen] == ["script", "script"]
+    assert lock_entries(server, bucket) == []
+
+
+def test_a_passed_lease_of_another_bucket_is_refused(server, bucket, make_repo):
+    from tests.conftest import new_bucket
+
+    repo = make_repo(server, bucket)
+    repo.seed()
+    other = make_repo(server, new_bucket(server))
+    before = bucket_state(server, bucket)
+    with hold_lease(other.cfg(), operation="script") as lease, pytest.raises(Exception) as info:
+        take_snapshot(repo.cfg(), "wrong", lease=lease)
+    assert f"is for s3://{other.bucket}, not s3://{bucket}" in str(info.value)
+    assert bucket_state(server, bucket) == before
+    assert repo.index_bytes() == b""
