@@ -408,15 +408,29 @@ def pin_snapshot(
     reason: str | None = None,
     s3: S3 | None = None,
     now: datetime | None = None,
+    lease: Lease | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
 ) -> PinResult:
-    """Pin (or unpin) a snapshot so prune never deletes it: a `pin` row plus a marker in the bucket."""
+    """Pin (or unpin) a snapshot so prune never deletes it: a `pin` row plus a marker in the bucket.
+
+    Looks and writes under the bucket's lease (one taken here, or `lease`, one
+    the caller holds): a prune deciding what to delete never runs meanwhile.
+    """
     reason = _check_reason(reason)
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    with operation_lease(cfg, s3, "pin", lease=lease, break_lock=break_lock, notify=notify) as held:
+        return _pin(cfg, snap_id, unpin, reason, s3, now, held)
+
+
+def _pin(
+    cfg: DrConfig, snap_id: str, unpin: bool, reason: str | None, s3: S3, now: datetime | None, lease: Lease
+) -> PinResult:
     index = Index(cfg.index_path)
     read = index.read()
     if parse_snapshot_id(snap_id) is None:
         find_snapshot(cfg, snap_id)  # raises "unknown snapshot id" with the nearest ones
         raise DrError(f"{snap_id[:80]!r} is not a snapshot id")
-    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     in_index = index_pins(read).get(snap_id, False)
     marker = s3.get_version_or_none(cfg.bucket, pin_key(snap_id), None) is not None
     if not unpin:

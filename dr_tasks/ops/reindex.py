@@ -17,7 +17,9 @@ from typing import Any
 from ..config import DrConfig
 from ..errors import DrError
 from ..index import BadLine, Index, iso
+from ..lock import Lease, Notify
 from ..s3 import S3
+from .leasing import operation_lease
 from .prune import index_pins, list_pin_markers, parse_snapshot_id
 from .snapshot import MANIFEST_SUFFIX, manifest_key, snapshot_dir
 
@@ -87,13 +89,33 @@ def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Any) -> dict[str, A
     }
 
 
-def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> ReindexResult:
-    """Find the snapshot (and pin) rows the index lacks; append them when `apply`."""
+def reindex(
+    cfg: DrConfig,
+    *,
+    apply: bool = False,
+    s3: S3 | None = None,
+    lease: Lease | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
+) -> ReindexResult:
+    """Find the snapshot (and pin) rows the index lacks; append them when `apply`.
+
+    A dry run takes no lease. With `apply` it looks and appends under the
+    bucket's lease (one taken here, or `lease`, one the caller holds), so a
+    snapshot or prune in flight cannot add or remove a manifest in between.
+    """
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    if not apply:
+        return _reindex(cfg, s3, apply=False)
+    with operation_lease(cfg, s3, "reindex", lease=lease, break_lock=break_lock, notify=notify) as held:
+        return _reindex(cfg, s3, apply=True, lease=held)
+
+
+def _reindex(cfg: DrConfig, s3: S3, *, apply: bool, lease: Lease | None = None) -> ReindexResult:
     index = Index(cfg.index_path)
     read = index.read()
     # Only string ids: a garbage row may carry anything, even an unhashable mapping.
     known = {r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)}
-    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     _, objects = s3.list_prefixes(cfg.bucket, cfg.snapshot_prefix)
     result = ReindexResult(bucket=cfg.bucket, rows=[], present=0, bad_lines=read.bad)
     snapshots: list[dict[str, Any]] = []
@@ -127,6 +149,7 @@ def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> Rein
     ]
     result.rows = snapshots + pins
     if apply:
+        assert lease is not None
         for row in result.rows:
             index.append(row)
         result.applied = True

@@ -26,7 +26,7 @@ from dr_tasks import (
     take_snapshot,
 )
 from dr_tasks.lock import LOCK_KEY
-from tests.conftest import HostRepo, Server, bucket_state
+from tests.conftest import SAMPLE_FILES, HostRepo, Server, assert_clean_refusal, bucket_state
 from tests.e2e.test_backup import configure_backup
 
 
@@ -137,3 +137,50 @@ def test_a_passed_lease_of_another_bucket_is_refused(server, bucket, make_repo):
     assert f"is for s3://{other.bucket}, not s3://{bucket}" in str(info.value)
     assert bucket_state(server, bucket) == before
     assert repo.index_bytes() == b""
+
+
+# ---------------------------------------------------------------------- item 6: pin, reindex --apply, verify --deep
+def test_pin_and_reindex_apply_are_refused_while_another_operation_holds_the_lease(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    assert repo.run("dr.snapshot", "--label=base").returncode == 0
+    snap = repo.index_rows()[0]["id"]
+    repo.index_path.write_bytes(b"")  # a lost index: reindex has a row to append
+    other = plant_live_lease(server, bucket)
+    before = bucket_state(server, bucket)
+    for args in (("dr.pin", snap), ("dr.reindex", "--apply")):
+        r = repo.run(*args)
+        assert_clean_refusal(r, "another dr operation is running: lease held by other@elsewhere")
+        assert repo.index_bytes() == b"", args
+        assert bucket_state(server, bucket) == before, args
+    # readers stay lease-free
+    r = repo.run("dr.reindex")
+    assert r.returncode == 0 and "1 missing" in r.stdout, r.stderr
+    # once the other operation is done, both write, and release the lease
+    server.client().delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=other)
+    assert repo.run("dr.reindex", "--apply").returncode == 0
+    assert repo.run("dr.pin", snap).returncode == 0
+    assert [r["kind"] for r in repo.index_rows()] == ["snapshot", "pin"]
+    assert lock_entries(server, bucket) == []
+
+
+def test_verify_deep_records_sha256_only_under_the_lease(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    assert repo.run("dr.snapshot", "--label=base").returncode == 0
+    other = plant_live_lease(server, bucket)
+    before = bucket_state(server, bucket)
+    r = repo.run("dr.verify", "--deep", "--json")
+    # the bytes are checked (a reader needs no lease); the manifest is not rewritten under another's lease.
+    # (The scratch repo has no lifecycle rule and no backup: those checks fail, exit 1, whatever the lease.)
+    assert "Traceback" not in r.stderr
+    out = json.loads(r.stdout)
+    assert [c["ok"] for c in out["checks"] if c["name"] == "deep"] == [True], out
+    deep = out["deep"]
+    assert deep["verified"] == len(SAMPLE_FILES) and deep["manifest_rewritten"] is False
+    assert "not recorded" in deep["not_recorded"] and "other@elsewhere" in deep["not_recorded"]
+    assert bucket_state(server, bucket) == before
+    server.client().delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=other)
+    r = repo.run("dr.verify", "--deep", "--json")
+    assert json.loads(r.stdout)["deep"]["recorded"] == len(SAMPLE_FILES), r.stderr
+    assert lock_entries(server, bucket) == []
