@@ -563,6 +563,10 @@ def _run_backup(
             operation_lease(cfg, src, "backup", lease=lease, break_lock=break_lock, notify=notify, prepare=make_plan)
         )
 
+    def ensure(left: str) -> None:
+        if held is not None:
+            held.ensure(left)
+
     if lease is not None or break_lock:
         # The caller holds the lease (plan under it), or the operator asked
         # about the lease: take (and break) it whatever the plan.
@@ -629,6 +633,7 @@ def _run_backup(
     bulk_dst = bulk_for(dst, cfg.concurrency) if bulk_src is not None else None
     if bulk_dst is None:  # awscrt missing: everything takes the boto3 path
         small, large = [], small + large
+    ensure("nothing was copied; no backup row was written")
     progress.start(f"copying {len(plan.to_copy)} objects to s3://{ep.bucket}/{bp}", total=len(plan.to_copy))
     try:
         done: list[tuple[ObjectVersion, int]] = []
@@ -662,6 +667,11 @@ def _run_backup(
             "`inv dr.verify --deep`, and prune it or bring the object back from the backup"
         )
 
+    left = (
+        f"{len(done)} objects were copied to s3://{ep.bucket}/{bp} and no backup row was written "
+        "(the next `inv dr.backup` skips what is there)"
+    )
+    ensure(left)
     if mirror and plan.deletes:
         if failed:
             result.warnings.append(
@@ -680,6 +690,7 @@ def _run_backup(
             result.failed.extend(sorted(k for k in failed_deletes if k))
             result.errors.extend(e.message for e in errors[:SHOWN])
     if dirty[0] or plan.state_pruned or plan.gone_changed:
+        ensure(left + (f"; {result.deleted} mirrored deletes were done" if result.deleted else ""))
         try:
             _save_state(cfg, dst, ep.bucket, state, plan.gone)
         except S3Error as err:
@@ -694,5 +705,6 @@ def _run_backup(
     # A no-change run holds no lease, so another backup of this repo may have
     # appended a row with the same second's id since the index was read.
     result.id = _row_id(index.read().rows, ts)
+    ensure(f"the backup ran ({result.copied} copied, {result.deleted} deleted) but no backup row was written")
     index.append(result.row())
     return result

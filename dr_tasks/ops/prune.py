@@ -313,7 +313,7 @@ def prune(
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     if not apply:
         return plan_prune(cfg, rules, s3=s3, now=now)
-    with operation_lease(cfg, s3, "prune", lease=lease, break_lock=break_lock, notify=notify):
+    with operation_lease(cfg, s3, "prune", lease=lease, break_lock=break_lock, notify=notify) as held:
         # Plan again under the lease: the world may have moved since the dry run.
         result = plan_prune(cfg, rules, s3=s3, now=now)
         doomed = [d.id for d in result.delete]
@@ -335,9 +335,14 @@ def prune(
             "run the same command again: it finishes what is left (pruned snapshots without a manifest "
             "are removed as incomplete)"
         )
+        held.ensure("nothing was deleted")
         try:
             errors = s3.delete_keys(cfg.bucket, [manifest_key(cfg, i) for i in doomed])
             if not errors:
+                held.ensure(
+                    f"the manifests of {len(doomed)} pruned snapshots were deleted, their objects are left and no "
+                    "prune row was written; the next `inv dr.prune --apply` removes them as incomplete"
+                )
                 dirs = [snapshot_dir(cfg, i) for i in [*doomed, *result.orphans]]
                 errors = s3.delete_keys(cfg.bucket, count(_keys_under(s3, cfg.bucket, dirs)))
         except DrError as err:
@@ -349,6 +354,9 @@ def prune(
                 "no prune row was written",
                 again,
             )
+        held.ensure(
+            f"{len(doomed)} snapshots were deleted ({counted + len(doomed)} objects) but no prune row was written"
+        )
         ts = iso(now or utc_now())
         row = {
             "kind": "prune",
@@ -453,6 +461,7 @@ def _pin(
     row: dict[str, Any] = {"kind": "pin", "id": snap_id, "ts": ts, "pinned": not unpin, "by": _owner_host()}
     if reason:
         row["reason"] = reason
+    lease.ensure("nothing was written")
     if not unpin:
         s3.put_bytes(cfg.bucket, pin_key(snap_id), json.dumps(row).encode(), "application/json")
     else:
@@ -464,5 +473,6 @@ def _pin(
             errors += s3.delete_keys(cfg.bucket, [pin_key(snap_id)])
         if errors:
             raise DrError(f"could not remove the pin marker: {errors[0].message}")
+    lease.ensure(f"the pin marker of {snap_id} was {'removed' if unpin else 'written'} but no pin row was written")
     index.append(row)
     return PinResult(snap_id, not unpin, True, {"v": 1, **row})

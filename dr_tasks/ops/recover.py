@@ -200,8 +200,11 @@ def recover_from_backup(
     def copy_one(o: ObjectVersion) -> int:
         return primary.stream_copy(backup, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :], part_size).size
 
-    with operation_lease(cfg, primary, "recover", lease=lease, break_lock=break_lock, notify=notify, prepare=replan):
+    with operation_lease(
+        cfg, primary, "recover", lease=lease, break_lock=break_lock, notify=notify, prepare=replan
+    ) as held:
         todo = plan()
+        held.ensure("nothing was copied back")
         progress.start(f"copying {len(todo)} objects back into s3://{cfg.bucket}", total=len(todo))
         try:
             done, failed = run_parallel(copy_one, todo, min(cfg.concurrency, MAX_STREAMS), progress)

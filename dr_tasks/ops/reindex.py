@@ -150,6 +150,7 @@ def _reindex(cfg: DrConfig, s3: S3, *, apply: bool, lease: Lease | None = None) 
     result.rows = snapshots + pins
     if apply:
         assert lease is not None
+        lease.ensure("no row was appended")
         for row in result.rows:
             index.append(row)
         result.applied = True

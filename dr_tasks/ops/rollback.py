@@ -526,6 +526,8 @@ def _apply(
             raise DrError(f"{len(errors)} of {len(keys)} deletes failed; first: {errors[0].message}")
         return len(keys)
 
+    safety_note = f"safety snapshot {safety_id} holds live as it was before; undo with `{undo}`"
+    lease.ensure(f"live was not touched; {safety_note}")
     failures: list[str] = []
     progress.start(f"copying {len(plan.copy)} objects back from snapshot {snap_id}", total=len(plan.copy))
     try:
@@ -534,6 +536,10 @@ def _apply(
     finally:
         progress.stop()
     failures += [f"copy {f.item.key}: {f.error.message}" for f in failed]
+    lease.ensure(
+        f"live is partly rolled back ({len(plan.copy) - len(failed)} of {len(plan.copy)} copied back, "
+        f"none of {len(plan.delete)} deletes done) and no rollback row was written; {safety_note}"
+    )
     batches = _chunks([cfg.key_for(i.key) for i in plan.delete], _DELETE_BATCH)
     progress.start(f"deleting {len(plan.delete)} keys the snapshot lacks", total=len(batches))
     try:
@@ -576,6 +582,7 @@ def _apply(
             f"as it was before that attempt (the new one, {safety_id}, holds the half-rolled-back state)"
         )
     result.seconds = round(time.monotonic() - started, 3)
+    lease.ensure(f"live was rolled back to {snap_id} but no rollback row was written; {safety_note}")
     # The commit point, last of all.
     Index(cfg.index_path).append(result.row())
     return result

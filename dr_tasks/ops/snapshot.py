@@ -245,6 +245,8 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
     snap_id, ts, versioned, objects, existing = plan.id, plan.ts, plan.versioned, plan.objects, plan.existing
     mkey = manifest_key(cfg, snap_id)
     dest_dir = snapshot_dir(cfg, snap_id)
+    # Each write phase starts only while the lease is ours (see Lease.ensure).
+    lease.ensure(f"snapshot {snap_id} copied nothing; no index row was written")
 
     progress.start(f"copying {len(objects)} objects to {dest_dir}", total=len(objects))
     try:
@@ -263,6 +265,11 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
             "run the same command again once the cause is fixed",
         )
 
+    left = (
+        f"{len(done)} copies are left under s3://{cfg.bucket}/{dest_dir} with no manifest and no index row "
+        "(no operation reads them; `inv dr.prune --apply` removes them once they are a day old)"
+    )
+    lease.ensure(left)
     manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects)
     s3.put_bytes(cfg.bucket, mkey, json.dumps(manifest, separators=(",", ":")).encode(), "application/json")
     result = SnapshotResult(
@@ -285,6 +292,12 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
             "the index has unreadable lines (" + "; ".join(b.describe() for b in existing.bad[:3]) + "); "
             "they were kept as they are"
         )
+    # The commit point, only under the lease: a run that lost it leaves a
+    # snapshot that `dr.reindex --apply` can still record.
+    lease.ensure(
+        f"snapshot {snap_id} is complete in the bucket (manifest s3://{cfg.bucket}/{mkey}) but no index row "
+        "was written; `inv dr.reindex --apply` records it"
+    )
     Index(cfg.index_path).append(result.row())
     return result
 

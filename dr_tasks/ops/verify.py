@@ -329,6 +329,7 @@ def _record_sha256(
     if not recorded:
         return
     manifest["sha256_recorded_at"] = iso(utc_now())
+    lease.ensure("the manifest was not rewritten")
     s3.put_bytes(
         cfg.bucket,
         manifest_key(cfg, snap_id),

@@ -9,6 +9,10 @@ commit row, and says what it left.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +30,10 @@ from dr_tasks import (
     take_snapshot,
 )
 from dr_tasks.lock import LOCK_KEY
+from dr_tasks.ops.leasing import TTL_ENV
 from tests.conftest import SAMPLE_FILES, HostRepo, Server, assert_clean_refusal, bucket_state
 from tests.e2e.test_backup import configure_backup
+from tests.support.faultproxy import FaultProxy, Rule
 
 
 def plant_live_lease(server: Server, bucket: str) -> str:
@@ -184,3 +190,119 @@ def test_verify_deep_records_sha256_only_under_the_lease(server, bucket, make_re
     r = repo.run("dr.verify", "--deep", "--json")
     assert json.loads(r.stdout)["deep"]["recorded"] == len(SAMPLE_FILES), r.stderr
     assert lock_entries(server, bucket) == []
+
+
+# ---------------------------------------------------------------------- item 4: a lost lease stops the writes
+def _stop_while_copying(
+    repo: HostRepo, fault_proxy: FaultProxy, key: str, *args: str, skip: int = 0
+) -> subprocess.Popen[str]:
+    """Start `inv <args>` with a 2 s lease, park its copies whose key holds `key` (after `skip` of them), and
+    SIGSTOP it there: a laptop asleep mid-operation."""
+    rule = fault_proxy.add(Rule(op="CopyObject", key=key, fault="hold", times=-1, skip=skip))
+    p = repo.spawn(*args, env={TTL_ENV: "2"})
+    deadline = time.monotonic() + 60
+    while rule.fired == 0 and time.monotonic() < deadline:
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGSTOP)
+    time.sleep(3.5)  # past the ttl: its lease has expired on the server's clock
+    return p
+
+
+def _resume(p: subprocess.Popen[str], fault_proxy: FaultProxy) -> tuple[int, str]:
+    fault_proxy.clear()  # the parked copies are reset; the client retries them and they go through
+    os.kill(p.pid, signal.SIGCONT)
+    _, err = p.communicate(timeout=120)
+    return p.returncode, err
+
+
+def test_a_snapshot_that_lost_its_lease_stops_before_its_manifest_and_row(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    files = repo.seed()
+    p = _stop_while_copying(repo, fault_proxy, "-asleep/", "dr.snapshot", "--label=asleep")
+    try:
+        # another operator finds the lease expired and takes it over
+        with hold_lease(repo.cfg(), operation="other", break_lock=True) as other:
+            assert other.broke is not None and other.broke.operation == "snapshot"
+            code, err = _resume(p, fault_proxy)
+            assert code == 1 and "Traceback" not in err, err
+            assert "lease lost; nothing more written" in err and "taken over by" in err, err
+            assert f"{len(files)} copies are left under s3://{bucket}/snapshots/" in err, err
+            assert "no manifest and no index row" in err, err
+            holder = read_lease(repo.cfg())
+            assert holder is not None and holder.token == other.token  # its release left the new lease alone
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+    assert [r["kind"] for r in repo.index_rows()] == ["lock-break"]  # no snapshot row
+    keys = {e[0] for e in bucket_state(server, bucket)}
+    assert not any(k.endswith(".manifest.json") for k in keys), keys
+    assert lock_entries(server, bucket) == []
+
+
+def test_a_rollback_that_lost_its_lease_stops_before_its_deletes_and_row(server, bucket, make_repo, fault_proxy):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    assert repo.run("dr.snapshot", "--label=base").returncode == 0
+    snap = repo.index_rows()[0]["id"]
+    c = server.client()
+    c.put_object(Bucket=bucket, Key="state/notes/readme.txt", Body=b"changed")
+    c.put_object(Bucket=bucket, Key="state/notes/extra.txt", Body=b"not in the snapshot")
+    # park the copy back, not the safety snapshot's copy of the same key (the first match)
+    p = _stop_while_copying(
+        repo, fault_proxy, "state/notes/readme.txt", "dr.rollback", snap, "--apply", "--confirm-label=base", skip=1
+    )
+    try:
+        with hold_lease(repo.cfg(), operation="other", break_lock=True):
+            code, err = _resume(p, fault_proxy)
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+    assert code == 1 and "Traceback" not in err, err
+    assert "lease lost; nothing more written" in err and "live is partly rolled back" in err, err
+    assert "none of 1 deletes done" in err and "undo with `" in err, err
+    kinds = [r["kind"] for r in repo.index_rows()]
+    assert kinds == ["snapshot", "snapshot", "lock-break"], kinds  # the base, the safety snapshot; no rollback row
+    # the delete phase never ran
+    assert c.get_object(Bucket=bucket, Key="state/notes/extra.txt")["Body"].read() == b"not in the snapshot"
+    assert lock_entries(server, bucket) == []
+
+
+def test_ensure_costs_no_request_while_the_last_renewal_is_fresh_and_renews_when_it_is_not(
+    server, bucket, make_repo, monkeypatch, fault_proxy
+):
+    from dr_tasks import lock as lock_mod
+    from dr_tasks.lock import LeaseLost
+
+    cfg = make_repo(server, bucket, endpoint_url=fault_proxy.url).cfg()
+
+    def requests() -> dict[str, int]:
+        return dict(fault_proxy.counts)
+
+    with hold_lease(cfg, operation="long") as lease:
+        before = requests()
+        lease.ensure("x")
+        assert requests() == before
+        # asleep for 400 s of a 600 s ttl: the renewer may have missed its turn, so ensure renews (one PUT)
+        monkeypatch.setattr(lock_mod, "_monotonic", lambda real=lock_mod._monotonic: real() + 400)
+        monkeypatch.setattr(lock_mod, "_wall_clock", lambda real=lock_mod._wall_clock: real() + 400)
+        lease.ensure("x")
+        after = requests()
+        assert after.get("PutObject", 0) == before.get("PutObject", 0) + 1 and not lease.lost, (before, after)
+        lease.ensure("x")  # renewed just now: fresh again
+        assert requests() == after
+        # someone took it over meanwhile (our versions gone, theirs in place): the next stale check finds out
+        c = server.client()
+        ghost = plant_live_lease(server, bucket)
+        for _, vid, _, _ in lock_entries(server, bucket):
+            if vid != ghost:
+                c.delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=vid)
+        monkeypatch.setattr(lock_mod, "_monotonic", lambda real=lock_mod._monotonic: real() + 400)
+        monkeypatch.setattr(lock_mod, "_wall_clock", lambda real=lock_mod._wall_clock: real() + 400)
+        with pytest.raises(LeaseLost) as info:
+            lease.ensure("the test left nothing")
+        assert str(info.value).startswith("lease lost; nothing more written: it was taken over by other@elsewhere")
+        assert "the test left nothing" in str(info.value)
+    assert [e[1] for e in lock_entries(server, bucket)] == [ghost]
