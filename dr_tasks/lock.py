@@ -584,7 +584,7 @@ class _LeaseClient:
             if holder is None or holder.token != self.lease.token:
                 self.lease.lost = True
                 who = holder.describe() if holder else "nobody"
-                self.lease.lost_to = who
+                self.lease.lost_to = holder.describe() if holder else None
                 self._say("warning", f"the lease {self.where} was taken over while {self.lease.operation} ran: {who}")
                 return False
             written_at = _elapsed_clocks()
@@ -608,7 +608,7 @@ class _LeaseClient:
         this renews now: a renewal looks first, and finds a takeover.
         """
         if self.lease.lost:
-            return f"it was taken over by {self.lease.lost_to or 'another operation'}"
+            return self._lost_why()
         mono, wall = _elapsed_clocks()
         age = max(mono - self._written_at[0], wall - self._written_at[1])
         if age < self.lease.ttl / 2:
@@ -622,8 +622,13 @@ class _LeaseClient:
                 f"(ttl {self.lease.ttl:.0f}s)"
             )
         if self.lease.lost:
-            return f"it was taken over by {self.lease.lost_to or 'another operation'}"
+            return self._lost_why()
         return "it was released"
+
+    def _lost_why(self) -> str:
+        if self.lease.lost_to:
+            return f"it was taken over by {self.lease.lost_to}"
+        return "it was deleted by another operation (broken as stale, then released)"
 
     # ------------------------------------------------------------------ releasing
     def release(self) -> None:

@@ -194,11 +194,11 @@ def test_verify_deep_records_sha256_only_under_the_lease(server, bucket, make_re
 
 # ---------------------------------------------------------------------- item 4: a lost lease stops the writes
 def _stop_while_copying(
-    repo: HostRepo, fault_proxy: FaultProxy, key: str, *args: str, skip: int = 0
+    repo: HostRepo, fault_proxy: FaultProxy, key: str | None, *args: str, skip: int = 0, op: str = "CopyObject"
 ) -> subprocess.Popen[str]:
-    """Start `inv <args>` with a 2 s lease, park its copies whose key holds `key` (after `skip` of them), and
-    SIGSTOP it there: a laptop asleep mid-operation."""
-    rule = fault_proxy.add(Rule(op="CopyObject", key=key, fault="hold", times=-1, skip=skip))
+    """Start `inv <args>` with a 2 s lease, park its `op` requests whose key holds `key` (after `skip` of them),
+    and SIGSTOP it there: a laptop asleep mid-operation."""
+    rule = fault_proxy.add(Rule(op=op, key=key, fault="hold", times=-1, skip=skip))
     p = repo.spawn(*args, env={TTL_ENV: "2"})
     deadline = time.monotonic() + 60
     while rule.fired == 0 and time.monotonic() < deadline:
@@ -267,6 +267,35 @@ def test_a_rollback_that_lost_its_lease_stops_before_its_deletes_and_row(server,
     assert kinds == ["snapshot", "snapshot", "lock-break"], kinds  # the base, the safety snapshot; no rollback row
     # the delete phase never ran
     assert c.get_object(Bucket=bucket, Key="state/notes/extra.txt")["Body"].read() == b"not in the snapshot"
+    assert lock_entries(server, bucket) == []
+
+
+def test_a_prune_that_lost_its_lease_stops_before_the_snapshot_objects_and_its_row(
+    server, bucket, make_repo, fault_proxy
+):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    for label in ("one", "two"):
+        assert repo.run("dr.snapshot", f"--label={label}").returncode == 0
+        time.sleep(1.1)  # distinct ids
+    old = repo.index_rows()[0]["id"]
+    # park the first delete: the pruned snapshot's manifest
+    p = _stop_while_copying(repo, fault_proxy, None, "dr.prune", "--keep-last=1", "--apply", op="DeleteObjects")
+    # the other operator talks to the server directly: its break (a DeleteObjects) is not parked
+    other = make_repo(server, bucket)
+    try:
+        with hold_lease(other.cfg(), operation="other", break_lock=True):
+            code, err = _resume(p, fault_proxy)
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+    assert code == 1 and "Traceback" not in err, err
+    assert "lease lost; nothing more written" in err and "their objects are left and no prune row" in err, err
+    assert [r["kind"] for r in repo.index_rows()] == ["snapshot", "snapshot"]  # no prune row
+    assert [r["kind"] for r in other.index_rows()] == ["lock-break"]
+    left = [e[0] for e in bucket_state(server, bucket) if e[0].startswith(f"snapshots/{old}/") and e[2] != "DM"]
+    assert len(left) == len(SAMPLE_FILES), left  # the snapshot's objects were not deleted
     assert lock_entries(server, bucket) == []
 
 
