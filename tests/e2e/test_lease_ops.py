@@ -299,6 +299,35 @@ def test_a_prune_that_lost_its_lease_stops_before_the_snapshot_objects_and_its_r
     assert lock_entries(server, bucket) == []
 
 
+def test_a_backup_that_lost_its_lease_writes_no_state_and_no_row(server, bucket, make_repo, fault_proxy, moto2):
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    dest = configure_backup(repo, moto2)
+    # slow reads of one primary object: the backup is mid-copy, under its lease, when it is put to sleep
+    rule = fault_proxy.add(Rule(op="GetObject", key="state/notes/readme.txt", fault=None, delay=8, times=-1))
+    p = repo.spawn("dr.backup", env={TTL_ENV: "2"})
+    deadline = time.monotonic() + 60
+    while rule.matched == 0 and time.monotonic() < deadline:
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGSTOP)
+    time.sleep(3.5)
+    other = make_repo(server, bucket)
+    try:
+        with hold_lease(other.cfg(), operation="other", break_lock=True):
+            code, err = _resume(p, fault_proxy)
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+    assert code == 1 and "Traceback" not in err, err
+    assert "lease lost; nothing more written" in err and "no backup row was written" in err, err
+    assert repo.index_rows() == []
+    backed = {e[0] for e in bucket_state(moto2, dest)}
+    assert not any(k.endswith("backup-state.json") for k in backed), backed  # no backup state written
+    assert lock_entries(server, bucket) == []
+
+
 def test_ensure_costs_no_request_while_the_last_renewal_is_fresh_and_renews_when_it_is_not(
     server, bucket, make_repo, monkeypatch, fault_proxy
 ):
