@@ -319,7 +319,7 @@ def _record_sha256(
     was = {e["key"]: e for e in read.get("objects", []) if isinstance(e, dict) and isinstance(e.get("key"), str)}
     recorded = 0
     for e in manifest.get("objects", []) if isinstance(manifest, dict) else []:
-        if not isinstance(e, dict) or e.get("sha256") or e.get("key") not in new_sha:
+        if not isinstance(e, dict) or not isinstance(e.get("key"), str) or e.get("sha256") or e["key"] not in new_sha:
             continue
         before = was[e["key"]]
         # Only for the object that was read: same version, size and ETag as in the manifest we read.
