@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import pathspec
+
 from .errors import ConfigError
 
 # Keys the package keeps for itself in the primary bucket (locks, backup
@@ -394,12 +396,14 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
                 f"{snapshot_prefix!r} covers the live keys of {what} {prefix + rel!r}",
                 "keep snapshots apart from live state, e.g. the default `snapshots/`",
             )
+    allow = _patterns(merged, "sync_allow", ["state/**"])
+    deny = _patterns(merged, "sync_deny", [])
+    _refuse_snapshot_prefix_over_pushed_paths(prefix, snapshot_prefix, allow, deny, restore_dir)
     # The index is always preserved, whatever else is listed: a rollback that
     # copied back an old index would drop the rows written since (its own too).
     preserve = _patterns(merged, "preserve", [index])
     if index not in preserve:
         preserve = (*preserve, index)
-    deny = _patterns(merged, "sync_deny", [])
     return DrConfig(
         endpoint=Endpoint(
             bucket=_bucket(merged, "bucket"),
@@ -413,7 +417,7 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
         index=index,
         units=units,
         restore_dir=restore_dir,
-        sync_allow=_patterns(merged, "sync_allow", ["state/**"]),
+        sync_allow=allow,
         sync_deny=deny,
         preserve=preserve,
         retention_days=_int(merged, "retention_days", 1),
@@ -422,6 +426,60 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
         hooks=_hooks(merged),
         transfer_client=_transfer_client(merged),
     )
+
+
+_GLOB_CHARS = "*?[\\"
+
+
+def _pattern_base(pattern: str) -> str | None:
+    """The directory (root-relative, "" for anywhere) under which a gitignore pattern can match, or None.
+
+    None for what matches nothing (a blank line, a comment) or only takes
+    paths away (a `!` negation). Read conservatively: a pattern without a
+    slash matches at any depth, and a glob cuts the base at the directory
+    before it, so the base is never narrower than what the pattern reaches.
+    """
+    p = pattern.strip()
+    if not p or p.startswith(("#", "!")):
+        return None
+    body = p.rstrip("/")
+    anchored = body.startswith("/")
+    body = body.lstrip("/")
+    if not anchored and "/" not in body:
+        return ""
+    cut = min((i for i in (body.find(c) for c in _GLOB_CHARS) if i >= 0), default=-1)
+    if cut < 0:
+        return body + "/"
+    return body[: body.rfind("/", 0, cut) + 1]
+
+
+def _refuse_snapshot_prefix_over_pushed_paths(
+    prefix: str, snapshot_prefix: str, allow: tuple[str, ...], deny: tuple[str, ...], restore_dir: str
+) -> None:
+    """Refuse a snapshot_prefix under which a local path the guard lets through would land.
+
+    A local path P is pushed to `<prefix>P` when it matches sync_allow and not
+    sync_deny (or the holding dir); a key under snapshot_prefix is never
+    snapshotted, rolled back or restored. So any pushable path whose key falls
+    there would silently drop out of every snapshot. Only the config is
+    judged: keys put into the bucket by other means are not knowable here.
+    """
+    if not snapshot_prefix.startswith(prefix):
+        return  # outside prefix: no local path maps there
+    rel = snapshot_prefix[len(prefix) :]
+    denied = pathspec.GitIgnoreSpec.from_lines([*deny, f"{restore_dir}/**", f"/{restore_dir}"])
+    # Denied whole: files at any depth, dot-files included, are never pushed.
+    if all(denied.match_file(rel + probe) for probe in ("x", ".x", "x/y")):
+        return
+    for pattern in allow:
+        base = _pattern_base(pattern)
+        if base is not None and (rel.startswith(base) or base.startswith(rel)):
+            raise ConfigError(
+                "snapshot_prefix",
+                f"{snapshot_prefix!r} covers live keys: local paths under {rel} match sync_allow {pattern!r}, "
+                "and keys there would never be snapshotted, rolled back or restored",
+                f"keep snapshots apart from live state, e.g. the default `snapshots/`, or add `{rel}**` to sync_deny",
+            )
 
 
 def _transfer_client(raw: Mapping[str, Any]) -> str:

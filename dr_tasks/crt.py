@@ -367,6 +367,17 @@ class BulkS3:
             # creation is most of a small restore's system time. Big ones are
             # written by awscrt as they arrive (off the GIL, bounded memory).
             dest = None if job.in_memory else str(job.dest)
+            if dest is not None:
+                # awscrt reports a path it cannot open as a bare exception with
+                # no errno (AWS_ERROR_FILE_INVALID_PATH), raised out of the
+                # request: creating the file first gives the real OSError, for
+                # this job alone.
+                try:
+                    os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+                except OSError as err:
+                    call.write_error, call.phase = err, "written"
+                    done.put(call)
+                    return call
             self._submit(call, done, crt_s3.S3RequestType.GET_OBJECT, request, "GetObject", dest)
             return call
 

@@ -12,14 +12,15 @@ Order of work:
    which entry was current at TS (see `versions_at`), on a thread of its own
    (see `_Decisions`), while
 3. those exact version ids download in parallel into a staging dir next to the
-   holding dir, each through a temp file that is checked (size, MD5 ETag) and
+   holding dir, each through a short temp file that is checked (size, MD5 ETag) and
    renamed into place, with mtime = the version's LastModified;
 4. diff the staged tree against the live local files;
 5. rename the staging dir to the holding dir (with `force`, swap out the old
    one), then write the receipt `<restore_dir>/<name>.json` beside it.
 
 Keys that would land outside the holding dir (`..`, absolute, empty segment,
-NUL, backslash, a file that is also a directory) are never written: they are
+NUL, backslash, a file that is also a directory), and keys whose name the
+local file system refuses, are never written: they are
 listed in `refused`, every other key is still restored, and `ok` is False (the
 task then exits 1).
 """
@@ -27,6 +28,7 @@ task then exits 1).
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import itertools
 import json
@@ -37,6 +39,7 @@ import reprlib
 import shutil
 import threading
 import time
+import unicodedata
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -105,6 +108,9 @@ class FileDiff:
     note: str | None = None
 
 
+SYMLINK_NOTE = "live is a symlink; not followed"
+
+
 @dataclass
 class DiffResult:
     """Live -> restored: `added` exist only in the restore, `removed` only live."""
@@ -117,6 +123,10 @@ class DiffResult:
     files: list[FileDiff] = field(default_factory=list)
     # Live files the guard would never push (outside SYNC_ALLOW or in SYNC_DENY): not compared.
     ignored_live: list[str] = field(default_factory=list)
+    # Live symlinks (files or directories; "" is the live dir itself): shown as
+    # links, never followed, so a link out of the repo never puts what it points
+    # at into the report.
+    live_symlinks: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -150,6 +160,10 @@ class RestoreResult:
     replaced_existing: bool = False
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # [first key, later key] pairs whose names are one file where case or
+    # Unicode normalization is ignored (macOS, Windows): reported wherever
+    # they are restored; on such a file system the later key is refused.
+    name_collisions: list[list[str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -193,6 +207,7 @@ class RestoreResult:
             "deleted_at_ts": self.deleted_at_ts,
             "born_after_ts": self.born_after_ts,
             "refused": [asdict(r) for r in self.refused],
+            "name_collisions": self.name_collisions,
         }
 
 
@@ -385,39 +400,63 @@ def _check_restore_dir(cfg: DrConfig, name: str) -> None:
 
 
 # ---------------------------------------------------------------------- diff
+# A live file swapped for a symlink after the walk is still not followed.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_live(path: Path) -> Any:
+    return os.fdopen(os.open(path, os.O_RDONLY | _NOFOLLOW), "rb")
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with _open_live(path) as fh:
         for chunk in iter(lambda: fh.read(1024 * 1024), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def _live_files(cfg: DrConfig, scope: Scope, guard: Guard) -> tuple[dict[str, Path], list[str]]:
-    """Live files under the scope's base dir, by name; and those the guard would never push."""
-    base_dir = cfg.root / scope.base if scope.base else cfg.root
+def _live_files(cfg: DrConfig, scope: Scope, guard: Guard) -> tuple[dict[str, Path], list[str], dict[str, str]]:
+    """Live regular files under the scope's base dir, by name; those the guard would never push; symlinks.
+
+    Nothing is followed: a symlink (to a file or a directory, or the base dir
+    itself, or a directory on the way to it) is returned with its target text,
+    so the diff never reads outside the repo root.
+    """
     found: dict[str, Path] = {}
     ignored: list[str] = []
+    links: dict[str, str] = {}
+    base_dir = cfg.root
+    for part in scope.base.rstrip("/").split("/") if scope.base else []:
+        base_dir = base_dir / part
+        if base_dir.is_symlink():
+            links[""] = os.readlink(base_dir)
+            return found, ignored, links
     if not base_dir.is_dir():
-        return found, ignored
+        return found, ignored, links
     for dirpath, dirnames, filenames in os.walk(base_dir):
         here = Path(dirpath)
         rel_dir = here.relative_to(cfg.root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        linked = [dn for dn in dirnames if (here / dn).is_symlink()]
         dirnames[:] = sorted(
-            dn for dn in dirnames if dn != ".git" and (rel_dir + dn) != cfg.restore_dir and not (here / dn).is_symlink()
+            dn for dn in dirnames if dn != ".git" and (rel_dir + dn) != cfg.restore_dir and dn not in linked
         )
-        for fn in filenames:
+        for fn in [*filenames, *linked]:
             p = here / fn
             rel = rel_dir + fn
             name = rel[len(scope.base) :]
-            if not scope.covers_local(name) or not p.is_file():
+            is_link = p.is_symlink()
+            if not scope.covers_local(name) or not (is_link or p.is_file()):
                 continue
             if guard.is_denied(rel) or not guard.allow.match_file(rel):
                 ignored.append(name)
                 continue
-            found[name] = p
-    return found, sorted(ignored)
+            if is_link:
+                links[name] = os.readlink(p)
+            else:
+                found[name] = p
+    return found, sorted(ignored), links
 
 
 def _text(data: bytes) -> str | None:
@@ -509,14 +548,16 @@ def _cap(lines: list[str], full: bool) -> tuple[list[str], int]:
 
 
 def diff_file(name: str, live: Path, restored: Path, ts_label: str, full: bool) -> FileDiff:
-    lsize, rsize = live.stat().st_size, restored.stat().st_size
+    lsize, rsize = live.lstat().st_size, restored.stat().st_size
     summary_live = {"size": lsize, "sha256": _sha256_file(live)}
     summary_restored = {"size": rsize, "sha256": _sha256_file(restored)}
     if max(lsize, rsize) > DIFF_MAX_BYTES:
         return FileDiff(
             name, "binary", live=summary_live, restored=summary_restored, note="too large for a content diff"
         )
-    ldata, rdata = live.read_bytes(), restored.read_bytes()
+    with _open_live(live) as fh:
+        ldata = fh.read()
+    rdata = restored.read_bytes()
     ltext, rtext = _text(ldata), _text(rdata)
     if ltext is None or rtext is None:
         return FileDiff(name, "binary", live=summary_live, restored=summary_restored)
@@ -550,11 +591,23 @@ def diff_file(name: str, live: Path, restored: Path, ts_label: str, full: bool) 
 def compute_diff(
     cfg: DrConfig, scope: Scope, staged: Path, restored: list[RestoredFile], ts_label: str, full: bool
 ) -> DiffResult:
-    live, ignored = _live_files(cfg, scope, Guard(cfg))
-    result = DiffResult(live_dir=scope.base or "./", ignored_live=ignored)
+    live, ignored, links = _live_files(cfg, scope, Guard(cfg))
+    result = DiffResult(live_dir=scope.base or "./", ignored_live=ignored, live_symlinks=sorted(links))
     by_name = {f.name: f for f in restored}
     for name in sorted(set(by_name) | set(live)):
-        if name not in live:
+        if name in links:
+            r = by_name[name]
+            result.modified.append(name)
+            result.files.append(
+                FileDiff(
+                    name,
+                    "symlink",
+                    live={"symlink": links[name]},
+                    restored={"size": r.size, "sha256": r.sha256},
+                    note=SYMLINK_NOTE,
+                )
+            )
+        elif name not in live:
             result.added.append(name)
         elif name not in by_name:
             result.removed.append(name)
@@ -566,6 +619,33 @@ def compute_diff(
                 result.modified.append(name)
                 result.files.append(diff_file(name, live[name], path, ts_label, full))
     return result
+
+
+# ---------------------------------------------------------------------- names one file system folds
+def fold_name(name: str) -> str:
+    """`name` as a case- and normalization-insensitive file system compares it (APFS, HFS+, NTFS)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", name).casefold())
+
+
+def folds_names(directory: Path) -> bool:
+    """Whether the file system holding `directory` takes two names that differ in case or NFC/NFD for one file.
+
+    Probed, not guessed from the platform: Linux can mount a case-folding
+    ext4 or a vfat stick, and macOS can format APFS case-sensitive. A probe
+    that cannot be made counts as folding: then twins are refused, never
+    written over each other.
+    """
+    stem = f".dr-probe-{uuid.uuid4().hex[:8]}-"
+    made = directory / f"{stem}A\u00e9"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        made.touch(exist_ok=False)
+    except OSError:
+        return True
+    try:
+        return os.path.lexists(directory / f"{stem}a\u00e9") or os.path.lexists(directory / f"{stem}Ae\u0301")
+    finally:
+        made.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------- the operation
@@ -590,6 +670,38 @@ class _Decisions:
         self.markers: list[str] = []
         self.emitted = 0
         self._stop = threading.Event()
+        self.collisions: list[list[str]] = []
+        self._folded: dict[str, tuple[str, str]] = {}  # folded file name -> (its name, the first key with it)
+        self._folded_dirs: dict[str, tuple[str, str]] = {}  # folded directory -> (its name, the first key under it)
+        self._folds: bool | None = None  # probed at the first collision: most restores have none
+
+    def _twin(self, name: str, key: str) -> str | None:
+        """The earlier key that lands on the same path as `name` where names fold; recorded as a collision.
+
+        The same file (`README.md`, `Readme.md`), or a file and a directory
+        (`Guide`, `guide/intro.md`): where names fold, either would write
+        over the other or fail the restore. A file and a directory with
+        exactly one name are left to the file-and-directory rule.
+        """
+        folded = fold_name(name)
+        parts = name.split("/")
+        clashes = [self._folded.get(folded), self._folded_dirs.get(folded)]
+        for i in range(1, len(parts)):
+            below, fdir = "/".join(parts[:i]), fold_name("/".join(parts[:i]))
+            clashes.append(self._folded.get(fdir))
+            self._folded_dirs.setdefault(fdir, (below, key))
+        self._folded.setdefault(folded, (name, key))
+        for i, clash in enumerate(clashes):
+            exact = name if i < 2 else "/".join(parts[: i - 1])
+            if clash is not None and clash[1] != key and clash[0] != exact:
+                self.collisions.append([clash[1], key])
+                return clash[1]
+        return None
+
+    def fs_folds(self) -> bool:
+        if self._folds is None:
+            self._folds = folds_names(self.cfg.restore_path)
+        return self._folds
 
     def stop(self) -> None:
         self._stop.set()
@@ -628,6 +740,16 @@ class _Decisions:
             problem = Guard.key_problem(n)
             if problem:
                 self.refused.append(RefusedKey(d.key, problem))
+                continue
+            twin = self._twin(n, d.key)
+            if twin is not None and self.fs_folds():
+                self.refused.append(
+                    RefusedKey(
+                        d.key,
+                        f"same file as {twin!r} on this file system (it ignores case or Unicode normalization): "
+                        "not written, so neither overwrites the other",
+                    )
+                )
                 continue
             parts = n.split("/")[:-1]
             dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
@@ -784,6 +906,14 @@ def restore_at(
             decisions.stop()
             progress.stop()
         refused += decisions.refused
+        if decisions.collisions and not decisions.fs_folds():
+            shown = "; ".join(f"{a!r} and {b!r}" for a, b in decisions.collisions[:10])
+            more = f" and {len(decisions.collisions) - 10} more" if len(decisions.collisions) > 10 else ""
+            warnings.append(
+                f"{len(decisions.collisions)} pairs of keys differ only in case or Unicode normalization: {shown}"
+                f"{more}; all restored here, but on a case-insensitive file system (macOS, Windows) each pair "
+                "is one file: copy them there by hand and one overwrites the other"
+            )
         versioned = versioning.result() == "Enabled"
         if not versioned:
             warnings.append(UNVERSIONED_WARNING)
@@ -821,6 +951,7 @@ def restore_at(
         diff=diff,
         replaced_existing=replaced,
         warnings=warnings,
+        name_collisions=decisions.collisions,
     )
     result.seconds = round(time.monotonic() - started, 3)
     _write_json(receipt, result.receipt_dict(iso_utc(now.replace(microsecond=0))))
@@ -833,6 +964,36 @@ def _sweep_dead_staging(restore_path: Path) -> None:
         pid = d.name.rsplit(".partial-", 1)[-1].split("-", 1)[0]
         if d.is_dir() and not d.is_symlink() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
+
+
+# What a file system answers for a name it will not hold (too long a segment
+# or path; bytes or characters it does not allow): a fact about that key on
+# this disk, not a failure of the restore.
+NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
+# Temp names are this plus a counter: short, whatever the key's length, so any
+# name the file system takes can be downloaded through one.
+TEMP_STEM = ".dr-part-"
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name (bytes) the file system under `path` (or its nearest existing parent) takes."""
+    for p in (path, *path.parents):
+        try:
+            return int(os.pathconf(p, "PC_NAME_MAX"))
+        except (OSError, ValueError, AttributeError):  # gone, no such limit, or no pathconf (Windows)
+            continue
+    return 255
+
+
+def _name_problem(name: str, name_max: int) -> str | None:
+    """Why the file system cannot hold `name` (a relative path), or None."""
+    for part in name.split("/"):
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > name_max:
+            return (
+                f"File name too long: a name of {size} bytes; this file system takes at most {name_max} (not written)"
+            )
+    return None
 
 
 def _download_all(
@@ -852,24 +1013,38 @@ def _download_all(
     # may be named anything) can collide with a temp name, and no uuid per file.
     tag = uuid.uuid4().hex[:8]
     counter = itertools.count()
+    name_max = _name_max(cfg.restore_path)
+
+    def disk_refused(item: tuple[str, ObjectVersion], err: OSError) -> bool:
+        """Record a key whose name the file system refuses; False for any other error."""
+        if err.errno not in NAME_ERRNOS:
+            return False
+        refused.append(RefusedKey(item[1].key, f"the file system refuses this name: {err.strerror} (not written)"))
+        return True
 
     def prepare(item: tuple[str, ObjectVersion]) -> tuple[Path, Path] | None:
         name, v = item
+        problem = _name_problem(name, name_max)
+        if problem:
+            refused.append(RefusedKey(v.key, problem))
+            return None
         try:
             target = Guard.safe_join(staging, name, verified)
         except GuardError as err:
             refused.append(RefusedKey(v.key, err.message))
             return None
-        tmp = target.parent / f".{target.name}.dr-part-{tag}-{next(counter)}"
+        tmp = target.parent / f"{TEMP_STEM}{tag}-{next(counter)}"
         if target.parent not in made:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
+                if disk_refused(item, err):
+                    return None
                 raise _write_error(name, v, err) from None
             made.add(target.parent)
         return target, tmp
 
-    def publish(item: tuple[str, ObjectVersion], target: Path, tmp: Path, sha: str) -> RestoredFile:
+    def publish(item: tuple[str, ObjectVersion], target: Path, tmp: Path, sha: str) -> RestoredFile | None:
         name, v = item
         try:
             mtime = v.last_modified.timestamp()
@@ -877,6 +1052,8 @@ def _download_all(
             os.replace(tmp, target)
         except OSError as err:
             tmp.unlink(missing_ok=True)
+            if disk_refused(item, err):
+                return None
             raise _write_error(name, v, err) from None
         return _restored(name, v, sha)
 
@@ -889,6 +1066,8 @@ def _download_all(
             sha = s3.download_version(cfg.bucket, item[1], tmp)
         except OSError as err:
             tmp.unlink(missing_ok=True)
+            if disk_refused(item, err):
+                return None
             raise _write_error(item[0], item[1], err) from None
         except DrError:
             tmp.unlink(missing_ok=True)
@@ -899,7 +1078,7 @@ def _download_all(
     if bulk is None:
         done, failed = run_parallel(fetch, present, cfg.concurrency, progress)
     else:
-        done, failed = _download_bulk(bulk, cfg.bucket, present, prepare, publish, progress)
+        done, failed = _download_bulk(bulk, cfg.bucket, present, prepare, publish, disk_refused, progress)
     if failed:
         names = ", ".join(f.item[1].key for f in failed[:5]) + (" ..." if len(failed) > 5 else "")
         raise DrError(
@@ -915,11 +1094,12 @@ def _download_bulk(
     bucket: str,
     present: Iterable[tuple[str, ObjectVersion]],
     prepare: Callable[[tuple[str, ObjectVersion]], tuple[Path, Path] | None],
-    publish: Callable[[tuple[str, ObjectVersion], Path, Path, str], RestoredFile],
+    publish: Callable[[tuple[str, ObjectVersion], Path, Path, str], RestoredFile | None],
+    disk_refused: Callable[[tuple[str, ObjectVersion], OSError], bool],
     progress: Progress,
-) -> tuple[list[tuple[tuple[str, ObjectVersion], RestoredFile]], list[Failure[tuple[str, ObjectVersion]]]]:
+) -> tuple[list[tuple[tuple[str, ObjectVersion], RestoredFile | None]], list[Failure[tuple[str, ObjectVersion]]]]:
     """The same downloads through awscrt: paths checked and files renamed here, bytes moved in C."""
-    done: list[tuple[tuple[str, ObjectVersion], RestoredFile]] = []
+    done: list[tuple[tuple[str, ObjectVersion], RestoredFile | None]] = []
     failed: list[Failure[tuple[str, ObjectVersion]]] = []
 
     def jobs() -> Iterator[GetJob[tuple[tuple[str, ObjectVersion], Path]]]:
@@ -943,6 +1123,8 @@ def _download_bulk(
         if isinstance(outcome, DrError):
             job.dest.unlink(missing_ok=True)
             if isinstance(outcome, WriteFailed):
+                if disk_refused(item, outcome.error):
+                    continue
                 outcome = _write_error(item[0], item[1], outcome.error)
             failed.append(Failure(item, outcome))
             continue

@@ -23,7 +23,7 @@ import hashlib
 import re
 import shlex
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -202,9 +202,17 @@ class RollbackPlan:
         }
 
 
-def preserve_spec(cfg: DrConfig) -> pathspec.PathSpec:
-    """`preserve` patterns read the way the guard reads SYNC_ALLOW/SYNC_DENY (gitignore style)."""
-    return pathspec.GitIgnoreSpec.from_lines(list(cfg.preserve))
+def preserve_matcher(cfg: DrConfig) -> Callable[[str], bool]:
+    """Whether a live path is one a rollback never changes.
+
+    The index is matched by its exact path: read as a gitignore pattern, a
+    name with `[...]` is a character class and a trailing space is trimmed, so
+    the index itself would be copied over while a sibling it "matches" is kept.
+    Every other `preserve` entry is a pattern, read the way the guard reads
+    SYNC_ALLOW/SYNC_DENY (gitignore style).
+    """
+    spec = pathspec.GitIgnoreSpec.from_lines([p for p in cfg.preserve if p != cfg.index])
+    return lambda rel: rel == cfg.index or bool(spec.match_file(rel))
 
 
 def _manifest_objects(cfg: DrConfig, snap_id: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -299,13 +307,13 @@ def build_plan(
     live: Iterable[ObjectVersion],
 ) -> RollbackPlan:
     """Compare the manifest with live by ETag and size: no request is made here."""
-    keep = preserve_spec(cfg)
+    keep = preserve_matcher(cfg)
     plan = RollbackPlan(snap_id, label, snapshot_ts, cfg.bucket, cfg.prefix, versioned)
     live_by_rel = {cfg.rel_for(o.key): o for o in live if cfg.is_live_key(o.key)}
     wanted = {m["key"]: m for m in objects}
     for rel in sorted(set(wanted) | set(live_by_rel)):
         m, cur = wanted.get(rel), live_by_rel.get(rel)
-        if keep.match_file(rel):
+        if keep(rel):
             size = cur.size if cur is not None else (m["size"] if m else 0)
             plan.preserved.append(PlanItem(rel, size))
         elif m is None:

@@ -106,8 +106,7 @@ def restore(
         shown = "; ".join(f"{r.key!r} ({r.reason})" for r in result.refused[:10])
         more = f" and {len(result.refused) - 10} more" if len(result.refused) > 10 else ""
         raise DrError(
-            f"{len(result.refused)} keys were NOT restored because they would land outside the holding dir: "
-            f"{shown}{more}",
+            f"{len(result.refused)} keys were NOT restored (each with its reason): {shown}{more}",
             f"every other key was restored into {result.holding_dir}; rename or delete those keys in the bucket",
         )
     hooks(c, cfg, "post", "restore", result)
@@ -134,6 +133,12 @@ def summary_lines(result: Any) -> list[str]:
         lines.append(f"  added     {name}" + (shadow if name in ignored else ""))
     for name in d.removed:
         lines.append(f"  removed   {name}")
+    compared = {f.name for f in d.files}
+    for name in d.live_symlinks:
+        if name == "":
+            lines.append(f"  live dir {d.live_dir} is a symlink, not followed: no live file compared")
+        elif name not in compared:
+            lines.append(f"  symlink   {name} (live; not followed, not compared)")
     for name in d.modified:
         f = kinds[name]
         label = f"{f.format.upper()}, structural" if f.kind == "structured" and f.format else f.kind
@@ -147,6 +152,10 @@ def summary_lines(result: Any) -> list[str]:
             lines.extend(f"  {line}" for line in f.lines)
         elif f.kind == "text":
             lines.extend(f.lines)
+        elif f.kind == "symlink":
+            lines.append(f"{f.name} (symlink, not followed):")
+            lines.append(f"  live   symlink -> {f.live['symlink']}")
+            lines.append(f"  at TS  {f.restored['size']:>12,} bytes  sha256 {f.restored['sha256']}")
         elif f.kind == "structured":
             lines.append(f"{f.name} ({f.format.upper()}, by path; ~ changed, - live only, + at TS only):")
             lines.extend(f"  {line}" for line in f.lines)

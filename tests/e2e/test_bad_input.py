@@ -113,6 +113,20 @@ CONFIGS: dict[str, tuple[Callable[[Any], None], str]] = {
     "snapshot-prefix-list": (_yaml(snapshot_prefix=[]), "config dr.snapshot_prefix"),
     "snapshot-prefix-over-units": (_yaml(snapshot_prefix="state/"), "config dr.snapshot_prefix: 'state/' covers"),
     "snapshot-prefix-over-index": (_yaml(snapshot_prefix="state/log/"), "covers the live keys of index"),
+    # Neither units nor the index, but files sync_allow pushes: they would drop out of every snapshot.
+    "snapshot-prefix-over-notes": (
+        _yaml(snapshot_prefix="state/notes/"),
+        "config dr.snapshot_prefix: 'state/notes/' covers live keys: local paths under state/notes/ match "
+        "sync_allow 'state/**'",
+    ),
+    "snapshot-prefix-under-prefix-over-allow": (
+        _yaml(prefix="repo/", snapshot_prefix="repo/state/notes/"),
+        "config dr.snapshot_prefix: 'repo/state/notes/' covers live keys",
+    ),
+    "snapshot-prefix-matched-anywhere": (
+        _yaml(sync_allow=["state/**", "*.md"]),
+        "local paths under snapshots/ match sync_allow '*.md'",
+    ),
     "endpoint-int": (_yaml(endpoint_url=5), "config dr.endpoint_url"),
     "region-int": (_yaml(region=5), "config dr.region"),
     "root-int": (_yaml(root=5), "config dr.root"),

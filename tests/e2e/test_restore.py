@@ -566,17 +566,34 @@ def test_unknown_transfer_client_is_a_config_error(moto_server, make_repo):
 
 
 @pytest.mark.parametrize("client", ["crt", "classic"])
-def test_a_file_the_disk_refuses_is_named_and_nothing_is_left(server, bucket, make_repo, client):
-    """S3 takes a 300-byte name segment; the file system does not (ENAMETOOLONG): a clean refusal."""
+def test_long_legal_names_restore_and_a_name_the_disk_refuses_is_reported(server, bucket, make_repo, client):
+    """A 244-byte name is legal (NAME_MAX is 255): its temp file must fit too. S3 takes a 300-byte name
+    segment, the file system does not (ENAMETOOLONG): that key is refused and named, the rest restored."""
     repo = make_repo(server, bucket, transfer_client=client)
-    long_name = "n" * 300 + ".txt"
-    for k in (U + "ok.txt", U + long_name):
-        put(server, bucket, k, b"small body\n")
-    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3))
-    r = repo.run("dr.restore", UNIT, ts)
-    assert_clean_refusal(r, "File name too long", long_name[:40])
-    # no staging dir, no holding dir, no receipt
-    assert not (repo.path / "_restore").exists() or list((repo.path / "_restore").iterdir()) == []
+    big = bytes(range(256)) * (5 * 1024)  # past awscrt's in-memory size: written through a temp file
+    files = {
+        "ok.txt": b"small body\n",
+        "l" * 240 + ".txt": b"small, long name\n",
+        "b" * 240 + ".bin": big,
+        "deep/" + "\u00e9" * 120 + "a.md": b"244 bytes of UTF-8\n",
+    }
+    too_long = "n" * 300 + ".txt"
+    for name, data in files.items():
+        assert name == "ok.txt" or len(name.rsplit("/", 1)[-1].encode()) == 244
+        put(server, bucket, U + name, data)
+    put(server, bucket, U + too_long, b"no file system here takes this name\n")
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    r = repo.run("dr.restore", UNIT, ts, "--json")
+    assert_clean_refusal(r, "1 keys were NOT restored", too_long[:40], "File name too long")
+    out = json.loads(r.stdout)
+    assert local_tree(Path(out["holding_path"])) == files
+    assert [x["key"] for x in out["refused"]] == [U + too_long]
+    assert "File name too long" in out["refused"][0]["reason"]
+    # no staging dir or temp file left beside the holding dir
+    assert sorted(p.name for p in (repo.path / "_restore").iterdir()) == sorted(
+        [Path(out["holding_path"]).name, Path(out["holding_path"]).name + ".json"]
+    )
 
 
 def test_a_write_that_fails_names_the_file_as_the_user_sees_it(server, bucket, make_repo, monkeypatch):
@@ -648,3 +665,130 @@ def test_a_snapshot_copies_the_listed_pre_versioning_version_not_a_later_write(s
     snap = take_snapshot(repo.cfg(), "nullv", plan=plan)
     copied = server.client().get_object(Bucket=bucket, Key=f"snapshots/{snap.id}/{key}")["Body"].read()
     assert copied == b"listed\n"
+
+
+SECRET = b"aws_secret_access_key = NEVER-IN-A-DIFF\n"
+
+
+def test_the_diff_never_follows_a_live_symlink_out_of_the_repo(server, bucket, make_repo, tmp_path):
+    """A live file, directory or whole unit that is a symlink is shown as one; its target is never read."""
+    repo = make_repo(server, bucket)
+    outside = tmp_path / "home"
+    (outside / "unit").mkdir(parents=True)
+    (outside / "credentials").write_bytes(SECRET)
+    (outside / "unit" / "creds.txt").write_bytes(SECRET)
+    repo.seed(
+        {
+            "state/skills/alpha/a.txt": b"a at TS\n",
+            "state/skills/alpha/b.txt": b"b at TS\n",
+            "state/skills/alpha/deep/c.txt": b"c at TS\n",
+            "state/skills/gamma/creds.txt": b"creds at TS\n",
+        }
+    )
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    alpha = repo.path / "state/skills/alpha"
+    (alpha / "a.txt").unlink()
+    (alpha / "a.txt").symlink_to(outside / "credentials")
+    (alpha / "b.txt").unlink()
+    (alpha / "b.txt").symlink_to("a.txt")  # inside the repo, to a symlink: still not followed
+    (alpha / "deep" / "c.txt").unlink()
+    (alpha / "deep").rmdir()
+    (alpha / "deep").symlink_to(outside / "unit")
+    gamma = repo.path / "state/skills/gamma"
+    (gamma / "creds.txt").unlink()
+    gamma.rmdir()
+    gamma.symlink_to(outside / "unit")
+
+    for unit, expect in (("alpha", ["a.txt", "b.txt"]), ("gamma", [])):
+        plain = repo.run("dr.restore", unit, ts)
+        assert plain.returncode == 0, plain.stderr
+        js = repo.run("dr.restore", unit, ts, "--json", "--force", "--full")
+        assert js.returncode == 0, js.stderr
+        for r in (plain, js):
+            assert b"NEVER-IN-A-DIFF".decode() not in r.stdout + r.stderr
+        d = json.loads(js.stdout)["diff"]
+        assert sorted(f["name"] for f in d["files"] if f["kind"] == "symlink") == expect
+        for f in d["files"]:
+            assert f["kind"] == "symlink"
+            assert f["live"]["symlink"] in (str(outside / "credentials"), "a.txt")
+        if unit == "alpha":
+            assert "a.txt (symlink, not followed):" in plain.stdout
+            assert f"  live   symlink -> {outside / 'credentials'}" in plain.stdout
+            assert "deep" in d["live_symlinks"]
+        else:
+            assert d["live_symlinks"] == [""] and d["modified"] == [] and d["added"] == ["creds.txt"]
+            assert "is a symlink, not followed" in plain.stdout
+
+
+CASE_KEYS = {
+    "README.md": b"upper\n",
+    "Readme.md": b"mixed\n",
+    "caf\u00e9.txt": b"NFC\n",  # one code point
+    "cafe\u0301.txt": b"NFD\n",  # e + combining acute: the same name once normalized
+    "docs/a.md": b"lower dir\n",
+    "Docs/A.md": b"upper dir\n",
+    "alone.txt": b"no twin\n",
+    "Guide": b"a file\n",
+    "guide/intro.md": b"under a directory of that name, in lower case\n",
+    "Img/p.png": b"under a directory\n",
+    "img": b"a file named like it\n",
+    "Notes/x.md": b"one directory in two spellings: no file in common\n",
+    "notes/y.md": b"so nothing is lost\n",
+}
+
+
+def test_keys_that_collide_under_case_folding_or_normalization_are_reported(server, bucket, make_repo):
+    """On a file system that tells the names apart (Linux) all are restored, and the report names each pair."""
+    repo = make_repo(server, bucket)
+    for name, data in CASE_KEYS.items():
+        put(server, bucket, U + name, data)
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    r = repo.run("dr.restore", UNIT, ts, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert local_tree(Path(out["holding_path"])) == CASE_KEYS
+    assert sorted(map(tuple, out["name_collisions"])) == [
+        (U + "Docs/A.md", U + "docs/a.md"),
+        (U + "Guide", U + "guide/intro.md"),
+        (U + "Img/p.png", U + "img"),
+        (U + "README.md", U + "Readme.md"),
+        (U + "cafe\u0301.txt", U + "caf\u00e9.txt"),
+    ]
+    for a, b in (("README.md", "Readme.md"), ("Docs/A.md", "docs/a.md")):
+        assert f"{U}{a}" in r.stderr and f"{U}{b}" in r.stderr
+    assert "case-insensitive" in r.stderr
+    assert out["refused"] == []
+
+
+def test_on_a_case_insensitive_file_system_the_later_twin_is_refused(server, bucket, make_repo, monkeypatch):
+    """Where the holding dir's file system folds names, one file per folded name: the others are refused, listed."""
+    from dr_tasks.ops import restore as restore_mod
+
+    repo = make_repo(server, bucket)
+    for name, data in CASE_KEYS.items():
+        put(server, bucket, U + name, data)
+    probed: list[Path] = []
+    monkeypatch.setattr(restore_mod, "folds_names", lambda path: probed.append(path) or True)
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    result = restore_at(repo.cfg(), ts, unit=UNIT)
+    assert probed and not result.ok
+    refused = {r.key: r.reason for r in result.refused}
+    assert set(refused) == {U + n for n in ("Readme.md", "caf\u00e9.txt", "docs/a.md", "guide/intro.md", "img")}
+    assert "same file as" in refused[U + "Readme.md"] and U + "README.md" in refused[U + "Readme.md"]
+    tree = local_tree(Path(result.holding_path))
+    assert tree == {n: d for n, d in CASE_KEYS.items() if U + n not in refused}
+
+
+def test_no_collision_no_probe(moto_server, make_repo, monkeypatch):
+    from dr_tasks.ops import restore as restore_mod
+
+    bucket = new_bucket(moto_server)
+    repo = make_repo(moto_server, bucket)
+    put(moto_server, bucket, U + "a.txt", b"a")
+    monkeypatch.setattr(restore_mod, "folds_names", lambda path: pytest.fail("probed without a collision"))
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(2.1)
+    assert restore_at(repo.cfg(), ts, unit=UNIT).name_collisions == []

@@ -489,3 +489,32 @@ def test_post_rollback_hook_brings_the_local_copy_in_line(moto_server, make_repo
     assert tree.pop(INDEX_KEY) == repo.index_bytes()
     assert [x["kind"] for x in repo.index_rows()] == ["snapshot", "snapshot", "rollback"]
     assert tree == {k: v for k, v in at_snapshot.items() if k != INDEX_KEY}
+
+
+@pytest.mark.parametrize("index", ["state/log/[dr].ndjson", "state/log/snapshots.ndjson "])
+def test_an_index_path_gitignore_would_misread_is_still_preserved(server, bucket, make_repo, index):
+    """`[...]` is a character class and a trailing space is trimmed in gitignore: the index is kept by exact path."""
+    repo = make_repo(server, bucket, index=index)
+    repo.seed()
+    put(repo, index, b'{"pushed": "before the snapshot"}\n')
+    row = snapshot(repo, "good")
+    put(repo, index, b'{"pushed": "after the snapshot"}\n')
+    j = repo.run("dr.rollback", row["id"], "--json")
+    assert_clean_refusal(j, "not applied")
+    plan = json.loads(j.stdout)
+    assert [i["key"] for i in plan["preserved"]] == [index]
+    assert all(i["key"] != index for i in plan["copy"] + plan["delete"])
+    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good")
+    assert r.returncode == 0, r.stderr
+    assert live_state(repo)[index] == b'{"pushed": "after the snapshot"}\n'
+
+
+def test_a_preserve_pattern_equal_to_a_bracketed_index_does_not_preserve_other_files(server, bucket, make_repo):
+    """The index named in `preserve` is the index, not a pattern that also matches `state/log/d.ndjson`."""
+    index = "state/log/[dr].ndjson"
+    repo = make_repo(server, bucket, index=index, preserve=[index])
+    repo.seed()
+    row = snapshot(repo, "good")
+    put(repo, "state/log/d.ndjson", b"written after the snapshot\n")
+    plan = json.loads(repo.run("dr.rollback", row["id"], "--json").stdout)
+    assert [i["key"] for i in plan["delete"]] == ["state/log/d.ndjson"]

@@ -99,3 +99,38 @@ def test_the_index_is_preserved_whatever_preserve_lists(tmp_path: Path):
 
 def test_concurrency_from_an_env_var_string(tmp_path: Path):
     assert load_config({"bucket": "ok-bucket", "concurrency": "8"}, tmp_path).concurrency == 8
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"snapshot_prefix": "state/notes/"},
+        {"snapshot_prefix": "state/notes/deep/"},
+        {"prefix": "p/", "snapshot_prefix": "p/state/x/"},
+        {"sync_allow": ["state/**", "snap*/x"]},
+        {"sync_allow": ["**/*.md"]},
+        {"sync_allow": ["/snapshots"]},
+        {"sync_allow": ["state/**", "*.md"], "sync_deny": ["snapshots/*.txt"]},
+    ],
+)
+def test_a_snapshot_prefix_a_pushed_local_path_could_map_under_is_refused(tmp_path: Path, raw):
+    with pytest.raises(ConfigError) as info:
+        load_config({"bucket": "ok-bucket", **raw}, tmp_path)
+    assert info.value.key == "snapshot_prefix" and "covers live keys" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        {"snapshot_prefix": "snaps/"},
+        {"prefix": "p/", "snapshot_prefix": "snapshots/"},  # outside prefix: no local path maps there
+        {"prefix": "p/", "snapshot_prefix": "p/snapshots/"},
+        {"sync_allow": ["**"], "sync_deny": ["snapshots/**"]},
+        {"sync_allow": ["*.md"], "sync_deny": ["snapshots/"]},
+        {"snapshot_prefix": "_restore/"},  # the holding dir is never pushed
+        {"sync_allow": ["state/**", "!snapshots/**"]},
+    ],
+)
+def test_a_snapshot_prefix_no_pushed_local_path_maps_under_is_accepted(tmp_path: Path, raw):
+    load_config({"bucket": "ok-bucket", **raw}, tmp_path)
