@@ -27,31 +27,30 @@ def copy_versions(
     concurrency: int,
     transfer_client: str = "crt",
     progress: Progress = NULL_PROGRESS,
-) -> tuple[list[tuple[T, int]], list[Failure[T]]]:
-    """Copy each (tag, source version, destination key) in `bucket`; return (tag, size) done and failures.
+) -> tuple[list[tuple[T, int, str]], list[Failure[T]]]:
+    """Copy each (tag, source version, destination key) in `bucket`; return (tag, size, copy's ETag) done and failures.
 
     Progress advances once per item, whichever path it took.
     """
     bulk = bulk_for(s3, concurrency) if transfer_client == "crt" and items else None
     small = [it for it in items if bulk is not None and it[1].size <= MAX_SINGLE_COPY]
     rest = [it for it in items if bulk is None or it[1].size > MAX_SINGLE_COPY]
-    done: list[tuple[T, int]] = []
+    done: list[tuple[T, int, str]] = []
     failed: list[Failure[T]] = []
     if bulk is not None and small:
         jobs = (ServerCopyJob(it, bucket, it[1].key, it[1].version_id, bucket, it[2]) for it in small)
-        for job, err in bulk.copy_versions(jobs):
+        for job, outcome in bulk.copy_versions(jobs):
             progress.advance()
             tag, src, _ = job.tag
-            if err is None:
-                done.append((tag, src.size))
+            if isinstance(outcome, str):
+                done.append((tag, src.size, outcome))
             else:
-                failed.append(Failure(tag, err))
+                failed.append(Failure(tag, outcome))
 
-    def copy_one(item: tuple[T, ObjectVersion, str]) -> int:
-        s3.copy(bucket, item[1], bucket, item[2])
-        return item[1].size
+    def copy_one(item: tuple[T, ObjectVersion, str]) -> str:
+        return s3.copy(bucket, item[1], bucket, item[2])
 
     more_done, more_failed = run_parallel(copy_one, rest, concurrency, progress)
-    done += [(item[0], size) for item, size in more_done]
+    done += [(item[0], item[1].size, etag) for item, etag in more_done]
     failed += [Failure(f.item[0], f.error) for f in more_failed]
     return done, failed

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
+from . import proof
 from .errors import DrError
 from .s3 import (
     S3,
@@ -41,7 +42,6 @@ from .s3 import (
     error_hint,
     max_attempts,
     note_request,
-    single_part_etag,
     unreachable_hint,
 )
 
@@ -393,14 +393,24 @@ class BulkS3:
                 call.sha.update(data)
             except OSError as err:
                 call.write_error = err
-            call.phase = "written"
-            done.put(call)
+            except Exception as err:
+                # Whatever it is, the job must come back through `done`: the
+                # pump waits for exactly one outcome per request it started.
+                call.error = err
+            finally:
+                call.phase = "written"
+                done.put(call)
 
         def finish(call: _Call) -> tuple[GetJob[T], str | DrError] | None:
             job: GetJob[T] = call.job
             if call.phase == "written":
                 if call.write_error is not None:
                     return job, WriteFailed(job, call.write_error)
+                if call.error is not None:
+                    return job, DrError(
+                        f"cannot write {job.key}: {type(call.error).__name__}: {call.error}",
+                        "nothing was published; run the same command again, and report this if it persists",
+                    )
                 return job, call.sha.hexdigest()
             if call.error is None and not job.in_memory:
                 try:
@@ -446,12 +456,14 @@ class BulkS3:
             writers.shutdown(wait=True)
 
     # ------------------------------------------------------------------ snapshot, rollback
-    def copy_versions(self, jobs: Iterable[ServerCopyJob[T]]) -> Iterator[tuple[ServerCopyJob[T], DrError | None]]:
-        """CopyObject each job's exact version to its `dst_key`; yield (job, None) or (job, error).
+    def copy_versions(self, jobs: Iterable[ServerCopyJob[T]]) -> Iterator[tuple[ServerCopyJob[T], str | DrError]]:
+        """CopyObject each job's exact version to its `dst_key`; yield (job, the copy's ETag) or (job, error).
 
         The copies are server-side, so they cost the client one small request
         each; botocore's Python per request was as much CPU as the server's
-        own work on a copy, on cores the two share.
+        own work on a copy, on cores the two share. A 200 counts only with a
+        CopyObjectResult carrying an ETag: the rule botocore applies on the
+        classic path (an <Error> body or one that is no XML is retried).
         """
         crt_s3 = self._crt_s3
         done: queue.SimpleQueue[_Call] = queue.SimpleQueue()
@@ -467,16 +479,16 @@ class BulkS3:
             self._submit(call, done, crt_s3.S3RequestType.DEFAULT, request, "CopyObject")
             return call
 
-        def finish(call: _Call) -> tuple[ServerCopyJob[T], DrError | None] | None:
+        def finish(call: _Call) -> tuple[ServerCopyJob[T], str | DrError] | None:
             job: ServerCopyJob[T] = call.job
             where = f"{job.dst_key} (from {job.src_key})"
             if call.error is not None:
                 err, transient = self._failure("CopyObject", job.dst_bucket, where, call)
             else:
                 # A copy can fail after its 200 was sent: the error is then the body.
-                code, message = _parse_error(b"".join(call.buf))
-                if not code:
-                    return job, None
+                etag, code, message = _parse_copy_result(b"".join(call.buf))
+                if etag:
+                    return job, etag
                 err = S3Error(
                     "CopyObject",
                     job.dst_bucket,
@@ -484,7 +496,7 @@ class BulkS3:
                     f"{code} (HTTP 200): {message}".rstrip(": "),
                     error_hint(code, self._section),
                 )
-                transient = code in ("InternalError", "SlowDown", "ServiceUnavailable")
+                transient = True
             if not transient or call.attempt >= ATTEMPTS:
                 return job, err
             start(job, call.attempt + 1)
@@ -539,7 +551,7 @@ class BulkS3:
                 src_etag = call.headers.get("etag", "").strip('"')
                 expected = call.headers.get("content-length")
                 short = expected is not None and expected.isdigit() and int(expected) != len(data)
-                bad_md5 = single_part_etag(src_etag) and call.md5.hexdigest() != src_etag.lower()
+                bad_md5 = proof.in_transit(len(data), len(data), call.md5.hexdigest(), src_etag).mismatch
                 if short or bad_md5:
                     if call.attempt >= ATTEMPTS:
                         why = "was cut short" if short else f"hash to {call.md5.hexdigest()}, the ETag says {src_etag}"
@@ -624,6 +636,28 @@ def _parse_error(body: bytes) -> tuple[str, str]:
         elif tag == "Message":
             message = el.text or ""
     return code, message
+
+
+def _parse_copy_result(body: bytes) -> tuple[str, str, str]:
+    """(ETag, "", "") of a CopyObjectResult; ("", Code, Message) when the body is anything else.
+
+    An <Error> body (S3's way to fail a copy after its 200 was sent), an empty
+    or truncated one, or a result without an ETag: none is evidence of a copy.
+    """
+    try:
+        root = ET.fromstring(body) if body else None
+    except ET.ParseError:
+        return "", "MalformedResponse", f"the body is no XML ({len(body)} bytes)"
+    if root is None:
+        return "", "MalformedResponse", "an empty body"
+    tag = root.tag.rsplit("}", 1)[-1]
+    if tag == "Error":
+        code, message = _parse_error(body)
+        return "", code or "Error", message
+    for el in root:
+        if el.tag.rsplit("}", 1)[-1] == "ETag" and el.text and el.text.strip().strip('"'):
+            return el.text.strip().strip('"').lower(), "", ""
+    return "", "MalformedResponse", f"a <{tag}> without an ETag"
 
 
 _LOCK = threading.Lock()

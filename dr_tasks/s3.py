@@ -37,6 +37,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
+from . import proof
 from .config import Endpoint
 from .errors import DrError
 
@@ -640,8 +641,12 @@ class S3:
         return prefixes, objects
 
     # ------------------------------------------------------------------ objects
-    def copy(self, src_bucket: str, src: ObjectVersion, dst_bucket: str, dst_key: str) -> None:
-        """Server-side copy of exactly `src` (its version id when it has one)."""
+    def copy(self, src_bucket: str, src: ObjectVersion, dst_bucket: str, dst_key: str) -> str:
+        """Server-side copy of exactly `src` (its version id when it has one); the copy's ETag (unquoted).
+
+        The ETag is the one the server gave the copy: a snapshot records it, so
+        a later check can accept the copy by exact equality (see `proof`).
+        """
         source: dict[str, str] = {"Bucket": src_bucket, "Key": src.key}
         # "null" is sent too: it names the version written before versioning
         # was turned on. Left out, the store serves the current version, and
@@ -650,13 +655,27 @@ class S3:
             source["VersionId"] = src.version_id
         try:
             if src.size <= MAX_SINGLE_COPY:
-                self.client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
+                r = self.client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
+                etag = str(r.get("CopyObjectResult", {}).get("ETag") or "")
             else:
-                # The transfer manager splits it into UploadPartCopy requests.
+                # The transfer manager splits it into UploadPartCopy requests
+                # and keeps the completion's answer to itself.
                 with self._transfer_manager(MAX_SINGLE_COPY, COPY_PART_SIZE) as manager:
                     manager.copy(copy_source=source, bucket=dst_bucket, key=dst_key).result()
+                etag = str(self.client.head_object(Bucket=dst_bucket, Key=dst_key).get("ETag") or "")
         except (ClientError, BotoCoreError) as err:
             raise self._fail("CopyObject", dst_bucket, f"{dst_key} (from {src.key})", err) from None
+        if not proof.plain(etag):
+            # botocore retried a 200 whose body was an <Error> or no XML; one
+            # that parsed with no CopyObjectResult is no evidence of a copy either.
+            raise S3Error(
+                "CopyObject",
+                dst_bucket,
+                f"{dst_key} (from {src.key})",
+                "the server answered 200 without a CopyObjectResult ETag",
+                "run the same command again; if it persists, the store or a proxy in front of it mangles copies",
+            )
+        return proof.plain(etag)
 
     def put_bytes(
         self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
@@ -1171,18 +1190,15 @@ class S3:
 
 
 def download_problem(read: int, size: int, md5_hex: str, etag: str, encrypted: bool) -> str:
-    """Why the bytes read are not the listed version ("" when they are).
+    """Why the bytes read are not the listed version ("" when nothing says they are not).
 
-    The length must be the listing's, and the MD5 the ETag where the ETag is
-    one: a single-part upload without SSE-KMS or SSE-C (`encrypted`).
+    `proof.in_transit` decides: the listing's length, and the MD5 against the
+    ETag where that can be an MD5 (not under SSE-KMS or SSE-C, `encrypted`).
     """
-    etag = etag.strip('"').lower()
-    md5_etag = len(etag) == 32 and all(ch in "0123456789abcdef" for ch in etag) and not encrypted
     if read != size:
         return f"read {read} bytes, the listing says {size}"
-    if md5_etag and md5_hex != etag:
-        return f"the bytes read hash to MD5 {md5_hex}, the ETag says {etag}"
-    return ""
+    p = proof.in_transit(read, size, md5_hex, etag, encrypted)
+    return p.why if p.mismatch else ""
 
 
 def _merge_page(entries: list[ObjectVersion]) -> Iterator[ObjectVersion]:
@@ -1256,16 +1272,17 @@ def _b64md5(data: bytes) -> str:
 
 
 def single_part_etag(etag: str) -> bool:
-    """True when `etag` (unquoted) looks like the MD5 of the bytes: not a multipart ETag ("…-N")."""
-    return len(etag) == 32 and "-" not in etag
+    """Whether `etag` (unquoted) can be the MD5 of the bytes: worth hashing them to compare (see `proof`)."""
+    return proof.could_be_md5(etag)
 
 
 def _check_read(bucket: str, key: str, read: int, size: int, md5: Any, etag: str) -> None:
-    """Refuse to publish bytes that are not the source's: wrong length, or MD5 != a single-part ETag.
+    """Refuse to publish bytes that are not the source's: wrong length, or an MD5 the ETag contradicts.
 
-    `md5` may be None when `etag` is not a single-part one (nothing to compare it with).
+    `md5` may be None when `etag` cannot be an MD5 (nothing to compare it with).
     """
-    if read != size:
-        raise _StreamBroken(f"read {read} bytes of s3://{bucket}/{key}, expected {size}")
-    if md5 is not None and single_part_etag(etag) and md5.hexdigest() != etag.lower():
-        raise S3Error("GetObject", bucket, key, f"the bytes read hash to {md5.hexdigest()}, the ETag says {etag}")
+    p = proof.in_transit(read, size, md5.hexdigest() if md5 is not None else None, etag)
+    if p.verdict is proof.Verdict.MISMATCH:
+        if read != size:
+            raise _StreamBroken(f"read {read} bytes of s3://{bucket}/{key}, expected {size}")
+        raise S3Error("GetObject", bucket, key, p.why)

@@ -4,8 +4,10 @@ The other half of `dr.backup`: the primary's region or bucket is gone, and
 the cold copy is all there is. This streams every object the backup holds for
 this repo (live keys, snapshots and their manifests) back into the primary
 bucket (a new one, once `dr.bucket`/`dr.endpoint_url` point at it), skipping
-what is already there with the same size and ETag, so an interrupted run just
-continues. It never deletes anything at either end, and it is a dry run unless
+what is proven already there (equal ETags, or the backup state's or recover's
+own record tying the two copies; see `_same`), so an interrupted run just
+continues. A key with no record is skipped on its size alone and listed
+(`unverified`). It never deletes anything at either end, and it is a dry run unless
 `apply` is set. A key the primary still holds with other content is kept and
 listed (`differs`), not overwritten, unless `overwrite` is set: the backup may
 be older than what survived, and recovering is about what was lost. Keys the
@@ -30,12 +32,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .. import proof
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
 from ..lock import Lease, Notify
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
-from ..s3 import S3, ObjectVersion, S3Error
+from ..rewrites import read_rewrites, save_rewrites
+from ..s3 import S3, ObjectVersion, S3Error, StreamedObject
 from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint, read_state
 from .leasing import operation_lease
 from .prune import PIN_PREFIX
@@ -54,6 +58,8 @@ class RecoverResult:
     # Keys the primary holds with other content than the backup's: kept unless `overwrite`.
     differs: list[str] = field(default_factory=list)
     overwrite: bool = False
+    # Keys skipped on their size alone: no record (backup state, rewrite) ties the two copies.
+    unverified: list[str] = field(default_factory=list)
     # Keys the primary no longer had at the last backup: left out unless `include_deleted`.
     deleted: list[str] = field(default_factory=list)
     include_deleted: bool = False
@@ -106,16 +112,72 @@ def _primary_objects(cfg: DrConfig, primary: S3, create_bucket: bool, result: Re
     return {}
 
 
-def _same(cur: ObjectVersion, o: ObjectVersion) -> bool:
-    """Whether the primary's object is the backup's, as far as the listings can tell.
+def _same(cur: ObjectVersion, o: ObjectVersion, rec: list[Any] | None, rewrite: dict[str, Any] | None) -> proof.Proof:
+    """Whether the primary's object `cur` holds the bytes of the backup's `o`, on the records' word.
 
-    A multipart ETag is not the bytes' MD5 (the backup streams objects over
-    its part size in parts, so a big object's two copies never share one):
-    for those, the same size has to do.
+    Equal ETags; or the backup state's record (source ETag, size, backup ETag)
+    naming exactly these two objects; or this tool's own record of having
+    written `cur` from `o` (`rewrites`). A backup object the state vouches for
+    next to a primary object it does not is a mismatch. With no record at all
+    the size is all there is: unverifiable, and the caller reports the key.
     """
     if cur.size != o.size:
-        return False
-    return cur.etag_plain == o.etag_plain or "-" in cur.etag_plain or "-" in o.etag_plain
+        return proof.Proof(proof.Verdict.MISMATCH, f"size {cur.size}, the backup's {o.size}")
+    if proof.plain(cur.etag) == proof.plain(o.etag):
+        return proof.PROVEN
+    if (
+        isinstance(rewrite, dict)
+        and rewrite.get("size") == o.size
+        and proof.by_etag(o.size, o.etag, expected_size=o.size, recorded=[rewrite.get("from_etag")]).proven
+        and proof.by_etag(cur.size, cur.etag, expected_size=o.size, recorded=[rewrite.get("etag")]).proven
+    ):
+        return proof.PROVEN
+    if rec is not None and proof.by_etag(o.size, o.etag, expected_size=rec[1], recorded=[rec[2]]).proven:
+        p = proof.by_etag(cur.size, cur.etag, expected_size=rec[1], recorded=[rec[0]])
+        return p if p.proven else proof.Proof(proof.Verdict.MISMATCH, p.why)
+    return proof.Proof(proof.Verdict.UNVERIFIABLE, "no record ties the two copies; same size only")
+
+
+def _record_rewrites(
+    cfg: DrConfig,
+    primary: S3,
+    bp: str,
+    state: dict[str, list[Any]],
+    rewrites: dict[str, Any],
+    done: list[tuple[ObjectVersion, StreamedObject]],
+    warnings: list[str],
+) -> None:
+    """Record the ETag each copy got where it differs from the one its source was recorded with.
+
+    A big object comes back as a multipart upload: its new ETag is accepted
+    later (rollback, verify, the next recover) only through this record of
+    what it was written from (see `rewrites`).
+    """
+    changed = False
+    for o, moved in done:
+        key = o.key[len(bp) :]
+        rec = state.get(key)
+        source_etag = rec[0] if rec is not None and proof.plain(rec[2]) == proof.plain(moved.src_etag) else None
+        if source_etag is not None and proof.plain(source_etag) == proof.plain(moved.dst_etag):
+            if rewrites.pop(key, None) is not None:
+                changed = True
+            continue
+        rewrites[key] = {
+            "etag": proof.plain(moved.dst_etag),
+            "size": moved.size,
+            "from_etag": proof.plain(moved.src_etag),
+            "source_etag": proof.plain(source_etag) if source_etag else None,
+        }
+        changed = True
+    if not changed:
+        return
+    try:
+        save_rewrites(cfg, primary, rewrites)
+    except S3Error as err:
+        warnings.append(
+            f"could not record the new ETags of {len(done)} recovered objects ({err.message}); "
+            "rollback and verify re-read those objects to check them"
+        )
 
 
 def recover_from_backup(
@@ -156,7 +218,9 @@ def recover_from_backup(
         have = _primary_objects(cfg, primary, create_bucket, result)
     finally:
         progress.stop()
-    gone = read_state(cfg, backup, ep.bucket, result.warnings).gone
+    state = read_state(cfg, backup, ep.bucket, result.warnings)
+    gone = state.gone
+    rewrites = read_rewrites(cfg, primary) if have else {}
     if not include_deleted and gone:
         bp = cfg.backup.prefix
         result.deleted = sorted(o.key[len(bp) :] for o in sources if o.key[len(bp) :] in gone)
@@ -172,13 +236,19 @@ def recover_from_backup(
     def plan() -> list[ObjectVersion]:
         result.skipped = 0
         result.differs = []
+        result.unverified = []
         todo: list[ObjectVersion] = []
         for o in sources:
-            cur = have.get(o.key[len(bp) :])
-            if cur is None:
+            key = o.key[len(bp) :]
+            cur = have.get(key)
+            same = None if cur is None else _same(cur, o, state.objects.get(key), rewrites.get(key))
+            if same is None:
                 todo.append(o)
-            elif _same(cur, o):
+            elif same.proven:
                 result.skipped += 1
+            elif same.verdict is proof.UNVERIFIED and not overwrite:
+                result.skipped += 1
+                result.unverified.append(key)
             elif overwrite:
                 todo.append(o)
             else:
@@ -194,11 +264,12 @@ def recover_from_backup(
     def replan() -> None:
         # What is in the primary now, read under the lease: a writer that
         # finished before we got it is not overwritten unseen.
-        nonlocal have
+        nonlocal have, rewrites
         have = {o.key: o for o in primary.iter_objects(cfg.bucket, "")}
+        rewrites = read_rewrites(cfg, primary)
 
-    def copy_one(o: ObjectVersion) -> int:
-        return primary.stream_copy(backup, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :], part_size).size
+    def copy_one(o: ObjectVersion) -> StreamedObject:
+        return primary.stream_copy(backup, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :], part_size)
 
     with operation_lease(
         cfg, primary, "recover", lease=lease, break_lock=break_lock, notify=notify, prepare=replan
@@ -210,8 +281,13 @@ def recover_from_backup(
             done, failed = run_parallel(copy_one, todo, min(cfg.concurrency, MAX_STREAMS), progress)
         finally:
             progress.stop()
+        held.ensure(
+            f"{len(done)} objects were copied back into s3://{cfg.bucket}; the record of their new ETags was not "
+            "written"
+        )
+        _record_rewrites(cfg, primary, bp, state.objects, rewrites, done, result.warnings)
     result.copied = len(done)
-    result.bytes = sum(n for _, n in done)
+    result.bytes = sum(moved.size for _, moved in done)
     result.failed = [f.item.key[len(bp) :] for f in failed]
     result.errors = [f.error.message for f in failed[:SHOWN]]
     result.seconds = round(time.monotonic() - started, 3)

@@ -3,8 +3,8 @@
 Order of work, which is what makes it safe to interrupt:
 1. find the snapshot in the index and check the confirm label (no request yet),
 2. read its manifest and check, with ONE listing of the snapshot dir, that every
-   object it names is there with the recorded size and ETag (size alone where
-   either ETag is a multipart one, which is no hash of the bytes),
+   object it names is there and proven intact (`proof`): an ETag recorded for
+   it, else its bytes re-read and hashed to a recorded value; never a size alone,
 3. plan: the manifest against ONE listing of live current versions (ETag and
    size; no per-object HEAD or GET): copy back, delete, unchanged, preserved,
 4. take a `pre-rollback-<label>` safety snapshot of live (its own index row),
@@ -30,6 +30,7 @@ from typing import Any
 
 import pathspec
 
+from .. import proof
 from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
@@ -37,6 +38,7 @@ from ..index import Index, iso, utc_now
 from ..lock import Lease, Notify
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
+from ..rewrites import read_rewrites
 from ..s3 import S3, ObjectVersion
 from .catalog import find_snapshot
 from .leasing import operation_lease
@@ -256,40 +258,87 @@ def _manifest_objects(cfg: DrConfig, snap_id: str, manifest: dict[str, Any]) -> 
     return objects
 
 
-def _etag_matches(recorded: str, actual: str) -> bool:
-    """Whether a copy's ETag proves it holds the recorded bytes (the caller has checked the size).
+def recorded_etags(m: dict[str, Any], rewrites: dict[str, Any] | None = None, key: str = "") -> list[str]:
+    """The ETags that prove a snapshot object holds the bytes manifest entry `m` records.
 
-    A multipart ETag (`<md5>-<parts>`) is not a hash of the bytes, so when
-    either side carries one, unequal ETags prove nothing and the size has to
-    do (as `dr.verify` reports: "checked by size only"). Recorded: a
-    server-side copy of a multipart original gets a new ETag. Actual:
-    `dr.backup` and `dr.recover` stream objects over their part size as
-    multipart uploads, so a snapshot brought back by `dr.recover` carries a
-    multipart ETag where the manifest records the original's MD5.
+    The manifest's (the source's, which a copy keeps on Ceph RGW), the one the
+    server gave the snapshot's copy (`copy_etag`: AWS and moto give a copy of a
+    multipart object the MD5 of its bytes), and the one `dr.recover` recorded
+    when it wrote `key` back from the backup as a copy of one of those.
     """
-    return actual == recorded or "-" in recorded or "-" in actual
+    etags = [e for e in (m.get("etag"), m.get("copy_etag")) if isinstance(e, str) and e]
+    rw = (rewrites or {}).get(key)
+    if (
+        isinstance(rw, dict)
+        and proof.plain(str(rw.get("source_etag") or "")) in {proof.plain(e) for e in etags}
+        and rw.get("size") == m.get("size")
+        and isinstance(rw.get("etag"), str)
+    ):
+        etags.append(rw["etag"])
+    return etags
+
+
+def prove_snapshot_object(
+    s3: S3 | None, bucket: str, m: dict[str, Any], got: ObjectVersion, rewrites: dict[str, Any] | None = None
+) -> proof.Proof:
+    """Whether snapshot object `got` holds the bytes manifest entry `m` records.
+
+    By its ETag when that is one recorded for it; otherwise (an object
+    rewritten without a record, or a manifest from before copies' ETags were
+    recorded) by re-reading it, when `s3` is given: its SHA-256 against the
+    manifest's, or its MD5 against a recorded ETag.
+    """
+    etags = recorded_etags(m, rewrites, got.key)
+    p = proof.by_etag(got.size, got.etag_plain, expected_size=m["size"], recorded=etags)
+    if p.verdict is not proof.Verdict.UNVERIFIABLE or s3 is None:
+        return p
+    d = s3.digest(bucket, got.key, got.version_id)
+    read = proof.by_bytes(d.size, d.md5, d.sha256, expected_size=m["size"], sha256=m.get("sha256"), recorded=etags)
+    if read.proven:
+        return read
+    if read.mismatch:
+        return proof.Proof(proof.Verdict.MISMATCH, f"{p.why}; re-read: {read.why}")
+    return proof.Proof(read.verdict, f"{p.why}; re-read, its MD5 is {d.md5} and no sha256 is recorded")
 
 
 def check_snapshot_objects(
-    cfg: DrConfig, snap_id: str, objects: Sequence[dict[str, Any]], listing: Iterable[ObjectVersion]
+    cfg: DrConfig,
+    snap_id: str,
+    objects: Sequence[dict[str, Any]],
+    listing: Iterable[ObjectVersion],
+    s3: S3 | None = None,
+    rewrites: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, ObjectVersion]:
-    """Every manifest object is in the snapshot dir with its recorded size and ETag, or a DrError naming them."""
+    """Every manifest object is in the snapshot dir and proven intact, or a DrError naming them.
+
+    `rewrites` may be a loader: it is called only when some object's ETag is
+    not the manifest's or its copy's, so a plain plan makes no extra request.
+    """
     base = snapshot_dir(cfg, snap_id)
     present = {o.key[len(base) :]: o for o in listing if o.key.startswith(base)}
     problems: list[str] = []
+    pending: list[tuple[dict[str, Any], ObjectVersion]] = []
     for m in objects:
         got = present.get(m["key"])
         if got is None:
             problems.append(f"{m['key']} (missing)")
-        elif got.size != m["size"]:
-            problems.append(f"{m['key']} (size {got.size}, manifest says {m['size']})")
-        elif not _etag_matches(m["etag"], got.etag_plain):
-            problems.append(f"{m['key']} (ETag {got.etag_plain}, manifest says {m['etag']})")
+            continue
+        p = proof.by_etag(got.size, got.etag_plain, expected_size=m["size"], recorded=recorded_etags(m))
+        if p.verdict is proof.UNVERIFIED:
+            pending.append((m, got))
+        elif not p.proven:
+            problems.append(f"{m['key']} ({p.why})")
+    if pending and callable(rewrites):
+        rewrites = rewrites()
+    for m, got in pending:
+        p = prove_snapshot_object(s3, cfg.bucket, m, got, rewrites if isinstance(rewrites, dict) else None)
+        if not p.proven:
+            problems.append(f"{m['key']} ({p.why})")
     if problems:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise DrError(
             f"snapshot {snap_id} is incomplete: {len(problems)} of {len(objects)} objects in its manifest are not "
-            f"intact under s3://{cfg.bucket}/{base}: {shown}; nothing was changed",
+            f"proven intact under s3://{cfg.bucket}/{base}: {shown}; nothing was changed",
             "pick another snapshot with `inv dr.list`, or bring the objects back (a noncurrent version or the "
             "cross-region backup) first",
         )
@@ -348,7 +397,15 @@ def _plan(cfg: DrConfig, s3: S3, snap_id: str, label: str, row: dict[str, Any], 
     progress.start(f"checking snapshot {snap_id}")
     try:
         # ONE listing of the snapshot dir checks every object: no HEAD per object.
-        present = check_snapshot_objects(cfg, snap_id, objects, s3.iter_objects(cfg.bucket, snapshot_dir(cfg, snap_id)))
+        # An object whose ETag is not a recorded one is re-read and hashed.
+        present = check_snapshot_objects(
+            cfg,
+            snap_id,
+            objects,
+            s3.iter_objects(cfg.bucket, snapshot_dir(cfg, snap_id)),
+            s3,
+            lambda: read_rewrites(cfg, s3),
+        )
         progress.start("listing live keys")
         live = list_live(cfg, s3, versioned)
     finally:

@@ -104,8 +104,21 @@ def list_live(cfg: DrConfig, s3: S3, versioned: bool) -> list[ObjectVersion]:
 
 
 def build_manifest(
-    cfg: DrConfig, snap_id: str, label: str, ts: str, versioned: bool, objects: list[ObjectVersion]
+    cfg: DrConfig,
+    snap_id: str,
+    label: str,
+    ts: str,
+    versioned: bool,
+    objects: list[ObjectVersion],
+    copy_etags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The manifest; `copy_etags` (live key -> ETag the server gave the snapshot's copy) become `copy_etag`.
+
+    A server-side copy of a multipart object gets another ETag than its
+    source on AWS and moto (the MD5 of the bytes): the copy's own ETag,
+    recorded here, is what later checks accept by exact equality.
+    """
+    copy_etags = copy_etags or {}
     return {
         "v": 1,
         "id": snap_id,
@@ -121,6 +134,7 @@ def build_manifest(
                 "key": cfg.rel_for(o.key),
                 "size": o.size,
                 "etag": o.etag_plain,
+                "copy_etag": copy_etags.get(o.key),
                 "version_id": o.version_id,
                 "last_modified": iso(o.last_modified),
                 # No store returns a sha256 in a listing; `dr.verify --deep` fills it in.
@@ -257,7 +271,7 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
     if failed:
         # Leave no half snapshot behind; what cannot be removed now is garbage
         # without a manifest or row, which no operation ever reads.
-        s3.delete_keys(cfg.bucket, [dest_dir + cfg.rel_for(o.key) for o, _ in done])
+        s3.delete_keys(cfg.bucket, [dest_dir + cfg.rel_for(o.key) for o, _, _ in done])
         names = ", ".join(f.item.key for f in failed[:5]) + (" ..." if len(failed) > 5 else "")
         raise DrError(
             f"snapshot {snap_id} failed: {len(failed)} of {len(objects)} copies failed ({names}); "
@@ -270,7 +284,8 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
         "(no operation reads them; `inv dr.prune --apply` removes them once they are a day old)"
     )
     lease.ensure(left)
-    manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects)
+    copy_etags = {o.key: etag for o, _, etag in done}
+    manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects, copy_etags)
     s3.put_bytes(cfg.bucket, mkey, json.dumps(manifest, separators=(",", ":")).encode(), "application/json")
     result = SnapshotResult(
         id=snap_id,

@@ -39,6 +39,7 @@ from typing import Any
 
 import pathspec
 
+from .. import proof
 from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard
@@ -46,9 +47,11 @@ from ..index import Index, IndexRead, iso, utc_now
 from ..lock import Lease, LockHeld, Notify
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
-from ..s3 import S3, S3Error, single_part_etag
+from ..rewrites import read_rewrites
+from ..s3 import S3, S3Error
 from .freshness import Check, backup_check, index_check, row_time
 from .leasing import operation_lease
+from .rollback import prove_snapshot_object, recorded_etags
 from .snapshot import load_manifest, manifest_key, snapshot_dir
 from .versioning import FIX as VERSIONING_FIX
 from .versioning import versioning_status
@@ -110,26 +113,25 @@ def check_snapshot(cfg: DrConfig, s3: S3, snap_id: str | None) -> Check:
     listed = {o.key[len(sdir) :]: o for o in s3.iter_objects(cfg.bucket, sdir)}
     missing = sorted(k for k in entries if k not in listed)
     extra = sorted(k for k in listed if k not in entries)
-    wrong_size = sorted(k for k, e in entries.items() if k in listed and listed[k].size != e.get("size"))
-    wrong_etag: list[str] = []
-    multipart = 0
-    for k, e in entries.items():
+    rewrites = read_rewrites(cfg, s3)
+    unproven: list[str] = []
+    reread = 0
+    for k, e in sorted(entries.items()):
         o = listed.get(k)
-        if o is None or k in wrong_size or o.etag_plain == e.get("etag"):
+        if o is None:
             continue
-        # A server-side copy of a multipart object gets a new ETag; only
-        # `--deep` (bytes) can vouch for those.
-        if "-" in str(e.get("etag")) or "-" in o.etag_plain:
-            multipart += 1
-            continue
-        wrong_etag.append(k)
+        # The rollback's own test: a recorded ETag, else the bytes re-read and hashed.
+        etags = recorded_etags(e, rewrites, o.key)
+        if proof.by_etag(o.size, o.etag_plain, expected_size=_size(e), recorded=etags).verdict is proof.UNVERIFIED:
+            reread += 1
+        p = prove_snapshot_object(s3, cfg.bucket, {**e, "size": _size(e)}, o, rewrites)
+        if not p.proven:
+            unproven.append(f"{k} ({p.why})")
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing ({_names(missing)})")
-    if wrong_size:
-        problems.append(f"{len(wrong_size)} with another size ({_names(wrong_size)})")
-    if wrong_etag:
-        problems.append(f"{len(wrong_etag)} with another ETag ({_names(wrong_etag)})")
+    if unproven:
+        problems.append(f"{len(unproven)} not proven intact ({_names(unproven)})")
     if extra:
         problems.append(f"{len(extra)} not in the manifest ({_names(extra)})")
     where = f"snapshot {snap_id} (s3://{cfg.bucket}/{sdir})"
@@ -138,10 +140,17 @@ def check_snapshot(cfg: DrConfig, s3: S3, snap_id: str | None) -> Check:
             "snapshot",
             False,
             f"{where} does not match its manifest: " + "; ".join(problems),
-            "take a fresh snapshot, and use an older one for restores (`inv dr.list`)",
+            "take a fresh snapshot, and use an older one for restores (`inv dr.list`); "
+            "`inv dr.verify --deep` re-reads every object",
         )
-    note = f"; {multipart} multipart objects checked by size only (use --deep)" if multipart else ""
+    note = f"; {reread} re-read and hashed (their ETag is not a recorded one)" if reread else ""
     return Check("snapshot", True, f"{where}: {len(entries)} objects match the manifest (size, ETag){note}")
+
+
+def _size(e: dict[str, Any]) -> int:
+    """The entry's recorded size; -1 (which no object has) when the manifest gives none."""
+    size = e.get("size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else -1
 
 
 def _gitignore_spec(root: Path) -> pathspec.PathSpec | None:
@@ -245,26 +254,36 @@ def deep_verify(
 
     source_prefix = manifest.get("prefix") if isinstance(manifest.get("prefix"), str) else cfg.prefix
 
+    rewrites = read_rewrites(cfg, s3)
+
     def check(e: dict[str, Any]) -> None:
         d = s3.digest(cfg.bucket, sdir + e["key"])
         problems = []
         unchecked = False
-        if d.size != e.get("size"):
-            problems.append(f"{d.size} bytes, manifest says {e.get('size')}")
         known = e.get("sha256")
         etag = str(e.get("etag") or "")
-        if known:
-            if d.sha256 != known:
-                problems.append(f"sha256 {d.sha256[:16]}..., manifest says {str(known)[:16]}...")
-        elif single_part_etag(etag):
-            if d.md5 != etag.lower():
-                problems.append(f"md5 {d.md5}, manifest ETag says {etag} (sha256 not recorded)")
-        elif not problems:
+        etags = recorded_etags(e, rewrites, sdir + e["key"])
+        p = proof.by_bytes(d.size, d.md5, d.sha256, expected_size=_size(e), sha256=known, recorded=etags)
+        md5_like = [t for t in etags if proof.could_be_md5(t)]
+        if p.verdict is proof.UNVERIFIED and proof.could_be_md5(etag):
+            problems.append(f"md5 {d.md5}, manifest ETag says {etag} (sha256 not recorded)")
+        elif p.verdict is proof.UNVERIFIED:
+            # Bytes first: the live version the snapshot copied, read by id
+            # while retention keeps it, is the original. Only without it does
+            # the GET's own ETag, when it is one recorded for these bytes, vouch.
             source = _source_digest(s3, cfg.bucket, source_prefix + e["key"], e.get("version_id"))
-            if source is None:
+            if source is not None:
+                if source.sha256 != d.sha256:
+                    problems.append(f"sha256 {d.sha256[:16]}..., its source version has {source.sha256[:16]}...")
+            elif proof.by_etag(d.size, d.etag, expected_size=_size(e), recorded=etags).proven:
+                pass
+            elif md5_like:
+                # The copy's recorded ETag can be the bytes' MD5 and it did not match: other bytes.
+                problems.append(f"md5 {d.md5}, recorded ETags {', '.join(md5_like)} (sha256 not recorded)")
+            else:
                 unchecked = True
-            elif source.sha256 != d.sha256:
-                problems.append(f"sha256 {d.sha256[:16]}..., its source version has {source.sha256[:16]}...")
+        elif p.mismatch:
+            problems.append(p.why)
         with lock:
             result.bytes += d.size
             if problems:

@@ -53,6 +53,12 @@ def recover(
             f"{'were' if apply else 'are'} kept ({shown}); `inv dr.restore` and `inv dr.rollback` deal with "
             "surviving data; --overwrite replaces them with the backup's copies"
         )
+    if result.unverified:
+        shown = ", ".join(result.unverified[:5]) + (" ..." if len(result.unverified) > 5 else "")
+        kept.append(
+            f"{len(result.unverified)} keys the primary holds were skipped on their size alone, no record ties "
+            f"them to the backup's copies ({shown}); --overwrite replaces them with the backup's copies"
+        )
     if result.deleted:
         shown = ", ".join(result.deleted[:5]) + (" ..." if len(result.deleted) > 5 else "")
         kept.append(

@@ -321,8 +321,14 @@ def test_deep_reports_a_multipart_object_whose_source_version_is_gone_as_uncheck
         Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]}
     )
     snap = json.loads(repo.run("dr.snapshot", "--label=mp", "--json").stdout)
-    entry = next(o for o in manifest(repo, snap["id"])["objects"] if o["key"] == "state/skills/beta/big.bin")
+    doc = manifest(repo, snap["id"])
+    entry = next(o for o in doc["objects"] if o["key"] == "state/skills/beta/big.bin")
     c.delete_object(Bucket=bucket, Key=key, VersionId=entry["version_id"])  # expired by retention, say
+    # A manifest from before snapshots recorded their copies' ETags: moto's copy
+    # of a multipart object has the MD5 of its bytes, which would prove it now.
+    for o in doc["objects"]:
+        o.pop("copy_etag", None)
+    c.put_object(Bucket=bucket, Key=f"snapshots/{snap['id']}.manifest.json", Body=json.dumps(doc).encode())
     r = repo.run("dr.verify", "--deep", "--json")
     deep = json.loads(r.stdout)["deep"]
     assert deep["unchecked"] == [key] and deep["mismatched"] == [], deep

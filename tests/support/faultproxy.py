@@ -86,10 +86,11 @@ def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: d
 
 @dataclass
 class Rule:
-    """Answer `fault` (503, 500, 403, "reset", "cut", "stall", "hold", "hold-after", "200-error") to requests.
+    """Answer `fault` (503, 500, 403, "reset", "cut", "stall", "hold", "hold-after", "200-error", "200-garbage").
 
     "200-error" is a 200 whose body is an InternalError: how S3 reports a
-    copy that failed after its response had begun.
+    copy that failed after its response had begun. "200-garbage" is a 200
+    whose body is cut off mid-XML (no CopyObjectResult, no <Error>).
 
     `op` matches the S3 operation, `key` a substring of the decoded key,
     `prefix` exactly the `prefix` parameter of a listing ("" when absent);
@@ -238,6 +239,14 @@ class FaultProxy:
         if fault == "hold":
             self._park(hold)
             self._reset(h)
+            return
+        if fault == "200-garbage":
+            payload = b'<?xml version="1.0" encoding="UTF-8"?><CopyObjectResult><LastModi'
+            h.send_response(200)
+            h.send_header("Content-Type", "application/xml")
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
             return
         if isinstance(fault, int) or fault == "200-error":
             status = 200 if fault == "200-error" else int(fault)

@@ -108,16 +108,19 @@ def test_snapshot_check_names_missing_resized_and_altered_objects(tmp_path: Path
     text = str(e.value)
     assert "3 of 4 objects" in text
     assert "state/gone (missing)" in text
-    assert "state/short (size 2, manifest says 3)" in text
-    assert "state/edit (ETag zz, manifest says e4)" in text
+    assert "state/short (size 2, recorded 3)" in text
+    assert "state/edit (ETag zz is none of the recorded e4)" in text
     assert "state/ok" not in text.split("s3://")[1].split(":", 1)[1]
 
 
-def test_snapshot_check_accepts_a_new_etag_for_a_multipart_original(tmp_path: Path) -> None:
+def test_snapshot_check_accepts_a_new_etag_for_a_multipart_original_only_as_recorded(tmp_path: Path) -> None:
     c = cfg(tmp_path)
     base = f"snapshots/{SNAP}/"
-    present = check_snapshot_objects(c, SNAP, [m("state/big", 9, "abc-3")], [obj(base + "state/big", 9, "def")])
+    entry = {**m("state/big", 9, "abc-3"), "copy_etag": "def"}
+    present = check_snapshot_objects(c, SNAP, [entry], [obj(base + "state/big", 9, "def")])
     assert set(present) == {"state/big"}
+    with pytest.raises(DrError, match="not proven intact"):
+        check_snapshot_objects(c, SNAP, [m("state/big", 9, "abc-3")], [obj(base + "state/big", 9, "def")])
 
 
 # ---------------------------------------------------------------------- plan

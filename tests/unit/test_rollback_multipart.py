@@ -3,8 +3,9 @@
 `dr.backup` and `dr.recover` stream objects over their part size (8 MiB) as
 multipart uploads, so a snapshot brought back by `dr.recover` holds objects
 whose ETag is `<hex>-<n>` while its manifest records the original single-PUT
-MD5. The snapshot check must fall back to the size for those (as `dr.verify`
-does), and the plan must not copy such an object again once it is rolled back.
+MD5. The snapshot check accepts such an ETag only when it is recorded (the
+snapshot's `copy_etag`, recover's record of its rewrite): never for its shape
+or its size. The plan must not copy such an object again once it is rolled back.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from dr_tasks import DrError, load_config
 from dr_tasks.config import DrConfig
-from dr_tasks.ops.rollback import _etag_matches, build_plan, check_snapshot_objects
+from dr_tasks.ops.rollback import build_plan, check_snapshot_objects
 from dr_tasks.s3 import ObjectVersion
 
 WHEN = datetime(2026, 4, 15, 18, 0, tzinfo=timezone.utc)
@@ -42,28 +43,34 @@ def m(key: str, size: int, etag: str) -> dict[str, object]:
     return {"key": key, "size": size, "etag": etag, "version_id": "v0", "last_modified": "x", "sha256": None}
 
 
-# ---------------------------------------------------------------------- the ETag rule
-@pytest.mark.parametrize(
-    ("recorded", "actual", "matches"),
-    [
-        (MD5, MD5, True),
-        ("abc-3", "def", True),  # a server-side copy of a multipart original
-        (MD5, RECOVERED, True),  # streamed back by dr.recover
-        ("abc-3", RECOVERED, True),
-        (MD5, "0" * 32, False),  # two MD5s that differ: other bytes
-    ],
-)
-def test_a_multipart_etag_on_either_side_leaves_it_to_the_size(recorded: str, actual: str, matches: bool) -> None:
-    assert _etag_matches(recorded, actual) is matches
-
-
 # ---------------------------------------------------------------------- the snapshot check
-def test_snapshot_check_accepts_a_recovered_multipart_copy_of_a_single_put_original(tmp_path: Path) -> None:
-    present = check_snapshot_objects(
-        cfg(tmp_path), SNAP, [m("state/big", BIG, MD5)], [obj(BASE + "state/big", BIG, RECOVERED)]
-    )
+def test_an_unrecorded_multipart_etag_of_the_right_size_is_not_accepted(tmp_path: Path) -> None:
+    # Its shape and its size prove nothing: without a re-read (no client here) it is refused.
+    with pytest.raises(DrError, match="not proven intact") as e:
+        check_snapshot_objects(
+            cfg(tmp_path), SNAP, [m("state/big", BIG, MD5)], [obj(BASE + "state/big", BIG, RECOVERED)]
+        )
+    assert f"ETag {RECOVERED} is none of the recorded {MD5}" in str(e.value)
+
+
+def test_the_copy_etag_the_snapshot_recorded_is_accepted(tmp_path: Path) -> None:
+    entry = {**m("state/big", BIG, "abc-3"), "copy_etag": MD5}
+    present = check_snapshot_objects(cfg(tmp_path), SNAP, [entry], [obj(BASE + "state/big", BIG, MD5)])
     assert set(present) == {"state/big"}
+
+
+def test_a_recovered_copy_is_accepted_through_the_record_of_its_rewrite(tmp_path: Path) -> None:
+    rw = {BASE + "state/big": {"etag": RECOVERED, "size": BIG, "from_etag": RECOVERED, "source_etag": MD5}}
+    present = check_snapshot_objects(
+        cfg(tmp_path), SNAP, [m("state/big", BIG, MD5)], [obj(BASE + "state/big", BIG, RECOVERED)], rewrites=rw
+    )
     assert present["state/big"].etag_plain == RECOVERED
+    # a record of a rewrite of other bytes vouches for nothing here
+    other = {BASE + "state/big": {**rw[BASE + "state/big"], "source_etag": "f" * 32}}
+    with pytest.raises(DrError, match="not proven intact"):
+        check_snapshot_objects(
+            cfg(tmp_path), SNAP, [m("state/big", BIG, MD5)], [obj(BASE + "state/big", BIG, RECOVERED)], rewrites=other
+        )
 
 
 def test_snapshot_check_still_refuses_a_recovered_object_of_another_size(tmp_path: Path) -> None:
@@ -71,7 +78,7 @@ def test_snapshot_check_still_refuses_a_recovered_object_of_another_size(tmp_pat
         check_snapshot_objects(
             cfg(tmp_path), SNAP, [m("state/big", BIG, MD5)], [obj(BASE + "state/big", BIG - 1, RECOVERED)]
         )
-    assert f"state/big (size {BIG - 1}, manifest says {BIG})" in str(e.value)
+    assert f"state/big (size {BIG - 1}, recorded {BIG})" in str(e.value)
 
 
 def test_snapshot_check_still_refuses_a_single_part_object_with_another_md5(tmp_path: Path) -> None:
@@ -79,7 +86,7 @@ def test_snapshot_check_still_refuses_a_single_part_object_with_another_md5(tmp_
         check_snapshot_objects(
             cfg(tmp_path), SNAP, [m("state/big", BIG, MD5)], [obj(BASE + "state/big", BIG, "0" * 32)]
         )
-    assert f"manifest says {MD5}" in str(e.value)
+    assert f"recorded {MD5}" in str(e.value)
 
 
 # ---------------------------------------------------------------------- the plan after such a rollback
@@ -87,7 +94,8 @@ def _plan_against(tmp_path: Path, live_etag: str, live_size: int = BIG) -> list[
     """Plan a rollback to the recovered snapshot with live holding `live_etag`; the keys it would copy."""
     c = cfg(tmp_path)
     manifest = [m("state/big", BIG, MD5)]
-    snap = check_snapshot_objects(c, SNAP, manifest, [obj(BASE + "state/big", BIG, RECOVERED)])
+    rw = {BASE + "state/big": {"etag": RECOVERED, "size": BIG, "from_etag": RECOVERED, "source_etag": MD5}}
+    snap = check_snapshot_objects(c, SNAP, manifest, [obj(BASE + "state/big", BIG, RECOVERED)], rewrites=rw)
     plan = build_plan(c, SNAP, "good", None, True, manifest, snap, [obj("state/big", live_size, live_etag)])
     return [i.key for i in plan.copy]
 
