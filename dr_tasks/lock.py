@@ -1,22 +1,28 @@
 """The lease: one operation at a time changes the bucket (snapshot, prune; rollback and backup next).
 
 The lease is an object in the primary bucket, `.dr-tasks/lock.json`, whose JSON
-body names its holder: token, owner, host, pid, operation, started, expires.
+body names its holder: token, owner, host, pid, operation, started, expires,
+and where that pid lives (machine id, boot id, pid namespace, the process's
+start time; see `host_identity`).
 
 Taking it:
 1. HEAD the key (404: nobody holds it), else read its versions. A live
    holder means exit 1 with "held by <owner>@<host> pid <pid> for <op>
-   since <time> (expires <time>)". A stale
-   one (expired, or its pid is gone from this very host) is taken over only
-   with `break_lock=True`, which is logged (a warning and a `lock-break` row in
-   the index). A live lease is never broken: its holder renews it every
+   since <time> (expires <time>)". A holder that is provably not running
+   (same machine id, boot and pid namespace as ours, and its pid gone or now
+   another process: `holder_gone`) is taken over at once, without a flag; a
+   hostname proves nothing. A lease that merely expired is taken over only
+   with `break_lock=True`. Either is logged (a warning and a `lock-break` row
+   in the index). A live lease is never broken: its holder renews it every
    `ttl / 3` seconds, so a holder whose machine died goes stale within `ttl`.
 2. PutObject with `If-None-Match: *`. A 412 means someone else got there first.
 3. PutObject with `If-None-Match: *` again, same bytes: the run-time probe.
-   A store that honours the header answers 412 (the key exists: ours), and the
-   lease is ours. A store that ignores it (Ceph RGW 16.2 on versioned buckets;
+   A store that honours the header answers 412 (the key exists); a store
+   that ignores it (Ceph RGW 16.2 on versioned buckets;
    DigitalOcean Spaces unconfirmed) answers 200, and the lease falls back to
-   put-then-read-back, with a note:
+   put-then-read-back, with a note. Either way the lease is ours only once
+   it reads back as ours (a 412 says the key exists, not whose version
+   counts: a create that is not atomic lets two through):
    - versioned bucket: the OLDEST live version of the key wins. Every
      contender has written its own version, every contender lists the same
      versions in the same server order, so exactly one sees its own version
@@ -28,18 +34,19 @@ Taking it:
      effort only; the note says to enable versioning.
 
 Staleness is judged on the server's clock (the Date header of the listing
-against the LastModified of the holder's newest version plus its ttl), so a
-skewed laptop clock neither breaks a live lease nor keeps a dead one alive.
+against the LastModified of the holder's newest version plus its ttl, however
+many renewals came before it), so a skewed laptop clock neither breaks a live
+lease nor keeps a dead one alive.
 
 Releasing deletes exactly our versions by version id (a plain DELETE on a
 versioned bucket would leave a delete marker per run), or the object itself
 on an unversioned bucket after checking it is still ours. It lists the key
 first, to find versions of ours whose id a lost response hid, unless every
-version id is known: the lease was won by a conditional PUT, or confirmed by
-a read-back after PUTs that were each sent once, and never renewed through a
-retry (see `_remove_own`). If the process dies
-(kill -9, power), the lease stays until it expires: the next operator sees who
-held it and breaks it with `--break-lock`.
+version id is known: the lease was confirmed by a read-back after PUTs that
+were each sent once, and never renewed through a retry (see `_remove_own`). If the process dies
+(kill -9, power), the lease stays: the next run on the same machine, boot and
+pid namespace takes it over at once; anywhere else it stays until it expires,
+and the next operator sees who held it and breaks it with `--break-lock`.
 
 Within one thread the lease is re-entrant: an operation that already holds it
 (a rollback taking its safety snapshot) does not wait for itself.
@@ -83,8 +90,8 @@ DEFAULT_TTL = 600.0
 SETTLE_SECONDS = 0.5
 # Rounds of inspect -> put -> confirm before giving up under heavy contention.
 MAX_ROUNDS = 6
-# Versions of the lease object read per inspection; more means something is badly wrong.
-MAX_VERSIONS_READ = 50
+# No Linux pid is larger (pid_max's ceiling is 2**22); anything else in a body is garbage.
+PID_MAX = 1 << 22
 
 MODE_CONDITIONAL = "conditional-put"
 MODE_READ_BACK = "read-back"
@@ -119,6 +126,94 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+# Where this machine's identity is read from (module-level so a test can point them elsewhere).
+MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+PID_NS_LINK = "/proc/self/ns/pid"
+PROC_DIR = "/proc"
+
+
+def _first_line(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            line = f.readline().strip()
+    except (OSError, ValueError):
+        return None
+    return line or None
+
+
+def _proc_start(pid: int) -> tuple[int, str] | None:
+    """(start time in clock ticks since boot, state letter) of `pid`, or None when no such process."""
+    try:
+        with open(f"{PROC_DIR}/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: fields resume after the last ")".
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19]), fields[0].decode("ascii", "replace")
+    except (IndexError, ValueError):
+        return None
+
+
+def host_identity() -> dict[str, Any]:
+    """What makes a pid in a lease body comparable with ours: machine, boot, pid namespace, process start.
+
+    A hostname is no identity (containers share them), so only a body whose
+    machine id, boot id and pid namespace all equal ours is judged by its pid;
+    the start time tells a reused pid from the holder. A machine without
+    /etc/machine-id (minimal containers) falls back to dbus's copy, else
+    records none: the boot id, random per kernel boot, still tells kernels
+    apart, and two bodies without a machine id match only on it.
+    """
+    machine_id = next((m for m in map(_first_line, MACHINE_ID_FILES) if m), None)
+    try:
+        pid_ns: str | None = os.readlink(PID_NS_LINK)
+        if os.readlink(f"{PROC_DIR}/self") != str(os.getpid()):
+            # This /proc was mounted for another pid namespace (unshare without
+            # a remount): its pids are not ours, so they prove nothing.
+            pid_ns = None
+    except OSError:
+        pid_ns = None
+    start = _proc_start(os.getpid())
+    return {
+        "machine_id": machine_id,
+        "boot_id": _first_line(BOOT_ID_FILE),
+        "pid_ns": pid_ns,
+        "pid_start": start[0] if start else None,
+    }
+
+
+def holder_gone(info: dict[str, Any], pid: int | None) -> str | None:
+    """Why the holder of a lease body is provably not running, or None when that cannot be proven.
+
+    Proof needs this machine, this boot and this pid namespace, all three
+    recorded in the body and equal to ours; then the pid is gone, a zombie,
+    or a process that started at another time than the holder.
+    """
+    if pid is None:
+        return None
+    ours = host_identity()
+    if not ours["boot_id"] or not ours["pid_ns"]:
+        return None  # no /proc here: nothing to compare with
+    for name in ("machine_id", "boot_id", "pid_ns"):
+        if info.get(name) != ours[name]:
+            return None
+    started = info.get("pid_start")
+    if not isinstance(started, int) or isinstance(started, bool):
+        return None
+    now = _proc_start(pid)
+    where = f"this machine (boot {str(ours['boot_id'])[:8]}, same pid namespace)"
+    if now is None:
+        return f"pid {pid} is not running on {where}"
+    if now[1] in ("Z", "X"):
+        return f"pid {pid} has exited on {where}"
+    if now[0] != started:
+        return f"pid {pid} on {where} is another process now (the holder's has exited)"
+    return None
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds the lease, as read from the bucket."""
@@ -135,6 +230,8 @@ class Holder:
     version_ids: tuple[str | None, ...]
     # None while live; else why it is stale ("expired at ...", "pid 12 is not running on h").
     stale: str | None = None
+    # Set when the holder is provably not running (see holder_gone): it is taken over without --break-lock.
+    gone: bool = False
 
     def describe(self) -> str:
         pid = f" pid {self.pid}" if self.pid is not None else ""
@@ -230,6 +327,7 @@ class Lease:
                 "renewed": iso(now),
                 "expires": iso(now + timedelta(seconds=self.ttl)),
                 "ttl_seconds": self.ttl,
+                **host_identity(),
             },
             separators=(",", ":"),
         ).encode()
@@ -306,8 +404,14 @@ class _LeaseClient:
         self.notify(level, message)
 
     # ------------------------------------------------------------------ reading
-    def inspect(self) -> Holder | None:
-        """The current holder (the oldest live version's writer), or None when the lease is free."""
+    def inspect(self, full: bool = False) -> Holder | None:
+        """The current holder (the oldest live version's writer), or None when the lease is free.
+
+        The holder's newest renewal is its newest version, however many it
+        wrote: the listing is read newest first until a body with the holder's
+        token, usually the first. Only `full` (a break, which must delete
+        every version of the holder) reads every body.
+        """
         entries, server_now = self.s3.key_versions(self.cfg.bucket, LOCK_KEY)
         now = server_now or utc_now()
         live: list[ObjectVersion] = []
@@ -317,30 +421,27 @@ class _LeaseClient:
             live.append(e)
         if not live:
             return None
-        live.reverse()
-        bodies: list[tuple[ObjectVersion, dict[str, Any] | None]] = []
-        for e in live[:MAX_VERSIONS_READ]:
-            if e.version_id not in (None, "null") and e.version_id in self.lease.version_ids:
-                bodies.append((e, {"token": self.lease.token, "ttl_seconds": self.lease.ttl}))
-                continue
-            raw = self.s3.get_version_or_none(self.cfg.bucket, LOCK_KEY, e.version_id)
-            if raw is None:
-                if e is live[0]:
-                    raise _Retry()  # the holder's version vanished: it was just released
-                continue
-            bodies.append((e, _parse(raw)))
-        if not bodies:
-            raise _Retry()
-        first, info = bodies[0]
+        first = live[-1]
+        info = self._body(first)
+        if info is None:
+            raise _Retry()  # the holder's version vanished: it was just released
         token = _token(first, info)
-        mine = [(e, b) for e, b in bodies if _token(e, b) == token]
-        newest_info = mine[-1][1]
-        ttl = _ttl(newest_info) if newest_info else DEFAULT_TTL
-        renewed = max(e.last_modified for e, _ in mine)
+        mine = [first]
+        newest_info = info
+        for e in live[:-1]:  # newest first
+            body = self._body(e)
+            if body is None or _token(e, body) != token:
+                continue
+            if not mine[1:]:
+                newest_info = body
+            mine.append(e)
+            if not full and not self._known(e):
+                break  # the newest renewal; older ones change nothing but the break's list
+        ttl = _ttl(newest_info)
+        renewed = max(e.last_modified for e in mine)
         expires = renewed + timedelta(seconds=ttl)
-        info = info or {}
         pid = info.get("pid")
-        pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+        pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < PID_MAX else None
         host = _text(info.get("host"), "?")
         holder = Holder(
             token=token,
@@ -352,16 +453,27 @@ class _LeaseClient:
             ttl=ttl,
             renewed=renewed,
             expires=expires,
-            version_ids=tuple(e.version_id for e, _ in mine),
+            version_ids=tuple(e.version_id for e in reversed(live) if any(e is m for m in mine)),
         )
         if token == self.lease.token:
             return holder
-        stale = None
-        if now > expires:
-            stale = f"it expired at {iso(expires)}"
-        elif host == self.host and pid is not None and pid != os.getpid() and not pid_alive(pid):
-            stale = f"pid {pid} is not running on {host}"
+        stale = f"it expired at {iso(expires)}" if now > expires else None
+        # Before its expiry a lease is stale only when its holder is provably not
+        # running: this machine, boot and pid namespace, and that pid is gone.
+        gone = holder_gone(info, pid)
+        if gone is not None:
+            return replace(holder, stale=gone, gone=True)
         return _with_stale(holder, stale)
+
+    def _known(self, e: ObjectVersion) -> bool:
+        return e.version_id not in (None, "null") and e.version_id in self.lease.version_ids
+
+    def _body(self, e: ObjectVersion) -> dict[str, Any] | None:
+        """A version's parsed body ({} when unreadable), or None when it vanished; ours is not read."""
+        if self._known(e):
+            return {"token": self.lease.token, "ttl_seconds": self.lease.ttl}
+        raw = self.s3.get_version_or_none(self.cfg.bucket, LOCK_KEY, e.version_id)
+        return None if raw is None else _parse(raw)
 
     # ------------------------------------------------------------------ taking
     def acquire(self) -> Lease:
@@ -399,36 +511,38 @@ class _LeaseClient:
                 holder = self.first_look()
             except _Retry:
                 continue
-            if holder is not None:
-                if holder.token == self.lease.token:
-                    # Our own write, e.g. a PUT retried after its first answer was lost.
-                    self.lease.version_ids = list(dict.fromkeys([*self.lease.version_ids, *holder.version_ids]))
-                    return self.lease
-                if holder.stale and self.break_lock:
+            if holder is not None and holder.token == self.lease.token:
+                # Our own write, e.g. a PUT retried after its first answer was lost: confirm it below.
+                self.lease.version_ids = list(dict.fromkeys([*self.lease.version_ids, *holder.version_ids]))
+            elif holder is not None:
+                if holder.stale and (self.break_lock or holder.gone):
                     self._break(holder)
                     continue
                 raise self._held(holder)
-            self._written_at = _elapsed_clocks()
-            outcome, vid, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
-            self._put_retried |= retried
-            if outcome == "exists":
-                continue
-            if outcome == "unsupported":
-                r = self.s3.put_bytes(self.cfg.bucket, LOCK_KEY, self.lease.body(), "application/json")
-                self._put_retried |= bool(r.get("ResponseMetadata", {}).get("RetryAttempts"))
-                self.lease.version_ids.append(r.get("VersionId"))
-                self._fall_back("rejects If-None-Match")
             else:
-                self.lease.version_ids.append(vid)
-                probe, vid2, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
+                self._written_at = _elapsed_clocks()
+                outcome, vid, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
                 self._put_retried |= retried
-                if probe == "exists":
-                    self.lease.mode = MODE_CONDITIONAL
-                    self._ids_complete = all(v not in (None, "null") for v in self.lease.version_ids)
-                    return self.lease
-                if vid2 is not None or probe == "written":
-                    self.lease.version_ids.append(vid2)
-                self._fall_back("ignores If-None-Match")
+                if outcome == "exists":
+                    continue
+                if outcome == "unsupported":
+                    r = self.s3.put_bytes(self.cfg.bucket, LOCK_KEY, self.lease.body(), "application/json")
+                    self._put_retried |= bool(r.get("ResponseMetadata", {}).get("RetryAttempts"))
+                    self.lease.version_ids.append(r.get("VersionId"))
+                    self._fall_back("rejects If-None-Match")
+                else:
+                    self.lease.version_ids.append(vid)
+                    probe, vid2, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
+                    self._put_retried |= retried
+                    if probe == "exists":
+                        self.lease.mode = MODE_CONDITIONAL
+                    else:
+                        if vid2 is not None or probe == "written":
+                            self.lease.version_ids.append(vid2)
+                        self._fall_back("ignores If-None-Match")
+            # A 412 on the probe says the key exists, not that our version is the
+            # one that counts (a store whose If-None-Match is not atomic lets two
+            # creates through): ownership is confirmed by reading back, in every mode.
             if self._read_back():
                 return self.lease
             # Lost the race: the next round names the winner.
@@ -526,6 +640,14 @@ class _LeaseClient:
 
     def _break(self, holder: Holder) -> None:
         """Delete a stale holder's versions (never a live one's) and log it."""
+        try:
+            # Every version of the holder (inspect reads only its newest), and still stale.
+            current = self.inspect(full=True)
+        except _Retry:
+            return
+        if current is None or current.token != holder.token or not current.stale:
+            return  # released or renewed meanwhile: the next round looks again
+        holder = current
         real = [v for v in holder.version_ids if v not in (None, "null")]
         if real:
             errors = self.s3.delete_versions(self.cfg.bucket, [(LOCK_KEY, v) for v in real])
@@ -541,7 +663,10 @@ class _LeaseClient:
         if errors:
             raise DrError(f"could not break the stale lease {self.where}: {errors[0].message}")
         self.lease.broke = holder
-        self._say("warning", f"broke a stale lease held by {holder.describe()} ({holder.stale})")
+        if holder.gone and not self.break_lock:
+            self._say("warning", f"took over the lease of {holder.describe()}: {holder.stale}")
+        else:
+            self._say("warning", f"broke a stale lease held by {holder.describe()} ({holder.stale})")
         ts = utc_now()
         Index(self.cfg.index_path).append(
             {
@@ -553,6 +678,8 @@ class _LeaseClient:
                 "operation": self.lease.operation,
                 "by": f"{self.lease.owner}@{self.lease.host} pid {self.lease.pid}",
                 "reason": holder.stale,
+                # Taken over without --break-lock: the holder was provably not running.
+                "automatic": holder.gone and not self.break_lock,
                 "broken": holder.to_dict(),
             }
         )
@@ -641,19 +768,17 @@ class _LeaseClient:
             except DrError as err:
                 self._say(
                     "warning",
-                    f"could not remove the lease {self.where}: {err.message}; it goes stale by itself within "
-                    f"{self.lease.ttl:.0f}s, then the next operation needs --break-lock",
+                    f"could not remove the lease {self.where}: {err.message}; the next run on this machine "
+                    f"takes it over once this process has ended, elsewhere it goes stale within "
+                    f"{self.lease.ttl:.0f}s and then needs --break-lock",
                 )
 
     def _remove_own(self) -> None:
         """Delete every version of the lease object that we wrote, and nothing else."""
         if self._ids_complete:
-            # Won by a conditional PUT on a versioned bucket (a retried
-            # If-None-Match PUT that had landed comes back 412 and makes
-            # _acquire adopt it from a listing), or confirmed by a read-back
-            # after PUTs sent once each; renewed
-            # without a retry since: every version we wrote is one whose id we
-            # know. Delete those by id, without listing first.
+            # Confirmed by a read-back after PUTs sent once each (in either
+            # mode) and renewed without a retry since: every version we wrote
+            # is one whose id we know. Delete those by id, without listing first.
             ids = list(dict.fromkeys(v for v in self.lease.version_ids if v not in (None, "null")))
             errors = self.s3.delete_versions(self.cfg.bucket, [(LOCK_KEY, v) for v in ids])
             if errors:
@@ -687,7 +812,9 @@ class _LeaseClient:
 def _parse(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except ValueError:
+        # A lone surrogate ("\ud800") parses, then can be neither printed nor logged: unreadable too.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeError is a ValueError
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -732,21 +859,28 @@ def read_lease(cfg: DrConfig, s3: S3 | None = None) -> Holder | None:
     return None
 
 
-def check_lease(cfg: DrConfig, s3: S3 | None = None, operation: str = "operation") -> None:
+def check_lease(
+    cfg: DrConfig, s3: S3 | None = None, operation: str = "operation", notify: Notify | None = None
+) -> None:
     """Raise `LockHeld`, as `hold_lease` would, when another operation holds the lease (live or stale); take nothing.
 
     For a run that turns out to have nothing to write (a no-change backup): it
     needs no lease, but it still stops, with the same message, where taking
-    the lease would have stopped it. One HEAD while the lease is free.
+    the lease would have stopped it. One HEAD while the lease is free. A lease
+    left by a holder that is provably not running is removed (and logged, as
+    `hold_lease` would take it over), so the run ends where a clean one does.
     """
     if (cfg.endpoint.endpoint_url, cfg.bucket) in _local.__dict__.get("leases", {}):
         return  # this thread holds it (re-entrant, as in hold_lease)
-    client = _LeaseClient(cfg, s3 or S3(cfg.endpoint, cfg.concurrency), operation, False, DEFAULT_TTL, _quiet)
+    client = _LeaseClient(cfg, s3 or S3(cfg.endpoint, cfg.concurrency), operation, False, DEFAULT_TTL, notify or _quiet)
     for _ in range(MAX_ROUNDS):
         try:
             holder = client.first_look()
         except _Retry:
             continue  # a holder's version vanished while we read it: look again
+        if holder is not None and holder.gone:
+            client._break(holder)
+            continue  # gone now, or replaced meanwhile: look again
         if holder is not None:
             raise client._held(holder)
         return

@@ -575,7 +575,7 @@ def _run_backup(
         # Is the lease free? Asked alongside the listings (one request);
         # a held one stops the run, as taking it would, before any write.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            free = pool.submit(check_lease, cfg, src, "backup")
+            free = pool.submit(check_lease, cfg, src, "backup", notify)
             try:
                 make_plan()
             finally:

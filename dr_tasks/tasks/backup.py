@@ -43,7 +43,7 @@ def _failed(task: str, checks: list[Any]) -> Exit:
         "apply": "with --mirror: really delete",
         "if_older_than": "do nothing (exit 0, no request) when the last complete backup is newer, e.g. 6d or 12h",
         "json": "print the result as JSON",
-        "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
+        "break-lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
     },
 )
 def backup(

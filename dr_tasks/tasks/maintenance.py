@@ -92,7 +92,7 @@ def reindex(c: Context, apply: bool = False, json_: bool = False, break_lock: bo
         "keep_weekly": "keep the newest snapshot of each of the last W ISO weeks that have snapshots",
         "keep_monthly": "keep the newest snapshot of each of the last M months that have snapshots",
         "apply": "delete what the plan says (without it: print the plan and delete nothing)",
-        "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
+        "break_lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
         "json": "print the plan (or the result) as JSON",
     },
 )

@@ -16,7 +16,7 @@ from .base import dr_task, hooks, load_config
         "overwrite": "also replace keys the primary still holds with other content (kept by default)",
         "include_deleted": "also bring back keys the primary had deleted before the last backup (left out by default)",
         "json": "print the result as JSON",
-        "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
+        "break-lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
     }
 )
 def recover(

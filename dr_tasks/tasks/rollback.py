@@ -61,7 +61,7 @@ def plan_lines(plan: RollbackPlan) -> list[str]:
         "confirm_label": "the snapshot's label, typed out: must match byte for byte",
         "allow_unversioned": "accept that deletes and overwrites are permanent on an unversioned bucket",
         "json": "print the plan (or the result) as JSON",
-        "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
+        "break_lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
     },
 )
 def rollback(

@@ -13,7 +13,7 @@ from .base import dr_task, hooks, load_config
     help={
         "label": "what this snapshot is for, e.g. pre-migration",
         "json": "print the index row as JSON",
-        "break-lock": "take over a stale lease (expired, or its process is gone); never a live one",
+        "break-lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
     }
 )
 def snapshot(c: Context, label: str, json_: bool = False, break_lock: bool = False) -> None:

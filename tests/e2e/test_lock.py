@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ import pytest
 from dr_tasks import DrError, LockHeld, hold_lease, read_lease
 from dr_tasks import lock as lock_mod
 from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
-from tests.conftest import assert_clean_refusal, bucket_state, new_bucket
+from tests.conftest import assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import Rule
 
 
@@ -50,6 +51,30 @@ def plant_lease(server: Any, bucket: str, **fields: Any) -> str:
     }
     r = server.client().put_object(Bucket=bucket, Key=LOCK_KEY, Body=json.dumps(body).encode())
     return r.get("VersionId", "null")
+
+
+def this_machine(pid: int) -> dict[str, Any]:
+    """The identity fields a lease body of `pid` on this machine carries, read straight from /proc."""
+
+    def first_line(path: str) -> str | None:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError:
+            return None
+
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return {
+        "machine_id": first_line("/etc/machine-id") or first_line("/var/lib/dbus/machine-id"),
+        "boot_id": first_line("/proc/sys/kernel/random/boot_id"),
+        "pid_ns": os.readlink("/proc/self/ns/pid"),
+        "pid_start": int(stat[stat.rfind(b")") + 2 :].split()[19]),
+    }
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
 
 
 def expected_mode(server: Any) -> str:
@@ -162,18 +187,84 @@ def test_live_lease_is_never_broken(server, bucket, make_repo):
     assert (repo.index_bytes(), bucket_state(server, bucket)) == before
 
 
-def test_lease_of_a_dead_process_on_this_host_is_stale_at_once(moto_server, make_repo):
-    bucket = new_bucket(moto_server)
-    repo = make_repo(moto_server, bucket)
+def test_a_dead_holder_on_this_machine_is_taken_over_without_a_flag_and_logged(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
     repo.seed()
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    plant_lease(moto_server, bucket, host=socket.gethostname(), pid=dead.pid, operation="backup")
-    r = repo.run("dr.snapshot", "--label=x")
-    assert_clean_refusal(r, f"pid {dead.pid} is not running on {socket.gethostname()}", "--break-lock")
-    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    pid = dead_pid()
+    # Same machine, boot and pid namespace as the inv below; the pid is gone.
+    ident = {**this_machine(os.getpid()), "pid_start": 12345}
+    plant_lease(server, bucket, host=socket.gethostname(), pid=pid, operation="backup", **ident)
+    r = repo.run("dr.snapshot", "--label=x", "--json")
     assert r.returncode == 0, r.stderr
-    assert lock_entries(moto_server, bucket) == []
+    assert "Traceback" not in r.stderr
+    took = [line for line in r.stderr.splitlines() if "took over the lease" in line]
+    assert len(took) == 1 and f"ghost@{socket.gethostname()} pid {pid} for backup" in took[0], r.stderr
+    assert f"pid {pid} is not running on this machine" in took[0]
+    rows = repo.index_rows()
+    assert [row["kind"] for row in rows] == ["lock-break", "snapshot"]
+    assert rows[0]["automatic"] is True and rows[0]["broken"]["pid"] == pid
+    assert rows[0]["reason"].startswith(f"pid {pid} is not running")
+    assert lock_entries(server, bucket) == []
+
+
+def test_a_reused_pid_is_told_from_the_holder_by_its_start_time(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        ident = this_machine(sleeper.pid)
+        # The holder's own process, alive: held, and --break-lock is refused.
+        plant_lease(server, bucket, host=socket.gethostname(), pid=sleeper.pid, **ident)
+        before = (repo.index_bytes(), bucket_state(server, bucket))
+        r = repo.run("dr.snapshot", "--label=x")
+        assert_clean_refusal(r, f"another dr operation is running: lease held by ghost@{socket.gethostname()} pid")
+        r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+        assert_clean_refusal(r, "refusing --break-lock: the lease is live")
+        assert (repo.index_bytes(), bucket_state(server, bucket)) == before
+        # The same pid, but the holder started at another time: that process has exited, the pid was reused.
+        for _, vid, _, _ in lock_entries(server, bucket):
+            server.client().delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=vid)
+        plant_lease(
+            server, bucket, host=socket.gethostname(), pid=sleeper.pid, **{**ident, "pid_start": ident["pid_start"] - 7}
+        )
+        r = repo.run("dr.snapshot", "--label=x")
+        assert r.returncode == 0, r.stderr
+        assert f"pid {sleeper.pid} on this machine" in r.stderr and "is another process now" in r.stderr
+        assert [row["kind"] for row in repo.index_rows()] == ["lock-break", "snapshot"]
+        assert lock_entries(server, bucket) == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+OTHER_IDENTITIES = {
+    # an older body, or a tool that records no identity: only the hostname matches
+    "no identity": lambda me: {"machine_id": None, "boot_id": None, "pid_ns": None, "pid_start": None},
+    # another machine (or container image) with the same hostname
+    "other machine id": lambda me: {**me, "machine_id": "0" * 32},
+    # the same machine rebooted, or another VM cloned with its machine id
+    "other boot": lambda me: {**me, "boot_id": "00000000-0000-0000-0000-000000000000"},
+    # another container on this kernel (host networking, same hostname)
+    "other pid namespace": lambda me: {**me, "pid_ns": "pid:[1]"},
+}
+
+
+@pytest.mark.parametrize("other", list(OTHER_IDENTITIES))
+def test_same_hostname_is_no_identity_a_live_lease_stays_held(server, bucket, make_repo, other):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    pid = dead_pid()  # not running HERE; in the holder's namespace or machine it may well be
+    ident = OTHER_IDENTITIES[other](this_machine(os.getpid()))
+    plant_lease(server, bucket, host=socket.gethostname(), pid=pid, operation="backup", **ident)
+    before = (repo.index_bytes(), bucket_state(server, bucket))
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(
+        r, f"another dr operation is running: lease held by ghost@{socket.gethostname()} pid {pid} for backup"
+    )
+    assert "stale" not in r.stderr
+    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    assert_clean_refusal(r, "refusing --break-lock: the lease is live")
+    assert (repo.index_bytes(), bucket_state(server, bucket)) == before
 
 
 def test_unreadable_lease_object_is_reported_not_ignored(moto_server, make_repo):
@@ -200,6 +291,124 @@ def test_an_unreadable_lease_goes_stale_and_can_be_broken(moto_server, make_repo
         assert lease.broke is not None and lease.broke.owner == "an unreadable lease object"
     assert lock_entries(moto_server, bucket) == []
     assert [r["kind"] for r in repo.index_rows()] == ["lock-break"]
+
+
+# A host tasks.py that shortens the lifetime of a lease whose body names none (an unreadable
+# one lives DEFAULT_TTL, 10 minutes): only that constant changes; everything else is the package.
+SHORT_DEFAULT_TTL_TASKS = """\
+import dr_tasks.lock as lock
+from invoke import Collection
+from dr_tasks import dr
+
+lock.DEFAULT_TTL = 1.0
+ns = Collection(dr)
+"""
+
+GARBLED_BODIES = {
+    # valid JSON, but a string no UTF-8 encoder takes (printing or logging it raised)
+    "lone surrogate": b'{"v":1,"token":"t\\ud800","owner":"\\ud800","host":"h\\udfff","pid":4242,"operation":"x"}',
+    "invalid utf-8": b'{"v":1,"token":"t\xff\xfe","owner":"ann"}',
+    "not an object": b'["token", "owner"]',
+    "a bare string": b'"token"',
+    "nested too deep": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("garble", list(GARBLED_BODIES))
+def test_a_garbled_lease_body_is_an_unreadable_holder_broken_once_stale_and_logged(server, bucket, make_repo, garble):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    (repo.path / "tasks.py").write_text(SHORT_DEFAULT_TTL_TASKS)
+    server.client().put_object(Bucket=bucket, Key=LOCK_KEY, Body=GARBLED_BODIES[garble])
+    before = (repo.index_bytes(), bucket_state(server, bucket))
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, "held by an unreadable lease object")
+    assert (repo.index_bytes(), bucket_state(server, bucket)) == before
+    time.sleep(2.2)  # past its LastModified + the (shortened) default ttl
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, "is stale: held by an unreadable lease object", "--break-lock")
+    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "broke a stale lease held by an unreadable lease object" in r.stderr
+    rows = repo.index_rows()
+    assert [row["kind"] for row in rows] == ["lock-break", "snapshot"]
+    assert rows[0]["broken"]["owner"] == "an unreadable lease object"
+    assert lock_entries(server, bucket) == []
+
+
+def test_a_garbage_pid_in_a_lease_body_is_no_pid(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    repo.seed()
+    plant_lease(server, bucket, host=socket.gethostname(), pid=10**30, **this_machine(os.getpid()))
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, f"another dr operation is running: lease held by ghost@{socket.gethostname()} for")
+
+
+# ---------------------------------------------------------------------- many renewals
+def test_the_newest_renewal_counts_however_many_there_were(server, bucket, make_repo):
+    """A holder that renewed far more often than any fixed number of versions read stays live."""
+    repo = make_repo(server, bucket)
+    repo.seed()
+    for _ in range(60):  # each renewal of a run is one more version of the lease object
+        plant_lease(server, bucket, ttl_seconds=2)
+    time.sleep(2.5)  # every one of those expired...
+    newest = plant_lease(server, bucket, ttl_seconds=10)  # ...but the holder renewed once more
+    before = (repo.index_bytes(), bucket_state(server, bucket))
+    r = repo.run("dr.snapshot", "--label=x")
+    assert_clean_refusal(r, "another dr operation is running: lease held by ghost@elsewhere pid 4242 for rollback")
+    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    assert_clean_refusal(r, "refusing --break-lock: the lease is live")
+    assert (repo.index_bytes(), bucket_state(server, bucket)) == before
+    # Once the newest renewal expired, one break takes every version of the holder, logged once.
+    modified = server.client().head_object(Bucket=bucket, Key=LOCK_KEY, VersionId=newest)["LastModified"]
+    time.sleep(max(0.0, modified.timestamp() + 11.2 - time.time()))
+    r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+    assert r.returncode == 0, r.stderr
+    assert [row["kind"] for row in repo.index_rows()] == ["lock-break", "snapshot"]
+    assert lock_entries(server, bucket) == []
+
+
+def test_a_real_holder_renewing_past_fifty_versions_stays_live(server, bucket, make_repo):
+    """The same through the renewer itself: a short ttl, more than 50 renewals, and the lease is still live."""
+    repo = make_repo(server, bucket)
+    repo.seed()
+    cfg = repo.cfg()
+    with hold_lease(cfg, operation="long", ttl=0.9) as lease:  # renewed every 0.3 s
+        deadline = time.monotonic() + 90
+        while len(lease.version_ids) < 60 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(lease.version_ids) >= 60
+        holder = read_lease(cfg)
+        assert holder is not None and holder.stale is None and holder.operation == "long", holder
+        r = repo.run("dr.snapshot", "--label=x", "--break-lock")
+        assert_clean_refusal(r, "refusing --break-lock: the lease is live")
+    assert repo.index_bytes() == b""
+    assert lock_entries(server, bucket) == []
+
+
+# ---------------------------------------------------------------------- confirmation
+def test_a_conditional_create_is_confirmed_by_reading_back(server, bucket, make_repo, fault_proxy):
+    """A 412 on the probe says the key exists, not that our version is the lease: it is read back."""
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+    # Our create lands and its answer is parked; meanwhile the store lets another writer's version
+    # become the lease (as a store whose If-None-Match is not atomic does): ours is gone, theirs stands.
+    fault_proxy.add(Rule(op="PutObject", key="lock.json", fault="hold-after", times=1))
+    p = spawn(repo, "dr.snapshot", "--label=x")
+    deadline = time.monotonic() + 60
+    while fault_proxy.faults["PutObject:hold-after"] < 1 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    ours = [vid for _, vid, _, _ in lock_entries(server, bucket)]
+    assert len(ours) == 1
+    server.client().delete_object(Bucket=bucket, Key=LOCK_KEY, VersionId=ours[0])
+    ghost = plant_lease(server, bucket)
+    fault_proxy.release()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1 and "Traceback" not in err, err
+    assert "another dr operation is running: lease held by ghost@elsewhere pid 4242 for rollback" in err
+    assert repo.index_bytes() == b""
+    assert live_objects(server, bucket, "snapshots/") == {}
+    assert [e[1] for e in lock_entries(server, bucket)] == [ghost]
 
 
 # ---------------------------------------------------------------------- release
@@ -313,15 +522,15 @@ def test_failed_release_is_a_warning_and_the_next_run_names_the_dead_holder(serv
     assert "could not remove the lease" in r.stderr and "--break-lock" in r.stderr
     assert len(repo.index_rows()) == 1
     fault_proxy.clear()
+    # Its holder has ended on this very machine: the next plain run takes it over, and logs it.
     r = repo.run("dr.snapshot", "--label=next")
-    assert_clean_refusal(r, "is not running on", "--break-lock")
-    r = repo.run("dr.snapshot", "--label=next", "--break-lock")
     assert r.returncode == 0, r.stderr
+    assert "took over the lease of" in r.stderr and "is not running on this machine" in r.stderr
     assert [row["kind"] for row in repo.index_rows()] == ["snapshot", "lock-break", "snapshot"]
     assert lock_entries(server, bucket) == []
 
 
-def test_kill_9_mid_snapshot_leaves_a_stale_lease_that_break_lock_clears(server, bucket, make_repo, fault_proxy):
+def test_kill_9_mid_snapshot_leaves_a_lease_the_plain_rerun_takes_over(server, bucket, make_repo, fault_proxy):
     repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
     files = repo.seed()
     fault_proxy.add(Rule(op="CopyObject", fault=None, times=-1, delay=0.5))
@@ -334,10 +543,11 @@ def test_kill_9_mid_snapshot_leaves_a_stale_lease_that_break_lock_clears(server,
     assert repo.index_bytes() == b""
     assert lock_entries(server, bucket) != []
     fault_proxy.clear()
-    r = repo.run("dr.snapshot", "--label=again")
-    assert_clean_refusal(r, f"pid {p.pid} is not running on")
-    r = repo.run("dr.snapshot", "--label=again", "--break-lock", "--json")
+    r = repo.run("dr.snapshot", "--label=again", "--json")
     assert r.returncode == 0, r.stderr
+    took = [line for line in r.stderr.splitlines() if "took over the lease" in line]
+    assert len(took) == 1 and f"pid {p.pid} is not running on this machine" in took[0], r.stderr
+    assert [row["kind"] for row in repo.index_rows()] == ["lock-break", "snapshot"]
     snap = json.loads(r.stdout)
     assert snap["objects"] == len(files)
     assert lock_entries(server, bucket) == []

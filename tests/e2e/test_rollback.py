@@ -377,12 +377,12 @@ def test_kill_9_mid_rollback_leaves_no_row_and_the_rerun_converges(server, bucke
     assert half != before_rollback and "state/skills/alpha/added.txt" in half  # part-way: copies done, no deletes
 
     fault_proxy.clear()
-    # The killed run still holds the lease: the next operator is told who, and takes it over knowingly.
-    held = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good")
-    assert held.returncode == 1 and f"pid {proc.pid} for rollback" in held.stderr and "--break-lock" in held.stderr
-    assert "Traceback" not in held.stderr and live_state(repo) == half
-    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good", "--json", "--break-lock")
+    # The killed run left its lease; it is provably not running on this machine, so the plain re-run
+    # takes it over and says so in one line (and logs it below).
+    r = repo.run("dr.rollback", row["id"], "--apply", "--confirm-label=good", "--json")
     assert r.returncode == 0, r.stderr
+    took = [line for line in r.stderr.splitlines() if "took over the lease" in line]
+    assert len(took) == 1 and f"pid {proc.pid} for rollback" in took[0] and "is not running on this machine" in took[0]
     result = json.loads(r.stdout)
     assert live_state(repo) == {**at_snapshot, INDEX_KEY: before_rollback[INDEX_KEY]}
     assert result["deleted"] == 1 and result["copied"] < 4
