@@ -569,7 +569,10 @@ class S3:
                 yield kept
             if not entries:
                 return
-            last = entries[-1].key
+            # Where the server resumes, not the page's last entry: moto sends a
+            # page's delete markers after all its versions, so the last entry
+            # can sort below keys this page already yielded.
+            last = max(page.get("NextKeyMarker") or "", max(e.key for e in entries))
             if inner and page.get("IsTruncated") and last.startswith(inner):
                 break  # inside a skipped prefix, with more to come: go around it
         else:
@@ -1202,20 +1205,53 @@ def download_problem(read: int, size: int, md5_hex: str, etag: str, encrypted: b
 
 
 def _merge_page(entries: list[ObjectVersion]) -> Iterator[ObjectVersion]:
-    """One page's versions and delete markers (as the server sent them) in newest-first order, key by key.
+    """One page's versions and delete markers, as the server sent them, in the server's newest-first order.
 
-    Sorted by key, then newest first; among equal timestamps the latest entry
-    first, then the order the server sent them in. AWS and RGW interleave
-    versions and markers in true order (which the raw order keeps); moto
-    writes all versions before all markers, so the timestamps must decide.
+    The server's order is the contract (a restore takes the first entry with
+    LastModified <= TS), so it is kept, never re-sorted by LastModified:
+    that is wrong wherever timestamps are not monotonic in version order (a
+    multipart object carries its upload's start time; skewed gateways).
+    AWS and RGW interleave versions and markers in true order, so a page in
+    which a version follows a delete marker is yielded as it came. A page
+    with every version before every marker may be moto's shape (all Versions,
+    then all DeleteMarkers, each list in true order): there, for each key
+    that has both, the two lists are merged back, each list's own order kept:
+    the entry marked IsLatest first, then the newer LastModified of the two
+    heads, a tie going to the version. Only that choice between the two heads
+    ever looks at a timestamp; a restore reports the keys where it mattered
+    (see `ops.restore.versions_at`).
     """
+    first_marker = next((i for i, e in enumerate(entries) if e.is_delete_marker), len(entries))
+    if all(e.is_delete_marker for e in entries[first_marker:]):
+        marked = {e.key for e in entries[first_marker:]}
+        if marked & {e.key for e in entries[:first_marker]}:
+            yield from _merge_split(entries[:first_marker], entries[first_marker:])
+            return
+    yield from entries
 
-    def order(item: tuple[int, ObjectVersion]) -> tuple[str, float, bool, int]:
-        i, e = item
-        return (e.key, -e.last_modified.timestamp(), not e.is_latest, i)
 
-    for _, e in sorted(enumerate(entries), key=order):
-        yield e
+def _merge_split(versions: list[ObjectVersion], markers: list[ObjectVersion]) -> Iterator[ObjectVersion]:
+    """Versions and markers (each in key order, newest first per key) merged key by key (see `_merge_page`)."""
+    i = j = 0
+    while i < len(versions) or j < len(markers):
+        if j == len(markers) or (i < len(versions) and versions[i].key < markers[j].key):
+            yield versions[i]
+            i += 1
+            continue
+        if i == len(versions) or markers[j].key < versions[i].key:
+            yield markers[j]
+            j += 1
+            continue
+        key = versions[i].key
+        while i < len(versions) and versions[i].key == key and j < len(markers) and markers[j].key == key:
+            v, m = versions[i], markers[j]
+            take_marker = m.is_latest or (not v.is_latest and m.last_modified > v.last_modified)
+            if take_marker:
+                yield m
+                j += 1
+            else:
+                yield v
+                i += 1
 
 
 # ---------------------------------------------------------------------- backup (module level)

@@ -22,10 +22,18 @@ source ETag and size as recorded. So a run over unchanged objects sends the
 listings, one GET of the state, and nothing per object; and an object changed
 or deleted behind our back at the destination is copied again.
 
+A backup is bound to its source: the state names the primary it was made from
+(server, bucket, prefix), and a run whose primary is another refuses to write
+into it (`bind_source`): two repos that share one cold bucket and prefix would
+overwrite each other's copies.
+
 The destination is never pruned unless `--mirror`: then keys the primary no
-longer has are shown, and deleted only with `--apply`. A mirror that would
-delete every object the backup holds for this repo (the primary lists none of
-them: an emptied or a wrongly configured primary) is refused.
+longer has, and that this backup's state recorded copying, are shown, and
+deleted only with `--apply`. A mirror that would delete more than
+MASS_DELETE_SHARE of the objects the backup holds for this repo (an emptied,
+gutted or wrongly configured primary: one surviving key is not proof that the
+rest were meant to go) is refused, with the counts, unless
+`allow_mass_delete`.
 
 Snapshot objects never change. One whose source differs from what the state
 says was copied, while the backup still holds that copy untouched, is not
@@ -55,7 +63,7 @@ from ..lock import Lease, Notify, check_lease
 from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
-from .freshness import BackupDest, newest_backup_row, parse_duration, row_time
+from .freshness import BackupDest, BackupSource, newest_backup_row, parse_duration, row_time
 from .leasing import operation_lease
 from .prune import PIN_PREFIX
 
@@ -74,6 +82,10 @@ STATE_VERSION = 1
 CHECKPOINT_SECONDS = 30.0
 # How many planned deletes a refusal or a result shows by name.
 SHOWN = 20
+# A mirror may delete at most this share of the objects the backup holds for
+# this repo without --allow-mass-delete: past it, a primary that lost most of
+# its keys (or a wrongly configured one) would take the cold copy with it.
+MASS_DELETE_SHARE = 0.5
 
 
 @dataclass
@@ -156,23 +168,141 @@ class BackupPlan:
     present: int = 0
     # Snapshot objects changed in the primary since their copy: held back, see `_changed_snapshot_object`.
     held: list[str] = field(default_factory=list)
+    # The state named another source that this repo may continue from (see `bind_source`): saved under this one.
+    rebound: bool = False
+    # Keys in this repo's scope at the destination that the primary lacks but no state of ours recorded: never deleted.
+    unrecorded: int = 0
+    # No readable state names this backup's origin yet: one is written before the first copy (see `_run_backup`).
+    unclaimed: bool = False
+
+    @property
+    def backed_up(self) -> int:
+        """Objects the backup holds for this repo: those the primary still lists, and those a mirror deletes."""
+        return self.present + len(self.deletes)
 
 
 class MirrorWouldEmpty(DrError):
-    """`--mirror` would delete every object the backup holds for this repo: refused, apply or not."""
+    """`--mirror` would delete more than MASS_DELETE_SHARE of what the backup holds for this repo.
+
+    Refused, apply or not, unless `allow_mass_delete`.
+    """
 
     def __init__(self, cfg: DrConfig, plan: BackupPlan, dest: str) -> None:
-        listed = (
-            "lists no objects"
-            if not plan.sources
-            else f"lists {len(plan.sources)} objects, none of which the backup holds"
-        )
+        n, held = len(plan.deletes), plan.backed_up
+        if plan.present == 0:
+            listed = (
+                "lists no objects"
+                if not plan.sources
+                else f"lists {len(plan.sources)} objects, none of which the backup holds"
+            )
+            what = f"all {n} objects"
+        else:
+            listed = f"still lists only {plan.present} of them"
+            what = f"{n} of the {held} objects ({n / held:.0%}, more than {MASS_DELETE_SHARE:.0%})"
         super().__init__(
-            f"--mirror would delete all {len(plan.deletes)} objects the backup {dest} holds for this repo: "
+            f"--mirror would delete {what} the backup {dest} holds for this repo: "
             f"the primary s3://{cfg.bucket}/{cfg.prefix} {listed}; refusing, nothing was copied or deleted",
             "check dr.bucket, dr.prefix and dr.endpoint_url; after losing the primary, bring it back with "
-            "`inv dr.recover --apply`; run without --mirror to copy without deleting",
+            "`inv dr.recover --apply`; run without --mirror to copy without deleting, or add --allow-mass-delete "
+            "if the primary really dropped them",
         )
+        self.deletes = n
+        self.held = held
+
+
+class ForeignBackup(DrError):
+    """The backup prefix holds a backup made from another source than this repo's primary: refused."""
+
+    def __init__(self, cfg: DrConfig, dest: str, found: str) -> None:
+        super().__init__(
+            f"the backup {dest} holds {found}, not a backup of this repo's primary {BackupSource.of(cfg)}: "
+            "backing up into it would overwrite it (and a --mirror would delete its keys); refusing, nothing was "
+            "copied or deleted",
+            "give each repo its own backup prefix (set dr.backup.prefix, e.g. `<repo name>/`); if this repo's primary "
+            "moved and that backup is this repo's, run again with --adopt-backup",
+        )
+
+
+def _backed_up_to(rows: list[dict[str, Any]], dest: BackupDest, origin: BackupSource | None) -> bool:
+    """Whether this repo's index records a backup to `dest` (read from `origin`, when given).
+
+    The index is this repo's own record: a row there means this repo wrote that backup.
+    """
+    for r in rows:
+        if r.get("kind") != KIND or not isinstance(r.get("source"), str) or not dest.holds(r):
+            continue
+        if origin is None or origin.made(r):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Whose backup `backup.prefix` holds, as `whose_backup` finds it."""
+
+    # What is there when it is not provably this repo's backup (for the refusal); None when it is.
+    foreign: str | None
+    # The source the state names when that is not this repo's primary, though the index says it is this repo's.
+    moved_from: BackupSource | None = None
+
+
+def whose_backup(
+    cfg: DrConfig, state: BackupState, overlap: int, rows: list[dict[str, Any]], dest_bucket: str
+) -> Ownership:
+    """Whether the backup at `backup.prefix` is this repo's.
+
+    It is when its state names this repo's primary (the server by
+    `same_endpoint`, the bucket, the prefix), or names another source that
+    this repo's index records backing up from into this destination (the
+    primary moved, or is read through another URL: `moved_from`). With no
+    readable state, objects at the keys this repo uses (`overlap`) are
+    another's or a lost state's: this repo's when its index records a backup
+    to this destination; a destination with none of them is free.
+    """
+    mine = BackupSource.of(cfg)
+    ep = cfg.backup.endpoint
+    dest = BackupDest(dest_bucket, cfg.backup.prefix, ep.endpoint_url if ep else None)
+    origin = state.origin
+    if origin is None:
+        if overlap == 0 or _backed_up_to(rows, dest, None):
+            return Ownership(None)
+        return Ownership(
+            f"{overlap} objects at the keys this repo's backup uses, with no readable backup state naming their "
+            "source and no backup to it in this repo's index"
+        )
+    if origin.same(mine):
+        return Ownership(None)
+    if _backed_up_to(rows, dest, origin):
+        return Ownership(None, origin)
+    return Ownership(f"a backup made from {origin}")
+
+
+def bind_source(
+    cfg: DrConfig,
+    state: BackupState,
+    overlap: int,
+    rows: list[dict[str, Any]],
+    dest_bucket: str,
+    *,
+    adopt: bool,
+) -> str | None:
+    """`ForeignBackup` unless the backup is this repo's (`whose_backup`) or `adopt`; a warning when it moves.
+
+    A backup continued from another source than its state names is saved
+    under this repo's primary from this run on.
+    """
+    owner = whose_backup(cfg, state, overlap, rows, dest_bucket)
+    where = f"s3://{dest_bucket}/{cfg.backup.prefix}"
+    mine = BackupSource.of(cfg)
+    if owner.foreign is not None and not adopt:
+        raise ForeignBackup(cfg, where, owner.foreign)
+    if owner.moved_from is not None:
+        return f"the backup {where} was made from {owner.moved_from}, which this repo's index records; " + (
+            f"it continues from {mine}"
+        )
+    if owner.foreign is not None and state.origin is not None:
+        return f"the backup {where} was made from {state.origin}; adopted (--adopt-backup), it continues from {mine}"
+    return None
 
 
 class MirrorNeedsApply(DrError):
@@ -254,8 +384,24 @@ def _state_key(cfg: DrConfig) -> str:
 
 
 def _source_id(cfg: DrConfig) -> str:
-    """Where the state's entries were read from: for people, not checked (see `_load_state`)."""
+    """Where the state's entries were read from, for people; `origin` is what `bind_source` checks."""
     return f"{cfg.endpoint.endpoint_url or 'aws'}/{cfg.bucket}"
+
+
+def _read_origin(doc: dict[str, Any]) -> BackupSource | None:
+    """The source a state object names: `origin`, or the older `source` string (`<endpoint or aws>/<bucket>`)."""
+    o = doc.get("origin")
+    if isinstance(o, dict):
+        ep, bucket, prefix = o.get("endpoint_url"), o.get("bucket"), o.get("prefix")
+        if (ep is None or isinstance(ep, str)) and isinstance(bucket, str) and isinstance(prefix, str):
+            return BackupSource(ep, bucket, prefix)
+        return None
+    legacy = doc.get("source")
+    if isinstance(legacy, str) and "/" in legacy:
+        # Written before the prefix was recorded: the server and bucket still bind it.
+        ep, _, bucket = legacy.rpartition("/")
+        return BackupSource(None if ep == "aws" else ep, bucket, None) if bucket else None
+    return None
 
 
 @dataclass
@@ -264,6 +410,8 @@ class BackupState:
 
     objects: dict[str, list[Any]] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
+    # The primary (server, bucket, prefix) the backup was made from; None when there is no readable state.
+    origin: BackupSource | None = None
 
 
 def read_state(cfg: DrConfig, dst: S3, dest_bucket: str, warnings: list[str]) -> BackupState:
@@ -282,14 +430,13 @@ def read_state(cfg: DrConfig, dst: S3, dest_bucket: str, warnings: list[str]) ->
             f"the backup state s3://{dest_bucket}/{_state_key(cfg)} is unreadable; every object is copied again"
         )
         return BackupState()
-    # Not checked against `source` (kept in the object for people): each entry
-    # vouches for an exact (source ETag, size, destination ETag) triple that
-    # both listings must still show, whatever URL the source was read through.
-    # Bound to the URL, a switch from http to https, a CNAME or a proxy cost a
-    # full re-copy that bought nothing.
+    # Each entry vouches for an exact (source ETag, size, destination ETag)
+    # triple that both listings must still show; `origin` says whose backup
+    # it is, which `bind_source` checks before anything is written.
     return BackupState(
         {k: v for k, v in objects.items() if isinstance(v, list) and len(v) == 3},
         {k for k in gone if isinstance(k, str)},
+        _read_origin(doc),
     )
 
 
@@ -297,6 +444,7 @@ def _save_state(cfg: DrConfig, dst: S3, dest_bucket: str, state: dict[str, list[
     doc = {
         "v": STATE_VERSION,
         "source": _source_id(cfg),
+        "origin": {"endpoint_url": cfg.endpoint.endpoint_url, "bucket": cfg.bucket, "prefix": cfg.prefix},
         "updated": iso(utc_now()),
         "objects": state,
         "gone": sorted(gone),
@@ -309,8 +457,20 @@ def _save_state(cfg: DrConfig, dst: S3, dest_bucket: str, state: dict[str, list[
     )
 
 
-def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan:
-    """Listings only (plus the one state object): what to copy, what to skip, what `--mirror` would delete."""
+def plan_backup(
+    cfg: DrConfig,
+    src: S3,
+    dst: S3,
+    dest_bucket: str,
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    adopt: bool = False,
+) -> BackupPlan:
+    """Listings only (plus the one state object): what to copy, what to skip, what `--mirror` would delete.
+
+    `rows` (this repo's index) and `adopt` decide whose backup the
+    destination holds (`bind_source`): another source's is `ForeignBackup`.
+    """
     warnings: list[str] = []
     bp = cfg.backup.prefix
     # The two regions are listed at the same time, and the state read beside
@@ -346,6 +506,10 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
     if dest:
         loaded = state_read.result()
         warnings += state_warnings
+    present = sum(1 for o in sources if bp + o.key in dest)
+    rebind = bind_source(cfg, loaded, present, rows or [], dest_bucket, adopt=adopt)
+    if rebind:
+        warnings.append(rebind)
     state = loaded.objects
     to_copy: list[ObjectVersion] = []
     held: list[str] = []
@@ -365,22 +529,25 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
         else:
             to_copy.append(o)
     # What the destination holds that the primary no longer has, within the
-    # prefixes this repo backs up (never another repo's keys, never our state).
+    # prefixes this repo backs up (never our state), and only what this
+    # backup's state recorded copying: a key it never wrote may be another
+    # repo's or another tool's, whatever its name.
     wanted = {bp + o.key for o in sources}
     scopes = [bp + p for p in _source_prefixes(cfg)]
-    deletes = sorted(
+    stale = [
         k
         for k in dest
         if k not in wanted
         and k.startswith(tuple(scopes))
         and _is_source_key(cfg, k[len(bp) :])
         and (not k.startswith(bp + META_PREFIX) or k.startswith(bp + PIN_PREFIX))
-    )
+    ]
+    deletes = sorted(k for k in stale if k[len(bp) :] in state)
     # Entries for objects the destination no longer holds are dropped, so the
     # state never vouches for something that is not there.
     kept = {k: v for k, v in state.items() if bp + k in dest}
-    present = sum(1 for o in sources if bp + o.key in dest)
-    gone = {k[len(bp) :] for k in deletes}
+    # Whoever wrote them, keys the primary no longer has stay out of a recover unless asked.
+    gone = {k[len(bp) :] for k in stale}
     return BackupPlan(
         sources,
         to_copy,
@@ -393,6 +560,9 @@ def plan_backup(cfg: DrConfig, src: S3, dst: S3, dest_bucket: str) -> BackupPlan
         warnings=warnings,
         present=present,
         held=held,
+        rebound=rebind is not None,
+        unrecorded=len(stale) - len(deletes),
+        unclaimed=loaded.origin is None,
     )
 
 
@@ -418,15 +588,17 @@ def _warn_unversioned(dst: S3, bucket: str, warnings: list[str]) -> None:
         )
 
 
-def _check_mirror(cfg: DrConfig, plan: BackupPlan, mirror: bool, dest: str) -> None:
-    """Refuse a mirror that would leave the backup holding nothing of this repo (dry run or not)."""
-    if mirror and plan.deletes and plan.present == 0:
+def _check_mirror(cfg: DrConfig, plan: BackupPlan, mirror: bool, dest: str, allow_mass_delete: bool) -> None:
+    """Refuse a mirror that would delete more than MASS_DELETE_SHARE of what the backup holds (dry run or not)."""
+    if not (mirror and plan.deletes) or allow_mass_delete:
+        return
+    if plan.present == 0 or len(plan.deletes) > MASS_DELETE_SHARE * plan.backed_up:
         raise MirrorWouldEmpty(cfg, plan, dest)
 
 
 def _writes(plan: BackupPlan, mirror: bool) -> bool:
     """Whether carrying out `plan` writes anything (copies, deletes, the state object)."""
-    return bool(plan.to_copy or (mirror and plan.deletes) or plan.state_pruned or plan.gone_changed)
+    return bool(plan.to_copy or (mirror and plan.deletes) or plan.state_pruned or plan.gone_changed or plan.rebound)
 
 
 def run_backup(
@@ -434,6 +606,8 @@ def run_backup(
     *,
     mirror: bool = False,
     apply: bool = False,
+    allow_mass_delete: bool = False,
+    adopt: bool = False,
     if_older_than: str | timedelta | None = None,
     progress: Progress = NULL_PROGRESS,
     src: S3 | None = None,
@@ -446,8 +620,12 @@ def run_backup(
 ) -> BackupResult:
     """Back up the primary to `backup.bucket`; returns the result (check `.partial`) after appending its row.
 
-    Raises DrError before anything is sent on a config problem, and
-    `MirrorNeedsApply` when `mirror` is set without `apply`.
+    Raises DrError before anything is sent on a config problem,
+    `MirrorNeedsApply` when `mirror` is set without `apply`, `MirrorWouldEmpty`
+    when a mirror would delete more than MASS_DELETE_SHARE of what the backup
+    holds for this repo (unless `allow_mass_delete`), and `ForeignBackup`
+    before anything is written when `backup.prefix` holds another source's
+    backup (unless `adopt`: see `bind_source`).
 
     It deals with the primary's lease itself, and takes it
     only when the run has something to write: it plans first, read-only, while
@@ -477,6 +655,8 @@ def run_backup(
             cfg,
             mirror=mirror,
             apply=apply,
+            allow_mass_delete=allow_mass_delete,
+            adopt=adopt,
             if_older_than=if_older_than,
             progress=progress,
             src=src,
@@ -495,6 +675,8 @@ def _run_backup(
     *,
     mirror: bool,
     apply: bool,
+    allow_mass_delete: bool,
+    adopt: bool,
     if_older_than: str | timedelta | None,
     progress: Progress,
     src: S3 | None,
@@ -550,7 +732,7 @@ def _run_backup(
         nonlocal plan
         progress.start("listing the primary and the backup")
         try:
-            plan = plan_backup(cfg, src, dst, ep.bucket)
+            plan = plan_backup(cfg, src, dst, ep.bucket, rows=existing.rows, adopt=adopt)
         finally:
             progress.stop()
 
@@ -581,7 +763,7 @@ def _run_backup(
             finally:
                 free.result()  # LockHeld wins over a listing error, as when the lease came first
         assert plan is not None
-        _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}")
+        _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}", allow_mass_delete)
         if mirror and not apply:
             raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
         if _writes(plan, mirror):
@@ -591,7 +773,12 @@ def _run_backup(
             take_lease()
     assert plan is not None
     result.warnings.extend(plan.warnings)
-    _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}")
+    if mirror and plan.unrecorded:
+        result.warnings.append(
+            f"{plan.unrecorded} objects at the destination that the primary does not list were not deleted: "
+            "this backup's state never recorded copying them (another repo's or tool's, or from before a lost state)"
+        )
+    _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}", allow_mass_delete)
     if mirror and not apply:
         raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
     result.objects = len(plan.sources)
@@ -603,6 +790,12 @@ def _run_backup(
         _warn_unversioned(dst, ep.bucket, result.warnings)
 
     state = plan.state
+    ensure("nothing was copied; no backup row was written")
+    if plan.unclaimed and plan.to_copy:
+        # The prefix is claimed for this primary before anything lands in it:
+        # a first run killed before its first checkpoint leaves copies, and
+        # its rerun must find them bound to this source, not to no one.
+        _save_state(cfg, dst, ep.bucket, state, plan.gone)
     lock = threading.Lock()
     last_save = [time.monotonic()]
     dirty = [False]
@@ -633,7 +826,6 @@ def _run_backup(
     bulk_dst = bulk_for(dst, cfg.concurrency) if bulk_src is not None else None
     if bulk_dst is None:  # awscrt missing: everything takes the boto3 path
         small, large = [], small + large
-    ensure("nothing was copied; no backup row was written")
     progress.start(f"copying {len(plan.to_copy)} objects to s3://{ep.bucket}/{bp}", total=len(plan.to_copy))
     try:
         done: list[tuple[ObjectVersion, int]] = []
@@ -689,7 +881,7 @@ def _run_backup(
             result.deleted = len(plan.deletes) - len(failed_deletes)
             result.failed.extend(sorted(k for k in failed_deletes if k))
             result.errors.extend(e.message for e in errors[:SHOWN])
-    if dirty[0] or plan.state_pruned or plan.gone_changed:
+    if dirty[0] or plan.state_pruned or plan.gone_changed or plan.rebound:
         ensure(left + (f"; {result.deleted} mirrored deletes were done" if result.deleted else ""))
         try:
             _save_state(cfg, dst, ep.bucket, state, plan.gone)

@@ -2,9 +2,11 @@
 
 It reads only the local index (no request is sent) and flags:
 - no complete `cross-region-backup` row to the configured destination
-  (`backup.bucket`, `backup.prefix`, `backup.endpoint_url`, as far as the row
-  records them), or one older than `backup.max_age_days` (a `partial` row
-  never counts: that run left objects behind);
+  (`backup.bucket`, `backup.prefix`, `backup.endpoint_url`) read from the
+  configured primary (`bucket`, `prefix`, `endpoint_url`), as far as the row
+  records them, or one older than `backup.max_age_days` (a `partial` row
+  never counts: that run left objects behind; a row of another primary says
+  nothing about this one's backup);
 - a complete row dated more than FUTURE_TOLERANCE ahead of this machine's
   clock, until a correctly dated row follows it: a clock was skewed, and such
   a row would look fresh long after the backup stopped;
@@ -16,7 +18,7 @@ Each finding names what is missing and when the last one ran.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,17 +69,68 @@ def row_dest_prefix(row: dict[str, Any]) -> str | None:
 
 
 @dataclass(frozen=True)
+class BackupSource:
+    """What a backup is made from: the primary's server, bucket and prefix.
+
+    `prefix` is None where only the server and bucket were recorded (a backup
+    state written before the prefix was), and is then not compared.
+    """
+
+    endpoint_url: str | None
+    bucket: str
+    prefix: str | None
+
+    @classmethod
+    def of(cls, cfg: DrConfig) -> BackupSource:
+        return cls(cfg.endpoint.endpoint_url, cfg.bucket, cfg.prefix)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix or ''} at {self.endpoint_url or 'AWS'}"
+
+    def same(self, other: BackupSource, *, resolve: bool = True) -> bool:
+        """One bucket and prefix on one server (`same_endpoint`: spellings of one server are one server)."""
+        if self.bucket != other.bucket:
+            return False
+        if self.prefix is not None and other.prefix is not None and self.prefix != other.prefix:
+            return False
+        return same_endpoint(self.endpoint_url, other.endpoint_url, resolve=resolve)
+
+    def made(self, row: dict[str, Any]) -> bool:
+        """Whether a cross-region-backup row was read from this source, as far as the row records it.
+
+        The row's `source` is `s3://<bucket>/<prefix>`; its `source_endpoint`
+        is compared when recorded, by host and port with no DNS lookup.
+        """
+        recorded = row.get("source")
+        if not isinstance(recorded, str):
+            return True  # rows from before the source was recorded
+        head = f"s3://{self.bucket}/"
+        if recorded != head + (self.prefix or "") and not (self.prefix is None and recorded.startswith(head)):
+            return False
+        if "source_endpoint" in row:
+            ep = row.get("source_endpoint")
+            return (ep is None or isinstance(ep, str)) and same_endpoint(ep, self.endpoint_url, resolve=False)
+        return True
+
+
+@dataclass(frozen=True)
 class BackupDest:
-    """Where the configured backup goes: what a cross-region-backup row must name to count."""
+    """Where the configured backup goes: what a cross-region-backup row must name to count.
+
+    With `source`, a row must also have been read from it: rows of another
+    primary (a repo that shared this destination, a primary since replaced)
+    say nothing about this one's backup.
+    """
 
     bucket: str
     prefix: str
     endpoint_url: str | None
+    source: BackupSource | None = None
 
     @classmethod
     def of(cls, cfg: DrConfig) -> BackupDest | None:
         ep = cfg.backup.endpoint
-        return cls(ep.bucket, cfg.backup.prefix, ep.endpoint_url) if ep is not None else None
+        return cls(ep.bucket, cfg.backup.prefix, ep.endpoint_url, BackupSource.of(cfg)) if ep is not None else None
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
@@ -85,12 +138,15 @@ class BackupDest:
     def holds(self, row: dict[str, Any]) -> bool:
         """Whether `row` records a backup to this destination.
 
-        The bucket is always compared; the prefix and the endpoint only when
-        the row records them, so rows written before they were recorded still
-        count. Endpoint URLs compare by host and port with no DNS lookup:
-        freshness sends nothing over the network.
+        The bucket is always compared; the prefix, the endpoint and (with
+        `source`) where the row was read from only when the row records them,
+        so rows written before they were recorded still count. Endpoint URLs
+        compare by host and port with no DNS lookup: freshness sends nothing
+        over the network.
         """
         if row.get("dest_bucket") != self.bucket:
+            return False
+        if self.source is not None and not self.source.made(row):
             return False
         prefix = row_dest_prefix(row)
         if prefix is not None and prefix != self.prefix:
@@ -324,6 +380,15 @@ def _missing_detail(
         )
     if not dest:
         return detail + "; dr.backup.bucket is not set"
+    if dest.source is not None:
+        foreign = newest_backup_row(read.rows, replace(dest, source=None))
+        if foreign is not None:
+            at = f" at {foreign.get('source_endpoint') or 'AWS'}" if "source_endpoint" in foreign else ""
+            return detail + (
+                f" from this repo's primary {dest.source}; the newest complete one, {foreign.get('id')} at "
+                f"{foreign.get('ts')}, was read from {foreign.get('source')}{at}: dr.bucket, prefix or endpoint_url "
+                "changed since (or the rows are another repo's), and nothing has been backed up from this primary"
+            )
     other = newest_backup_row(read.rows)
     if other is not None:
         at = f" at {other['dest_endpoint'] or 'AWS'}" if "dest_endpoint" in other else ""

@@ -18,6 +18,14 @@ back as it was at the last backup, not as the union of every backup.
 Afterwards the index (itself a live key) and every snapshot are back, so
 restore and rollback work again.
 
+It recovers only this repo's backup (`backup.whose_backup`): one whose backup
+state names this repo's primary, or a source this repo's index records backing
+up from into that destination (so a new bucket, after the old one was lost, is
+recovered into without a flag). Another source's backup, or objects with no
+backup state this repo's index knows nothing of, are refused before anything
+is read from them unless `from_other_source` says the operator means it (the
+index was lost with the laptop, say).
+
 An applying run holds
 the primary's lease while it plans and copies, as every other writer does: a
 backup (which would mirror a half-recovered bucket), a snapshot or a rollback
@@ -35,12 +43,14 @@ from typing import Any
 from .. import proof
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
+from ..index import Index
 from ..lock import Lease, Notify
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites, save_rewrites
 from ..s3 import S3, ObjectVersion, S3Error, StreamedObject
-from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint, read_state
+from .backup import MAX_STREAMS, PART_SIZE, BackupState, backup_endpoint, read_state, whose_backup
+from .freshness import BackupSource
 from .leasing import operation_lease
 from .prune import PIN_PREFIX
 
@@ -180,6 +190,33 @@ def _record_rewrites(
         )
 
 
+class ForeignRecover(DrError):
+    """The backup at `backup.prefix` is not provably this repo's: recovering it would bring another's objects in."""
+
+    def __init__(self, cfg: DrConfig, where: str, found: str) -> None:
+        super().__init__(
+            f"the backup {where} holds {found}, not a backup of this repo's primary {BackupSource.of(cfg)}: "
+            "recovering it would bring another source's objects into s3://"
+            f"{cfg.bucket}/{cfg.prefix}; refusing, nothing was copied",
+            "check dr.backup.bucket / dr.backup.prefix / dr.backup.endpoint_url; if that backup is the one to "
+            "bring back (this repo's index was lost, or on purpose), run again with --from-other-source",
+        )
+
+
+def _check_owner(cfg: DrConfig, state: BackupState, held: int, from_other_source: bool, result: RecoverResult) -> None:
+    """`ForeignRecover` unless the backup is this repo's (`whose_backup`) or `from_other_source`; notes either way."""
+    assert cfg.backup.endpoint is not None
+    bucket = cfg.backup.endpoint.bucket
+    where = f"s3://{bucket}/{cfg.backup.prefix}"
+    owner = whose_backup(cfg, state, held, Index(cfg.index_path).read().rows, bucket)
+    if owner.foreign is not None:
+        if not from_other_source:
+            raise ForeignRecover(cfg, where, owner.foreign)
+        result.warnings.append(f"recovering {where}, which holds {owner.foreign} (--from-other-source)")
+    elif owner.moved_from is not None:
+        result.warnings.append(f"the backup {where} was made from {owner.moved_from}, which this repo's index records")
+
+
 def recover_from_backup(
     cfg: DrConfig,
     *,
@@ -187,6 +224,7 @@ def recover_from_backup(
     create_bucket: bool = False,
     overwrite: bool = False,
     include_deleted: bool = False,
+    from_other_source: bool = False,
     progress: Progress = NULL_PROGRESS,
     primary: S3 | None = None,
     backup: S3 | None = None,
@@ -215,10 +253,12 @@ def recover_from_backup(
     progress.start("listing the backup and the primary")
     try:
         sources = _backup_objects(cfg, backup, ep.bucket)
+        state = read_state(cfg, backup, ep.bucket, result.warnings)
+        # Whose backup it is, before the primary is touched (--create-bucket makes it).
+        _check_owner(cfg, state, len(sources), from_other_source, result)
         have = _primary_objects(cfg, primary, create_bucket, result)
     finally:
         progress.stop()
-    state = read_state(cfg, backup, ep.bucket, result.warnings)
     gone = state.gone
     rewrites = read_rewrites(cfg, primary) if have else {}
     if not include_deleted and gone:

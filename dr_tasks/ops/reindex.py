@@ -10,7 +10,6 @@ a row rebuilt here carries `"reindexed": true` so the audit trail shows it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..config import DrConfig
 from ..errors import DrError
 from ..index import BadLine, Index, iso
 from ..lock import Lease, Notify
+from ..manifest import Manifest, ManifestError, parse_manifest
 from ..s3 import S3
 from .leasing import operation_lease
 from .prune import index_pins, list_pin_markers, parse_snapshot_id
@@ -55,23 +55,12 @@ class ReindexResult:
         }
 
 
-def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Any) -> dict[str, Any]:
-    """The `snapshot` row a manifest stands for, as `dr.snapshot` writes it, or a DrError saying what is wrong."""
-    if not isinstance(manifest, dict):
-        raise DrError("the manifest is not a JSON object")
-    if manifest.get("id") != snap_id:
-        raise DrError(f"the manifest names id {str(manifest.get('id'))[:80]!r}, its key says {snap_id!r}")
-    objects = manifest.get("objects")
-    if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
-        raise DrError("the manifest has no list of objects")
-    sizes = [o.get("size") for o in objects]
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in sizes):
-        raise DrError("the manifest has an object without a valid size")
+def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Manifest) -> dict[str, Any]:
+    """The `snapshot` row a parsed manifest stands for, as `dr.snapshot` writes it, or a DrError naming the flaw."""
+    ts, label = manifest.ts, manifest.label
     parsed = parse_snapshot_id(snap_id)
-    ts, label = manifest.get("ts"), manifest.get("label")
     if parsed is None or ts != iso(parsed[0]) or label != parsed[1]:
         raise DrError("the manifest's ts and label do not match its id")
-    versioned = manifest.get("versioned")
     return {
         "v": 1,
         "kind": "snapshot",
@@ -79,12 +68,12 @@ def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Any) -> dict[str, A
         "ts": ts,
         "label": label,
         "bucket": cfg.bucket,
-        "source": manifest.get("source") if isinstance(manifest.get("source"), str) else f"s3://{cfg.bucket}/",
+        "source": manifest.source if manifest.source is not None else f"s3://{cfg.bucket}/",
         "dest": f"s3://{cfg.bucket}/{snapshot_dir(cfg, snap_id)}",
-        "objects": len(objects),
-        "bytes": sum(sizes),
+        "objects": len(manifest.objects),
+        "bytes": manifest.bytes,
         "manifest": manifest_key(cfg, snap_id),
-        "versioned": versioned if isinstance(versioned, bool) else None,
+        "versioned": manifest.versioned,
         "reindexed": True,
     }
 
@@ -131,12 +120,10 @@ def _reindex(cfg: DrConfig, s3: S3, *, apply: bool, lease: Lease | None = None) 
             result.problems.append(f"{where}: {snap_id[:80]!r} is not a snapshot id")
             continue
         try:
-            manifest = json.loads(s3.get_bytes(cfg.bucket, o.key))
-        except ValueError:
-            result.problems.append(f"{where}: not valid JSON")
-            continue
-        try:
+            manifest = parse_manifest(s3.get_bytes(cfg.bucket, o.key), snap_id)
             snapshots.append(row_from_manifest(cfg, snap_id, manifest))
+        except ManifestError as err:
+            result.problems.append(f"{where}: {err.problem}")
         except DrError as err:
             result.problems.append(f"{where}: {err.message}")
     snapshots.sort(key=lambda r: (r["ts"], r["id"]))

@@ -160,6 +160,8 @@ class RestoreResult:
     replaced_existing: bool = False
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Keys whose version at TS the server's order decided against their timestamps (see `versions_at`).
+    ambiguous: list[OrderAmbiguity] = field(default_factory=list)
     # [first key, later key] pairs whose names are one file where case or
     # Unicode normalization is ignored (macOS, Windows): reported wherever
     # they are restored; on such a file system the later key is refused.
@@ -207,11 +209,42 @@ class RestoreResult:
             "deleted_at_ts": self.deleted_at_ts,
             "born_after_ts": self.born_after_ts,
             "refused": [asdict(r) for r in self.refused],
+            "ambiguous": [asdict(a) for a in self.ambiguous],
             "name_collisions": self.name_collisions,
         }
 
 
 # ---------------------------------------------------------------------- version selection
+@dataclass(frozen=True)
+class OrderAmbiguity:
+    """A key whose version at TS the server's order decided where its timestamps say otherwise, or tie.
+
+    `chosen` is what was restored (the first entry in server order with
+    LastModified <= TS); `others` are the entries listed after it (so older,
+    by the server's order) whose LastModified is later than the chosen one's,
+    or equal to it with the other kind (a write and a delete at one instant).
+    Each is "<version id> <LastModified>" with " (delete marker)" for a marker.
+    """
+
+    key: str
+    reason: str
+    chosen: str
+    others: list[str]
+
+    def describe(self) -> str:
+        shown = ", ".join(self.others[:AMBIGUOUS_SHOWN]) + (" ..." if len(self.others) > AMBIGUOUS_SHOWN else "")
+        return f"{self.key}: {self.reason}; chose {self.chosen} (the server's order) over {shown}"
+
+
+# Entries of one key an ambiguity names, at most; keys named as warnings (all are in the receipt).
+AMBIGUOUS_SHOWN = 3
+AMBIGUOUS_WARNED = 10
+
+
+def _entry_name(e: ObjectVersion) -> str:
+    return f"{e.version_id or 'null'} {iso_utc(e.last_modified)}" + (" (delete marker)" if e.is_delete_marker else "")
+
+
 @dataclass(frozen=True)
 class KeyAtTs:
     """One key's state at TS: `entry` is the version then current, None when absent."""
@@ -220,6 +253,7 @@ class KeyAtTs:
     entry: ObjectVersion | None
     state: str  # "present", "deleted" (a delete marker was current) or "not-yet" (born after TS)
     oldest: datetime  # the key's oldest LastModified seen (for "pick a later time" hints)
+    ambiguity: OrderAmbiguity | None = None
 
 
 def versions_at(entries: Iterable[ObjectVersion], ts: datetime) -> Iterator[KeyAtTs]:
@@ -227,24 +261,41 @@ def versions_at(entries: Iterable[ObjectVersion], ts: datetime) -> Iterator[KeyA
 
     The contract: the first entry in the server's newest-first order with
     LastModified <= TS (exactly at TS counts); a delete marker there means
-    absent; no such entry means the key was born after TS. Implemented as
-    "the newest entry with LastModified <= TS, the first such in server order
-    among equal timestamps (the latest one first)", which is the same thing
-    when the server lists newest first (AWS, RGW) and still right when a
-    server lists a page's delete markers after its versions (moto). Memory is
-    one key's state, whatever the number of versions or pages.
+    absent; no such entry means the key was born after TS. The order is the
+    listing's (`S3.iter_versions` keeps the server's, see `s3._merge_page`),
+    never re-sorted by timestamp. Where the timestamps disagree with that
+    order after the chosen entry (a later LastModified listed as older), or
+    a write and a delete share the chosen entry's LastModified, the choice is
+    the order's and `ambiguity` says so. Memory is one key's state (and at
+    most AMBIGUOUS_SHOWN of its entries), whatever the number of versions.
     """
     key: str | None = None
     best: ObjectVersion | None = None
     oldest: datetime | None = None
+    later: list[ObjectVersion] = []  # listed after `best` with a later LastModified
+    later_count = 0
+    tied: list[ObjectVersion] = []  # listed after `best`, same LastModified, the other kind
+    tied_count = 0
 
     def decide() -> KeyAtTs:
         assert key is not None and oldest is not None
         if best is None:
             return KeyAtTs(key, None, "not-yet", oldest)
+        ambiguity = None
+        if later_count or tied_count:
+            reason = (
+                f"{later_count} {'entry' if later_count == 1 else 'entries'} listed as older "
+                f"{'has' if later_count == 1 else 'have'} a later LastModified"
+                if later_count
+                else "a write and a delete share its LastModified"
+            )
+            others = [_entry_name(e) for e in (later or tied)]
+            if len(others) < later_count + tied_count:
+                others.append(f"and {later_count + tied_count - len(others)} more")
+            ambiguity = OrderAmbiguity(key, reason, _entry_name(best), others)
         if best.is_delete_marker:
-            return KeyAtTs(key, None, "deleted", oldest)
-        return KeyAtTs(key, best, "present", oldest)
+            return KeyAtTs(key, None, "deleted", oldest, ambiguity)
+        return KeyAtTs(key, best, "present", oldest, ambiguity)
 
     for e in entries:
         if e.key != key:
@@ -258,13 +309,19 @@ def versions_at(entries: Iterable[ObjectVersion], ts: datetime) -> Iterator[KeyA
                     )
                 yield decide()
             key, best, oldest = e.key, None, e.last_modified
+            later, tied, later_count, tied_count = [], [], 0, 0
         oldest = min(oldest, e.last_modified) if oldest else e.last_modified
-        if e.last_modified <= ts and (
-            best is None
-            or e.last_modified > best.last_modified
-            or (e.last_modified == best.last_modified and e.is_latest and not best.is_latest)
-        ):
-            best = e
+        if best is None:
+            if e.last_modified <= ts:
+                best = e
+        elif e.last_modified > best.last_modified:
+            later_count += 1
+            if len(later) < AMBIGUOUS_SHOWN:
+                later.append(e)
+        elif e.last_modified == best.last_modified and e.is_delete_marker != best.is_delete_marker:
+            tied_count += 1
+            if len(tied) < AMBIGUOUS_SHOWN:
+                tied.append(e)
     if key is not None:
         yield decide()
 
@@ -930,6 +987,10 @@ def restore_at(
             shutil.rmtree(staging, ignore_errors=True)
 
     names, decided = decisions.names, decisions.decided
+    ambiguous = [d.ambiguity for d in decided if d.ambiguity is not None]
+    warnings.extend(f"version order: {a.describe()}" for a in ambiguous[:AMBIGUOUS_WARNED])
+    if len(ambiguous) > AMBIGUOUS_WARNED:
+        warnings.append(f"version order: {len(ambiguous) - AMBIGUOUS_WARNED} more keys like these (see the receipt)")
     result = RestoreResult(
         scope=scope.kind,
         unit=scope.unit,
@@ -951,6 +1012,7 @@ def restore_at(
         diff=diff,
         replaced_existing=replaced,
         warnings=warnings,
+        ambiguous=ambiguous,
         name_collisions=decisions.collisions,
     )
     result.seconds = round(time.monotonic() - started, 3)

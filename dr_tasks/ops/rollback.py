@@ -36,6 +36,7 @@ from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, iso, utc_now
 from ..lock import Lease, Notify
+from ..manifest import Manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
@@ -217,45 +218,22 @@ def preserve_matcher(cfg: DrConfig) -> Callable[[str], bool]:
     return lambda rel: rel == cfg.index or bool(spec.match_file(rel))
 
 
-def _manifest_objects(cfg: DrConfig, snap_id: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """The manifest's objects, checked for shape and for keys a rollback may write."""
-    if not isinstance(manifest, dict) or manifest.get("id") != snap_id:
+def _manifest_objects(cfg: DrConfig, snap_id: str, manifest: Manifest) -> list[dict[str, Any]]:
+    """The manifest's objects (their shape checked by `parse_manifest`), checked for keys a rollback may write."""
+    if manifest.prefix is not None and manifest.prefix != cfg.prefix:
         raise DrError(
-            f"the manifest of snapshot {snap_id} names another id ({manifest.get('id')!r})"
-            if isinstance(manifest, dict)
-            else f"the manifest of snapshot {snap_id} is not a JSON object",
-            "the snapshot is damaged; pick another with `inv dr.list`",
-        )
-    if manifest.get("prefix", cfg.prefix) != cfg.prefix:
-        raise DrError(
-            f"snapshot {snap_id} was taken of prefix {manifest.get('prefix')!r}, but dr.prefix is now {cfg.prefix!r}",
+            f"snapshot {snap_id} was taken of prefix {manifest.prefix!r}, but dr.prefix is now {cfg.prefix!r}",
             "roll back with the config the snapshot was taken under",
         )
-    objects = manifest.get("objects")
-    if not isinstance(objects, list):
-        raise DrError(f"the manifest of snapshot {snap_id} has no object list", "pick another snapshot")
-    seen: set[str] = set()
-    for o in objects:
-        ok = (
-            isinstance(o, dict)
-            and isinstance(o.get("key"), str)
-            and o["key"]
-            and isinstance(o.get("size"), int)
-            and isinstance(o.get("etag"), str)
-        )
-        if not ok:
-            raise DrError(f"the manifest of snapshot {snap_id} has a malformed entry: {o!r:.120}", "pick another")
+    for e in manifest.objects:
         # A key that would land in the snapshot prefix or our bookkeeping is
         # not live: a rollback must never write there.
-        if not cfg.is_live_key(cfg.key_for(o["key"])):
+        if not cfg.is_live_key(cfg.key_for(e.key)):
             raise DrError(
-                f"the manifest of snapshot {snap_id} names {o['key']!r}, which is not a live key",
+                f"the manifest of snapshot {snap_id} names {e.key!r}, which is not a live key",
                 "the manifest is damaged; pick another snapshot",
             )
-        if o["key"] in seen:
-            raise DrError(f"the manifest of snapshot {snap_id} names {o['key']!r} twice", "pick another snapshot")
-        seen.add(o["key"])
-    return objects
+    return [e.to_dict() for e in manifest.objects]
 
 
 def recorded_etags(m: dict[str, Any], rewrites: dict[str, Any] | None = None, key: str = "") -> list[str]:

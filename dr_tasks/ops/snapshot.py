@@ -9,9 +9,9 @@ Order of work, which is what makes it safe to interrupt:
 
 from __future__ import annotations
 
-import json
 import re
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexRead, iso, utc_now
 from ..lock import Lease, Notify
+from ..manifest import Manifest, ManifestEntry, format_manifest, parse_manifest
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
 from .leasing import operation_lease
@@ -111,7 +112,7 @@ def build_manifest(
     versioned: bool,
     objects: list[ObjectVersion],
     copy_etags: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> Manifest:
     """The manifest; `copy_etags` (live key -> ETag the server gave the snapshot's copy) become `copy_etag`.
 
     A server-side copy of a multipart object gets another ETag than its
@@ -119,30 +120,28 @@ def build_manifest(
     recorded here, is what later checks accept by exact equality.
     """
     copy_etags = copy_etags or {}
-    return {
-        "v": 1,
-        "id": snap_id,
-        "label": label,
-        "ts": ts,
-        "bucket": cfg.bucket,
-        "prefix": cfg.prefix,
-        "source": f"s3://{cfg.bucket}/{cfg.prefix}",
-        "dest": f"s3://{cfg.bucket}/{snapshot_dir(cfg, snap_id)}",
-        "versioned": versioned,
-        "objects": [
-            {
-                "key": cfg.rel_for(o.key),
-                "size": o.size,
-                "etag": o.etag_plain,
-                "copy_etag": copy_etags.get(o.key),
-                "version_id": o.version_id,
-                "last_modified": iso(o.last_modified),
-                # No store returns a sha256 in a listing; `dr.verify --deep` fills it in.
-                "sha256": None,
-            }
+    return Manifest(
+        id=snap_id,
+        label=label,
+        ts=ts,
+        bucket=cfg.bucket,
+        prefix=cfg.prefix,
+        source=f"s3://{cfg.bucket}/{cfg.prefix}",
+        dest=f"s3://{cfg.bucket}/{snapshot_dir(cfg, snap_id)}",
+        versioned=versioned,
+        objects=[
+            # No store returns a sha256 in a listing; `dr.verify --deep` fills it in.
+            ManifestEntry(
+                cfg.rel_for(o.key),
+                o.size,
+                o.etag_plain,
+                o.version_id,
+                iso(o.last_modified),
+                copy_etag=copy_etags.get(o.key),
+            )
             for o in objects
         ],
-    }
+    )
 
 
 @dataclass
@@ -195,7 +194,20 @@ def plan_snapshot(
     finally:
         progress.stop()
     _check_key_lengths(cfg, snap_id, objects)
+    _check_unique(cfg, snap_id, objects)
     return SnapshotPlan(snap_id, label, iso(ts_dt), versioned, objects, existing, started)
+
+
+def _check_unique(cfg: DrConfig, snap_id: str, objects: list[ObjectVersion]) -> None:
+    """Refuse, before any copy, a listing that named a key twice: its manifest could not say which copy is right."""
+    twice = sorted(k for k, n in Counter(o.key for o in objects).items() if n > 1)
+    if twice:
+        raise DrError(
+            f"snapshot {snap_id} cannot be taken: the listing of s3://{cfg.bucket}/{cfg.prefix} named "
+            f"{len(twice)} keys more than once ({', '.join(repr(k) for k in twice[:3])}"
+            f"{' ...' if len(twice) > 3 else ''}); nothing was copied",
+            "this S3 server's version listing is inconsistent; report it (with the keys) to its operator",
+        )
 
 
 def _check_key_lengths(cfg: DrConfig, snap_id: str, objects: list[ObjectVersion]) -> None:
@@ -286,7 +298,11 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
     lease.ensure(left)
     copy_etags = {o.key: etag for o, _, etag in done}
     manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects, copy_etags)
-    s3.put_bytes(cfg.bucket, mkey, json.dumps(manifest, separators=(",", ":")).encode(), "application/json")
+    # One entry per listed object (so as many as the listing, none twice:
+    # `_check_unique`), checked by the parser every reader uses before it is
+    # stored: what is committed is what verify, rollback and reindex accept.
+    data = format_manifest(manifest)
+    s3.put_bytes(cfg.bucket, mkey, data, "application/json")
     result = SnapshotResult(
         id=snap_id,
         label=plan.label,
@@ -317,14 +333,13 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
     return result
 
 
-def load_manifest(cfg: DrConfig, s3: S3, snap_id: str) -> dict[str, Any]:
-    raw = s3.get_bytes_or_none(cfg.bucket, manifest_key(cfg, snap_id))
+def load_manifest(cfg: DrConfig, s3: S3, snap_id: str) -> Manifest:
+    """The snapshot's manifest, typed (see `dr_tasks.manifest`), or a one-line DrError."""
+    key = manifest_key(cfg, snap_id)
+    raw = s3.get_bytes_or_none(cfg.bucket, key)
     if raw is None:
         raise DrError(
-            f"snapshot {snap_id} has no manifest at s3://{cfg.bucket}/{manifest_key(cfg, snap_id)}",
+            f"snapshot {snap_id} has no manifest at s3://{cfg.bucket}/{key}",
             "the snapshot is incomplete or was pruned; pick another with `inv dr.list`",
         )
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise DrError(f"the manifest of snapshot {snap_id} is not valid JSON", "pick another snapshot") from None
+    return parse_manifest(raw, snap_id, f"s3://{cfg.bucket}/{key}")

@@ -30,9 +30,8 @@ the reference.
 
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from ..errors import DrError
 from ..guard import Guard
 from ..index import Index, IndexRead, iso, utc_now
 from ..lock import Lease, LockHeld, Notify
+from ..manifest import Manifest, ManifestError, format_manifest, parse_manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
@@ -108,7 +108,7 @@ def check_snapshot(cfg: DrConfig, s3: S3, snap_id: str | None) -> Check:
     if snap_id is None:
         return Check("snapshot", False, "no snapshot row in the index", "take one: `inv dr.snapshot --label=...`")
     manifest = load_manifest(cfg, s3, snap_id)
-    entries = {o["key"]: o for o in manifest.get("objects", []) if isinstance(o, dict) and "key" in o}
+    entries = {e.key: e.to_dict() for e in manifest.objects}
     sdir = snapshot_dir(cfg, snap_id)
     listed = {o.key[len(sdir) :]: o for o in s3.iter_objects(cfg.bucket, sdir)}
     missing = sorted(k for k in entries if k not in listed)
@@ -246,13 +246,13 @@ def deep_verify(
     """
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     manifest = load_manifest(cfg, s3, snap_id)
-    entries = [o for o in manifest.get("objects", []) if isinstance(o, dict) and isinstance(o.get("key"), str)]
+    entries = [e.to_dict() for e in manifest.objects]
     sdir = snapshot_dir(cfg, snap_id)
     result = DeepResult(snap_id, objects=len(entries))
     lock = threading.Lock()
     new_sha: dict[str, str] = {}
 
-    source_prefix = manifest.get("prefix") if isinstance(manifest.get("prefix"), str) else cfg.prefix
+    source_prefix = manifest.prefix if manifest.prefix is not None else cfg.prefix
 
     rewrites = read_rewrites(cfg, s3)
 
@@ -320,7 +320,7 @@ def _record_sha256(
     cfg: DrConfig,
     s3: S3,
     snap_id: str,
-    read: dict[str, Any],
+    read: Manifest,
     new_sha: dict[str, str],
     result: DeepResult,
     lease: Lease,
@@ -331,30 +331,31 @@ def _record_sha256(
         result.not_recorded = f"{len(new_sha)} new sha256 not recorded: the manifest was deleted meanwhile (pruned)"
         return
     try:
-        manifest = json.loads(raw)
-    except ValueError:
-        result.not_recorded = f"{len(new_sha)} new sha256 not recorded: the manifest changed into invalid JSON"
+        manifest = parse_manifest(raw, snap_id, f"s3://{cfg.bucket}/{manifest_key(cfg, snap_id)}")
+    except ManifestError as err:
+        result.not_recorded = f"{len(new_sha)} new sha256 not recorded: the manifest changed: {err.message}"
         return
-    was = {e["key"]: e for e in read.get("objects", []) if isinstance(e, dict) and isinstance(e.get("key"), str)}
+    was = {e.key: e for e in read.objects}
     recorded = 0
-    for e in manifest.get("objects", []) if isinstance(manifest, dict) else []:
-        if not isinstance(e, dict) or not isinstance(e.get("key"), str) or e.get("sha256") or e["key"] not in new_sha:
-            continue
-        before = was[e["key"]]
+    objects = []
+    for e in manifest.objects:
+        before = was.get(e.key)
         # Only for the object that was read: same version, size and ETag as in the manifest we read.
-        if all(e.get(k) == before.get(k) for k in ("version_id", "size", "etag")):
-            e["sha256"] = new_sha[e["key"]]
+        if (
+            e.key in new_sha
+            and not e.sha256
+            and before is not None
+            and (e.version_id, e.size, e.etag) == (before.version_id, before.size, before.etag)
+        ):
+            e = replace(e, sha256=new_sha[e.key])
             recorded += 1
+        objects.append(e)
     if not recorded:
         return
-    manifest["sha256_recorded_at"] = iso(utc_now())
+    manifest.objects = objects
+    manifest.extra["sha256_recorded_at"] = iso(utc_now())
     lease.ensure("the manifest was not rewritten")
-    s3.put_bytes(
-        cfg.bucket,
-        manifest_key(cfg, snap_id),
-        json.dumps(manifest, separators=(",", ":")).encode(),
-        "application/json",
-    )
+    s3.put_bytes(cfg.bucket, manifest_key(cfg, snap_id), format_manifest(manifest), "application/json")
     result.recorded = recorded
     result.manifest_rewritten = True
 

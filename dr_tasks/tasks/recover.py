@@ -15,6 +15,7 @@ from .base import dr_task, hooks, load_config
         "create_bucket": "create the primary bucket (versioned) when it does not exist",
         "overwrite": "also replace keys the primary still holds with other content (kept by default)",
         "include_deleted": "also bring back keys the primary had deleted before the last backup (left out by default)",
+        "from_other_source": "recover a backup made from another primary than this repo's (refused without it)",
         "json": "print the result as JSON",
         "break-lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
     }
@@ -25,6 +26,7 @@ def recover(
     create_bucket: bool = False,
     overwrite: bool = False,
     include_deleted: bool = False,
+    from_other_source: bool = False,
     json_: bool = False,
     break_lock: bool = False,
 ) -> None:
@@ -41,6 +43,7 @@ def recover(
         create_bucket=create_bucket,
         overwrite=overwrite,
         include_deleted=include_deleted,
+        from_other_source=from_other_source,
         progress=render.progress_for_terminal(),
         break_lock=break_lock,
         notify=lease_notify,

@@ -303,6 +303,10 @@ def test_a_backup_that_lost_its_lease_writes_no_state_and_no_row(server, bucket,
     repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
     repo.seed()
     dest = configure_backup(repo, moto2)
+    assert repo.run("dr.backup").returncode == 0  # the first run: the backup prefix is this primary's now
+    rows = repo.index_rows()
+    state_before = [e for e in bucket_state(moto2, dest) if e[0].endswith("backup-state.json")]
+    server.client().put_object(Bucket=bucket, Key="state/notes/readme.txt", Body=b"changed")
     # slow reads of one primary object: the backup is mid-copy, under its lease, when it is put to sleep
     rule = fault_proxy.add(Rule(op="GetObject", key="state/notes/readme.txt", fault=None, delay=8, times=-1))
     p = repo.spawn("dr.backup", env={TTL_ENV: "2"})
@@ -322,9 +326,9 @@ def test_a_backup_that_lost_its_lease_writes_no_state_and_no_row(server, bucket,
             p.kill()
     assert code == 1 and "Traceback" not in err, err
     assert "lease lost; nothing more written" in err and "no backup row was written" in err, err
-    assert repo.index_rows() == []
-    backed = {e[0] for e in bucket_state(moto2, dest)}
-    assert not any(k.endswith("backup-state.json") for k in backed), backed  # no backup state written
+    assert repo.index_rows() == rows  # no new backup row
+    # no backup state written: it still records the first run
+    assert [e for e in bucket_state(moto2, dest) if e[0].endswith("backup-state.json")] == state_before
     assert lock_entries(server, bucket) == []
 
 

@@ -82,7 +82,7 @@ def test_reindex_appends_only_what_is_missing_and_names_bad_manifests(moto_serve
     r = repo.run("dr.reindex", "--apply")
     assert_clean_refusal(r, "3 manifests could not be turned into rows")
     assert "2026-01-04T00:00:00Z-junk.manifest.json: not valid JSON" in r.stderr
-    assert "2026-01-05T00:00:00Z-liar.manifest.json: the manifest names id 'other'" in r.stderr
+    assert "2026-01-05T00:00:00Z-liar.manifest.json: names id 'other'" in r.stderr
     assert "'README' is not a snapshot id" in r.stderr
     assert "line 2" in r.stderr  # the torn line is reported, kept, and not glued to
     data = repo.index_bytes()

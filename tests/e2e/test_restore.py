@@ -10,6 +10,7 @@ timestamp resolution (moto: 1 s, RGW: 1 ms), so the tests stay fast.
 from __future__ import annotations
 
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -665,6 +666,76 @@ def test_a_snapshot_copies_the_listed_pre_versioning_version_not_a_later_write(s
     snap = take_snapshot(repo.cfg(), "nullv", plan=plan)
     copied = server.client().get_object(Bucket=bucket, Key=f"snapshots/{snap.id}/{key}")["Body"].read()
     assert copied == b"listed\n"
+
+
+def _stamp(
+    xml: bytes, kind: str, name: str, value: str | None = None, latest: bool = False
+) -> tuple[bytes, str | None]:
+    """The LastModified of the `kind` entry whose key ends in `name` (only a latest one if `latest`), set to `value`."""
+    block = re.compile(rb"<" + kind.encode() + rb">.*?</" + kind.encode() + rb">", re.S)
+    found: list[str] = []
+
+    def edit(m: re.Match[bytes]) -> bytes:
+        b = m.group(0)
+        if not re.search(rb"<Key>[^<]*" + re.escape(name.encode()) + rb"</Key>", b):
+            return b
+        if latest and b"<IsLatest>true</IsLatest>" not in b:
+            return b
+        found.append(re.search(rb"<LastModified>([^<]*)</LastModified>", b).group(1).decode())
+        if value is None:
+            return b
+        return re.sub(rb"<LastModified>[^<]*</LastModified>", f"<LastModified>{value}</LastModified>".encode(), b)
+
+    return block.sub(edit, xml), (found[0] if found else None)
+
+
+def test_the_servers_version_order_wins_over_skewed_timestamps_and_the_report_says_so(
+    server, bucket, make_repo, fault_proxy
+):
+    """Restore must take the first entry in the server's order, not the newest LastModified.
+
+    A proxy gives the current version of cur.txt a LastModified earlier than
+    the version it replaced (as S3 does for a multipart upload: its start
+    time), and gives gone.txt's delete marker its version's exact instant.
+    Re-sorting by time restored the overwritten bytes, silently.
+    """
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    put(server, bucket, f"{U}cur.txt", b"overwritten\n")
+    put(server, bucket, f"{U}cur.txt", b"current\n")
+    put(server, bucket, f"{U}gone.txt", b"deleted\n")
+    server.client().delete_object(Bucket=bucket, Key=f"{U}gone.txt")
+    put(server, bucket, f"{U}plain.txt", b"plain\n")
+
+    def rewrite(op: str, body: bytes) -> bytes:
+        if op != "ListObjectVersions":
+            return body
+        body, _ = _stamp(body, "Version", "cur.txt", "2001-01-01T00:00:00.000Z", latest=True)
+        _, written = _stamp(body, "Version", "gone.txt")
+        if written is not None:
+            body, _ = _stamp(body, "DeleteMarker", "gone.txt", written)
+        return body
+
+    fault_proxy.rewrite = rewrite
+    ts = iso_utc(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1))
+    r = repo.run("dr.restore", UNIT, ts, "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    holding = repo.path / result["holding_dir"]
+    assert (holding / "cur.txt").read_bytes() == b"current\n"
+    assert (holding / "plain.txt").read_bytes() == b"plain\n"
+    assert not (holding / "gone.txt").exists() and result["deleted_at_ts"] == ["gone.txt"]
+    ambiguous = {a["key"]: a for a in result["ambiguous"]}
+    assert set(ambiguous) == {f"{U}cur.txt", f"{U}gone.txt"}, result["ambiguous"]
+    cur = ambiguous[f"{U}cur.txt"]
+    assert "1 entry listed as older has a later LastModified" in cur["reason"]
+    assert cur["chosen"].endswith(" 2001-01-01T00:00:00Z") and len(cur["others"]) == 1
+    gone = ambiguous[f"{U}gone.txt"]
+    assert "a write and a delete share its LastModified" in gone["reason"] and "(delete marker)" in gone["chosen"]
+    # said on the terminal too, one line per key, and kept in the receipt
+    said = [line for line in r.stderr.splitlines() if "version order:" in line]
+    assert len(said) == 2 and any("cur.txt" in line and "chose" in line for line in said), r.stderr
+    receipt = json.loads((repo.path / result["receipt"]).read_text())
+    assert {a["key"] for a in receipt["ambiguous"]} == set(ambiguous)
 
 
 SECRET = b"aws_secret_access_key = NEVER-IN-A-DIFF\n"

@@ -384,3 +384,54 @@ def test_request_count_is_one_listing_page_per_thousand_keys_and_one_copy_per_ob
 
 
 assert SAMPLE_FILES  # the fixture data the tests above compare against
+
+
+def test_a_delete_marker_under_the_snapshot_prefix_does_not_repeat_live_keys(server, make_repo):
+    """moto sends a page's delete markers after its versions: the page's last entry is not its highest key.
+
+    Resuming from that entry listed ~1,000 live keys twice, and the snapshot
+    exited 0 with a manifest naming them twice (which verify passed and
+    rollback then refused).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    bucket = new_bucket(server)
+    repo = make_repo(server, bucket)
+    c = server.client(max_pool_connections=32)
+    c.put_object(Bucket=bucket, Key="snapshots/old/x", Body=b"x")
+    c.delete_object(Bucket=bucket, Key="snapshots/old/x")  # a delete marker, as a prune leaves
+    keys = [f"state/skills/u{i % 5}/k{i:05d}.txt" for i in range(1200)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: c.put_object(Bucket=bucket, Key=k, Body=k.encode()), keys))
+    r = repo.run("dr.snapshot", "--label=t", "--json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["objects"] == len(keys)
+    manifest = json.loads(c.get_object(Bucket=bucket, Key=row["manifest"])["Body"].read())
+    listed = [o["key"] for o in manifest["objects"]]
+    assert sorted(listed) == sorted(keys)
+    v = repo.run("dr.verify", "--json")
+    assert '"name": "snapshot"' in v.stdout and "Traceback" not in v.stderr
+    snap = next(ch for ch in json.loads(v.stdout)["checks"] if ch["name"] == "snapshot")
+    assert snap["ok"], snap
+
+
+def test_a_listing_that_names_a_key_twice_is_refused_before_any_copy(server, bucket, make_repo, fault_proxy):
+    """Whatever the cause (a store's paging, a proxy), a manifest naming a key twice is never committed."""
+    import re
+
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    repo.seed()
+
+    def doubled(op: str, body: bytes) -> bytes:
+        if op != "ListObjectVersions":
+            return body
+        m = re.search(rb"<Version>(?:(?!</Version>).)*?blob\.bin</Key>.*?</Version>", body, re.S)
+        return body if m is None else body[: m.end()] + m.group(0) + body[m.end() :]
+
+    fault_proxy.rewrite = doubled
+    before = bucket_state(server, bucket)
+    r = repo.run("dr.snapshot", "--label=t")
+    assert_clean_refusal(r, "named 1 keys more than once", "state/skills/beta/blob.bin", "nothing was copied")
+    assert bucket_state(server, bucket) == before
+    assert repo.index_rows() == []

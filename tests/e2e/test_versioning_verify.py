@@ -335,3 +335,55 @@ def test_deep_reports_a_multipart_object_whose_source_version_is_gone_as_uncheck
     assert {o["key"]: o["sha256"] for o in manifest(repo, snap["id"])["objects"]}[key] is None
     text = repo.run("dr.verify", "--deep")
     assert "1 multipart objects could not be checked" in text.stdout
+
+
+# ---------------------------------------------------------------------- a damaged manifest
+def _manifest_key(snap_id: str) -> str:
+    return f"snapshots/{snap_id}.manifest.json"
+
+
+DAMAGED_MANIFESTS = {
+    "a list": lambda good: [],
+    "null": lambda good: None,
+    "objects not a list": lambda good: {"objects": 5},
+    "objects not a list, right id": lambda good: {**good, "objects": 5},
+    "a key that is a list": lambda good: {**good, "objects": [{**good["objects"][0], "key": ["state", "a"]}]},
+    "a size that is text": lambda good: {**good, "objects": [{**good["objects"][0], "size": "12"}]},
+    "an entry that is a number": lambda good: {**good, "objects": [7]},
+    # what the listing bug wrote: the same key and version twice (issue 15, item 1)
+    "a key named twice": lambda good: {**good, "objects": good["objects"] + good["objects"][:1]},
+}
+
+
+def test_a_damaged_manifest_fails_its_check_in_one_line_and_the_others_still_run(server, make_repo):
+    """`[]`, `null`, `{"objects": 5}`, a list as a key: verify (plain, --json, --deep) tracebacked, none printed."""
+    bucket = new_bucket(server)
+    repo = make_repo(server, bucket)
+    repo.seed()
+    assert repo.run("dr.versioning", "--enable").returncode == 0
+    snap = take_snapshot(repo.cfg(), "verified")
+    c = server.client()
+    good = json.loads(c.get_object(Bucket=bucket, Key=_manifest_key(snap.id))["Body"].read())
+    for name, damage in DAMAGED_MANIFESTS.items():
+        c.put_object(Bucket=bucket, Key=_manifest_key(snap.id), Body=json.dumps(damage(good)).encode())
+        for args in ((), ("--deep",)):
+            r, marks = verify(repo, *args)
+            assert r.returncode == 1, (name, r.stdout, r.stderr)
+            assert marks["snapshot"] == "FAIL" and marks["versioning"] == "PASS", (name, marks, r.stdout, r.stderr)
+            assert marks["index"] == "PASS" and marks["restore-dir"] == "PASS", (name, marks)
+            assert "backup" in marks and (not args or marks["deep"] == "FAIL"), (name, marks)
+            line = next(x for x in r.stdout.splitlines() if x.split()[:2] == ["FAIL", "snapshot"])
+            assert f"the manifest of snapshot {snap.id}" in line and "damaged" in line, (name, line)
+            j = repo.run("dr.verify", "--json", *args)
+            assert j.returncode == 1 and "Traceback" not in j.stderr + j.stdout, (name, j.stderr)
+            checks = {ch["name"]: ch for ch in json.loads(j.stdout)["checks"]}
+            assert not checks["snapshot"]["ok"] and "damaged" in checks["snapshot"]["detail"], (name, checks)
+            assert checks["versioning"]["ok"] and checks["index"]["ok"], (name, checks)
+        before = bucket_state(server, bucket)
+        live_before = (repo.path / "state/skills/alpha/a.txt").read_bytes()
+        r = repo.run("dr.rollback", snap.id, "--apply", "--confirm-label=verified")
+        assert_clean_refusal(r, f"the manifest of snapshot {snap.id}", "damaged")
+        said = [x for x in r.stderr.splitlines() if "the manifest of snapshot" in x]
+        assert len(said) == 1 and "damaged" in said[0], (name, r.stderr)
+        assert bucket_state(server, bucket) == before, name
+        assert (repo.path / "state/skills/alpha/a.txt").read_bytes() == live_before

@@ -17,6 +17,9 @@ Faults that need the real response or time (see `Rule.fault`):
   a known point;
 - "hold-after": forward (the request takes effect on the server), then park
   the response the same way: the client dies, or times out, after the fact.
+
+`rewrite`, when set, edits every 200 body on its way back (a store that
+stamps versions differently, without a store that does).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -128,6 +132,8 @@ class FaultProxy:
         self.faults: Counter[str] = Counter()
         # (operation, key, listing prefix) of every request, in the order they arrived.
         self.log: list[tuple[str, str, str]] = []
+        # Called with (operation, body) on every 200 answer forwarded; returns the body to send instead.
+        self.rewrite: Callable[[str, bytes], bytes] | None = None
         self._lock = threading.Lock()
         # Parked requests ("stall", "hold", "hold-after") wait on this; `release()` swaps in a fresh one.
         self._release = threading.Event()
@@ -270,6 +276,8 @@ class FaultProxy:
             )
             resp = conn.getresponse()
             data = resp.read()
+            if self.rewrite is not None and resp.status == 200 and h.command != "HEAD":
+                data = self.rewrite(op, data)
             if fault == "hold-after":
                 # The server has done it; the client never hears back.
                 self._park(hold)

@@ -25,7 +25,7 @@ from dr_tasks.ops.restore import (
     structural_changes,
     versions_at,
 )
-from dr_tasks.s3 import ObjectVersion, S3Error
+from dr_tasks.s3 import ObjectVersion, S3Error, _merge_page
 
 UTC = timezone.utc
 T = datetime(2026, 4, 15, 18, 0, tzinfo=UTC)
@@ -60,23 +60,56 @@ def test_delete_marker_at_ts_means_absent_and_later_keys_are_absent() -> None:
     assert decide(entries, T - timedelta(seconds=6))["a"] == ("present", "v1")
 
 
-def test_markers_listed_after_versions_still_win_by_time() -> None:
-    """moto writes all of a page's versions before all its delete markers."""
-    entries = [
-        v("a", "v2", T + timedelta(seconds=5)),
-        v("a", "v1", T - timedelta(seconds=9)),
-        v("a", "dm", T - timedelta(seconds=1), dm=True),
-    ]
+def test_markers_listed_after_versions_are_merged_back_by_the_listing() -> None:
+    """moto writes all of a page's versions before all its delete markers; `_merge_page` restores the order."""
+    entries = list(
+        _merge_page(
+            [
+                v("a", "v2", T + timedelta(seconds=5), latest=True),
+                v("a", "v1", T - timedelta(seconds=9)),
+                v("a", "dm", T - timedelta(seconds=1), dm=True),
+            ]
+        )
+    )
+    assert [e.version_id for e in entries] == ["v2", "dm", "v1"]
     assert decide(entries, T) == {"a": ("deleted", None)}
     assert decide(entries, T - timedelta(seconds=2)) == {"a": ("present", "v1")}
 
 
-def test_equal_timestamps_keep_the_server_order_and_prefer_the_latest() -> None:
+def test_equal_timestamps_keep_the_server_order_and_a_write_delete_tie_is_reported() -> None:
     same = [v("a", "newer", T), v("a", "older", T)]
     assert decide(same, T) == {"a": ("present", "newer")}
-    # a server that lists a same-second delete marker after the version: IsLatest settles it
-    moto_like = [v("a", "ver", T), v("a", "dm", T, dm=True, latest=True)]
+    assert [d.ambiguity for d in versions_at(same, T)] == [None]  # two writes: the order decides, no doubt
+    # a server that lists a same-instant delete marker after the version: IsLatest settles the order
+    moto_like = list(_merge_page([v("a", "ver", T), v("a", "dm", T, dm=True, latest=True)]))
     assert decide(moto_like, T) == {"a": ("deleted", None)}
+    (d,) = versions_at(moto_like, T)
+    assert d.ambiguity is not None and "a write and a delete share its LastModified" in d.ambiguity.reason
+    assert d.ambiguity.chosen == "dm 2026-04-15T18:00:00Z (delete marker)"
+    assert d.ambiguity.others == ["ver 2026-04-15T18:00:00Z"]
+
+
+def test_the_server_order_wins_over_timestamps_and_says_so() -> None:
+    """The current version stamped earlier than the one it replaced (a multipart upload's start time)."""
+    entries = [
+        v("a", "current", T - timedelta(hours=2), latest=True),
+        v("a", "older", T - timedelta(hours=1)),
+        v("a", "oldest", T - timedelta(hours=3)),
+        v("b", "only", T - timedelta(hours=1), latest=True),
+    ]
+    got = {d.key: d for d in versions_at(entries, T)}
+    assert got["a"].state == "present" and got["a"].entry is not None and got["a"].entry.version_id == "current"
+    amb = got["a"].ambiguity
+    assert amb is not None and amb.key == "a" and "1 entry listed as older has a later LastModified" in amb.reason
+    assert amb.chosen == "current 2026-04-15T16:00:00Z" and amb.others == ["older 2026-04-15T17:00:00Z"]
+    assert "a: " in amb.describe() and "chose current" in amb.describe()
+    assert got["b"].ambiguity is None
+    # Between the two stamps the order still decides, and the disagreement is still named.
+    (a_mid,) = [d for d in versions_at(entries, T - timedelta(minutes=90)) if d.key == "a"]
+    assert a_mid.entry is not None and a_mid.entry.version_id == "current" and a_mid.ambiguity is not None
+    # Before the current one's stamp: the older stamp is after TS, the oldest is chosen, no disagreement after it.
+    (a_early,) = [d for d in versions_at(entries, T - timedelta(minutes=150)) if d.key == "a"]
+    assert a_early.entry is not None and a_early.entry.version_id == "oldest" and a_early.ambiguity is None
 
 
 def test_keys_are_decided_as_the_listing_streams() -> None:

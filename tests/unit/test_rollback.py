@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from dr_tasks import DrError, load_config
 from dr_tasks.config import DrConfig
+from dr_tasks.manifest import parse_manifest
 from dr_tasks.ops.rollback import (
     SAFETY_PREFIX,
     RollbackPlan,
@@ -83,18 +85,22 @@ def test_missing_confirm_label_names_the_label() -> None:
 def test_manifest_keys_that_are_not_live_are_refused(tmp_path: Path) -> None:
     c = cfg(tmp_path)
     good = {"id": SNAP, "prefix": "", "objects": [m("state/a", 1, "e")]}
-    assert _manifest_objects(c, SNAP, good) == good["objects"]
+
+    def objects(doc: dict[str, object]) -> list[dict[str, object]]:
+        return _manifest_objects(c, SNAP, parse_manifest(json.dumps(doc).encode(), SNAP))
+
+    assert objects(good) == [{**m("state/a", 1, "e"), "copy_etag": None}]
     for bad_key in ("snapshots/other/state/a", ".dr-tasks/lock"):
         with pytest.raises(DrError, match="not a live key"):
-            _manifest_objects(c, SNAP, {**good, "objects": [m(bad_key, 1, "e")]})
-    with pytest.raises(DrError, match="twice"):
-        _manifest_objects(c, SNAP, {**good, "objects": [m("state/a", 1, "e"), m("state/a", 1, "e")]})
-    with pytest.raises(DrError, match="names another id"):
-        _manifest_objects(c, SNAP, {**good, "id": "other"})
-    with pytest.raises(DrError, match="malformed"):
-        _manifest_objects(c, SNAP, {**good, "objects": [{"key": "state/a", "size": "1"}]})
+            objects({**good, "objects": [m(bad_key, 1, "e")]})
+    with pytest.raises(DrError, match="more than once"):
+        objects({**good, "objects": [m("state/a", 1, "e"), m("state/a", 1, "e")]})
+    with pytest.raises(DrError, match="names id 'other'"):
+        objects({**good, "id": "other"})
+    with pytest.raises(DrError, match="size '1', not a whole number"):
+        objects({**good, "objects": [{"key": "state/a", "size": "1"}]})
     with pytest.raises(DrError, match="prefix"):
-        _manifest_objects(c, SNAP, {**good, "prefix": "elsewhere/"})
+        objects({**good, "prefix": "elsewhere/"})
 
 
 # ---------------------------------------------------------------------- snapshot check
