@@ -80,6 +80,7 @@ TASK_NAMES = (
     "prune",
     "pin",
     "recover",
+    "unprune",
 )
 for _task in TASK_NAMES:
     DEFAULTS["hooks"][f"pre_{_task}"] = []

@@ -39,13 +39,19 @@ def copy_versions(
     failed: list[Failure[T]] = []
     if bulk is not None and small:
         jobs = (ServerCopyJob(it, bucket, it[1].key, it[1].version_id, bucket, it[2]) for it in small)
-        for job, outcome in bulk.copy_versions(jobs):
-            progress.advance()
-            tag, src, _ = job.tag
-            if isinstance(outcome, str):
-                done.append((tag, src.size, outcome))
-            else:
-                failed.append(Failure(tag, outcome))
+        outcomes = bulk.copy_versions(jobs)
+        try:
+            for job, outcome in outcomes:
+                progress.advance()
+                tag, src, _ = job.tag
+                if isinstance(outcome, str):
+                    done.append((tag, src.size, outcome))
+                else:
+                    failed.append(Failure(tag, outcome))
+        finally:
+            # Now, not when garbage is collected: an interrupted run waits for
+            # its copies in flight before anything cleans up after them.
+            outcomes.close()
 
     def copy_one(item: tuple[T, ObjectVersion, str]) -> str:
         return s3.copy(bucket, item[1], bucket, item[2])

@@ -319,25 +319,35 @@ class BulkS3:
         window: int,
     ) -> Iterator[tuple[Any, Any]]:
         inflight = 0
-        for job in jobs:
-            while inflight >= window:
+        try:
+            for job in jobs:
+                while inflight >= window:
+                    completed = done.get()
+                    inflight -= 1
+                    outcome = finish(completed)
+                    if outcome is None:
+                        inflight += 1  # the same job went out again (a retry or its next phase)
+                    else:
+                        yield outcome
+                call = start(job, 1)
+                if call is None:
+                    continue
+                inflight += 1
+            while inflight:
+                completed = done.get()
                 inflight -= 1
-                outcome = finish(done.get())
+                outcome = finish(completed)
                 if outcome is None:
-                    inflight += 1  # the same job went out again (a retry or its next phase)
+                    inflight += 1
                 else:
                     yield outcome
-            call = start(job, 1)
-            if call is None:
-                continue
-            inflight += 1
-        while inflight:
-            inflight -= 1
-            outcome = finish(done.get())
-            if outcome is None:
-                inflight += 1
-            else:
-                yield outcome
+        except BaseException:
+            # Interrupted (a signal, or the consumer stopped): wait for what is
+            # in flight, so a cleanup after this sees every write it made.
+            while inflight > 0:
+                inflight -= 1
+                done.get()
+            raise
 
     # ------------------------------------------------------------------ restore
     def download_versions(self, jobs: Iterable[GetJob[T]]) -> Iterator[tuple[GetJob[T], str | DrError]]:

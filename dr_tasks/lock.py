@@ -655,9 +655,9 @@ class _LeaseClient:
             # Unversioned: check the object is still the stale holder's right before deleting it
             # (an unreadable body's token is made of its version id and ETag, so list it again).
             entries, _ = self.s3.key_versions(self.cfg.bucket, LOCK_KEY)
-            current = next((e for e in entries if e.is_latest and not e.is_delete_marker), None)
-            raw = self.s3.get_version_or_none(self.cfg.bucket, LOCK_KEY, None) if current else None
-            if current is None or raw is None or _token(current, _parse(raw)) != holder.token:
+            latest = next((e for e in entries if e.is_latest and not e.is_delete_marker), None)
+            raw = self.s3.get_version_or_none(self.cfg.bucket, LOCK_KEY, None) if latest else None
+            if latest is None or raw is None or _token(latest, _parse(raw)) != holder.token:
                 return  # gone or replaced meanwhile: the next round looks again
             errors = self.s3.delete_keys(self.cfg.bucket, [LOCK_KEY])
         if errors:

@@ -49,15 +49,21 @@ def run_parallel(
                     return
                 pending[pool.submit(fn, item)] = item
 
-        fill()
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                item = pending.pop(fut)
-                try:
-                    done.append((item, fut.result()))
-                except DrError as err:
-                    failed.append(Failure(item, err))
-                progress.advance()
+        try:
             fill()
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    item = pending.pop(fut)
+                    try:
+                        done.append((item, fut.result()))
+                    except DrError as err:
+                        failed.append(Failure(item, err))
+                    progress.advance()
+                fill()
+        except BaseException:
+            # Interrupted (a signal): start nothing more, and let what is
+            # running end first, so the caller's cleanup sees every write made.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return done, failed

@@ -66,13 +66,18 @@ def find_snapshot(cfg: DrConfig, snap_id: str, allow_pruned: bool = False) -> di
 class ShowResult:
     snapshot: dict[str, Any]
     rollbacks: list[dict[str, Any]]
+    bad_lines: list[BadLine] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"snapshot": self.snapshot, "rollbacks": self.rollbacks}
+        return {
+            "snapshot": self.snapshot,
+            "rollbacks": self.rollbacks,
+            "bad_lines": [{"line": b.lineno, "reason": b.reason, "text": b.text} for b in self.bad_lines],
+        }
 
 
 def show_snapshot(cfg: DrConfig, snap_id: str) -> ShowResult:
     row = find_snapshot(cfg, snap_id, allow_pruned=True)
     read = Index(cfg.index_path).read()
     rollbacks = [r for r in read.of_kind("rollback") if snap_id in (r.get("snapshot"), r.get("safety_snapshot"))]
-    return ShowResult(row, rollbacks)
+    return ShowResult(row, rollbacks, read.bad)

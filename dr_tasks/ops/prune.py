@@ -39,7 +39,8 @@ from typing import Any
 
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
-from ..index import Index, IndexRead, iso, parse_iso, utc_now
+from ..index import Index, IndexRead, IndexWriteError, iso, parse_iso, utc_now
+from ..interrupt import Interrupted
 from ..lock import Lease, Notify
 from ..s3 import S3
 from .catalog import find_snapshot
@@ -90,14 +91,34 @@ def list_pin_markers(cfg: DrConfig, s3: S3) -> dict[str, datetime]:
 
 
 def pruned_ids(read: IndexRead) -> set[str]:
-    """Snapshot ids that a `prune` row says are gone (for listings that hide them)."""
+    """Snapshot ids that a `prune` row says are gone (for listings that hide them).
+
+    In line order: a `snapshot` row after the prune row (what `dr.reindex`
+    appends for a pruned snapshot whose delete markers were removed) brings
+    that snapshot back.
+    """
     gone: set[str] = set()
-    for r in read.of_kind("prune"):
-        for k in ("deleted", "orphans"):
-            ids = r.get(k)
-            if isinstance(ids, list):
-                gone.update(i for i in ids if isinstance(i, str))
+    for r in read.rows:
+        if r.get("kind") == "prune":
+            for k in ("deleted", "orphans"):
+                ids = r.get(k)
+                if isinstance(ids, list):
+                    gone.update(i for i in ids if isinstance(i, str))
+        elif r.get("kind") == "snapshot" and isinstance(r.get("id"), str):
+            gone.discard(r["id"])
     return gone
+
+
+def undo_points(read: IndexRead) -> dict[str, str]:
+    """The newest rollback's safety snapshots (its printed undo command names one): never pruned."""
+    rollbacks = read.of_kind("rollback")
+    if not rollbacks:
+        return {}
+    last = rollbacks[-1]
+    keep = {i: f"before rollback {last['id']}" for i in last.get("interrupted_safety_snapshots") or []}
+    if isinstance(last.get("safety_snapshot"), str):
+        keep[last["safety_snapshot"]] = f"undo of rollback {last['id']}"
+    return keep
 
 
 # ---------------------------------------------------------------------- rules
@@ -156,8 +177,13 @@ def _buckets(ts: datetime) -> dict[str, str]:
     return {"daily": ts.strftime("%Y-%m-%d"), "weekly": f"{year}-W{week:02d}", "monthly": ts.strftime("%Y-%m")}
 
 
-def decide(snapshots: list[tuple[str, datetime, str]], rules: KeepRules, pinned: set[str]) -> list[Decision]:
-    """Keep/delete for each (id, ts, label), newest first. Pure: no I/O."""
+def decide(
+    snapshots: list[tuple[str, datetime, str]],
+    rules: KeepRules,
+    pinned: set[str],
+    also_keep: dict[str, str] | None = None,
+) -> list[Decision]:
+    """Keep/delete for each (id, ts, label), newest first; `also_keep` maps ids to why. Pure: no I/O."""
     ordered = sorted(snapshots, key=lambda s: (s[1], s[0]), reverse=True)
     out = [Decision(i, iso(ts), label, False) for i, ts, label in ordered]
     if not out:
@@ -179,6 +205,8 @@ def decide(snapshots: list[tuple[str, datetime, str]], rules: KeepRules, pinned:
     for d in out:
         if d.id in pinned:
             d.reasons.append("pinned")
+        if also_keep and d.id in also_keep:
+            d.reasons.append(also_keep[d.id])
         d.keep = bool(d.reasons)
     return out
 
@@ -199,6 +227,7 @@ class PruneResult:
     objects_deleted: int = 0
     row: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def keep(self) -> list[Decision]:
@@ -220,6 +249,7 @@ class PruneResult:
             "foreign": self.foreign,
             "objects_deleted": self.objects_deleted,
             "row": self.row,
+            "warnings": self.warnings,
         }
 
 
@@ -256,8 +286,12 @@ def plan_prune(cfg: DrConfig, rules: KeepRules, *, s3: S3 | None = None, now: da
             (orphans if name in indexed or parsed[0] < cutoff else recent).append(name)
     orphans.extend(_pruned_without_row(cfg, s3, read, set(manifests), set(orphans) | set(recent)))
     pinned = {i for i, on in index_pins(read).items() if on} | set(list_pin_markers(cfg, s3))
-    decisions = decide([(i, ts, label) for i, (ts, label) in manifests.items()], rules, pinned)
-    return PruneResult(cfg.bucket, rules, decisions, sorted(orphans), sorted(recent), sorted(foreign))
+    decisions = decide([(i, ts, label) for i, (ts, label) in manifests.items()], rules, pinned, undo_points(read))
+    result = PruneResult(cfg.bucket, rules, decisions, sorted(orphans), sorted(recent), sorted(foreign))
+    bad = read.bad_summary()
+    if bad:
+        result.warnings.append(bad)
+    return result
 
 
 def _pruned_without_row(cfg: DrConfig, s3: S3, read: IndexRead, manifests: set[str], seen: set[str]) -> list[str]:
@@ -320,6 +354,10 @@ def prune(
         if not doomed and not result.orphans:
             result.applied = True
             return result
+        try:
+            Index(cfg.index_path).check_writable()
+        except IndexWriteError as err:
+            raise DrError(f"{err.message}; nothing was deleted", err.hint) from None
         sp = cfg.snapshot_prefix
         # Manifests first: from here on these snapshots are incomplete, and
         # nothing restores from a snapshot without a manifest.
@@ -347,6 +385,9 @@ def prune(
                 errors = s3.delete_keys(cfg.bucket, count(_keys_under(s3, cfg.bucket, dirs)))
         except DrError as err:
             raise DrError(f"prune failed: {err.message}; no prune row was written", again) from None
+        except Interrupted as sig:
+            sig.notes.append(f"prune stopped part-way, no prune row was written: {again}")
+            raise
         if errors:
             shown = ", ".join(str(e.key) for e in errors[:5]) + (" ..." if len(errors) > 5 else "")
             raise DrError(

@@ -34,7 +34,8 @@ from .. import proof
 from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
-from ..index import Index, iso, utc_now
+from ..index import Index, IndexWriteError, iso, utc_now
+from ..interrupt import Interrupted
 from ..lock import Lease, Notify
 from ..manifest import Manifest
 from ..parallel import run_parallel
@@ -160,6 +161,7 @@ class RollbackPlan:
     preserved: list[PlanItem] = field(default_factory=list)
     # The snapshot-dir object each copy reads from, by plan key (not in to_dict).
     sources: dict[str, ObjectVersion] = field(default_factory=dict, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> int:
@@ -200,6 +202,7 @@ class RollbackPlan:
             "delete": [i.to_dict() for i in self.delete],
             "unchanged": [i.to_dict() for i in self.unchanged],
             "preserved": [i.to_dict() for i in self.preserved],
+            "warnings": list(self.warnings),
             "needs_allow_unversioned": self.needs_allow_unversioned,
             "apply_command": self.apply_command(),
         }
@@ -405,7 +408,14 @@ def plan_rollback(
     row = find_snapshot(cfg, snap_id)
     label = label_of(row, snap_id)
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
-    return _plan(cfg, s3, snap_id, label, row, progress)
+    plan = _plan(cfg, s3, snap_id, label, row, progress)
+    plan.warnings.extend(_index_warnings(cfg))
+    return plan
+
+
+def _index_warnings(cfg: DrConfig) -> list[str]:
+    bad = Index(cfg.index_path).read().bad_summary()
+    return [bad] if bad else []
 
 
 # ---------------------------------------------------------------------- apply
@@ -548,15 +558,24 @@ def _apply(
             f"in s3://{cfg.bucket}; nothing was changed",
             "turn versioning on first (`inv dr.versioning --enable`), or accept it: " + plan.apply_command(),
         )
-    warnings: list[str] = []
+    warnings: list[str] = _index_warnings(cfg)
     if not plan.versioned:
         warnings.append(UNVERSIONED_LOUD)
 
     safety = safety_label(label)
     interrupted = _interrupted_safety(cfg, safety, plan.snapshot_ts)
+    # A rollback whose row cannot be written is one nobody can see: find out
+    # before the safety snapshot and the first change, not after.
+    try:
+        Index(cfg.index_path).check_writable()
+    except IndexWriteError as err:
+        raise DrError(f"{err.message}; live was not touched and no safety snapshot was taken", err.hint) from None
     # The undo point: live exactly as it is before the first change.
     try:
         safety_id = _take_safety(cfg, s3, safety, progress, lease)
+    except Interrupted as sig:
+        sig.notes.append("live was not touched")
+        raise
     except DrError as err:
         raise DrError(
             f"the pre-rollback safety snapshot failed, so live was not touched: {err.message}", err.hint
@@ -572,24 +591,31 @@ def _apply(
     safety_note = f"safety snapshot {safety_id} holds live as it was before; undo with `{undo}`"
     lease.ensure(f"live was not touched; {safety_note}")
     failures: list[str] = []
-    progress.start(f"copying {len(plan.copy)} objects back from snapshot {snap_id}", total=len(plan.copy))
     try:
-        pairs = [(i, plan.sources[i.key], cfg.key_for(i.key)) for i in plan.copy]
-        _, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
-    finally:
-        progress.stop()
-    failures += [f"copy {f.item.key}: {f.error.message}" for f in failed]
-    lease.ensure(
-        f"live is partly rolled back ({len(plan.copy) - len(failed)} of {len(plan.copy)} copied back, "
-        f"none of {len(plan.delete)} deletes done) and no rollback row was written; {safety_note}"
-    )
-    batches = _chunks([cfg.key_for(i.key) for i in plan.delete], _DELETE_BATCH)
-    progress.start(f"deleting {len(plan.delete)} keys the snapshot lacks", total=len(batches))
-    try:
-        _, failed_batches = run_parallel(delete_batch, batches, cfg.concurrency, progress)
-    finally:
-        progress.stop()
-    failures += [f"delete {f.item[0]}...: {f.error.message}" for f in failed_batches]
+        progress.start(f"copying {len(plan.copy)} objects back from snapshot {snap_id}", total=len(plan.copy))
+        try:
+            pairs = [(i, plan.sources[i.key], cfg.key_for(i.key)) for i in plan.copy]
+            _, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
+        finally:
+            progress.stop()
+        failures += [f"copy {f.item.key}: {f.error.message}" for f in failed]
+        lease.ensure(
+            f"live is partly rolled back ({len(plan.copy) - len(failed)} of {len(plan.copy)} copied back, "
+            f"none of {len(plan.delete)} deletes done) and no rollback row was written; {safety_note}"
+        )
+        batches = _chunks([cfg.key_for(i.key) for i in plan.delete], _DELETE_BATCH)
+        progress.start(f"deleting {len(plan.delete)} keys the snapshot lacks", total=len(batches))
+        try:
+            _, failed_batches = run_parallel(delete_batch, batches, cfg.concurrency, progress)
+        finally:
+            progress.stop()
+        failures += [f"delete {f.item[0]}...: {f.error.message}" for f in failed_batches]
+    except Interrupted as sig:
+        sig.notes.append(
+            f"live is partly rolled back to {snap_id} and no rollback row was written; safety snapshot {safety_id} "
+            f"holds live as it was before: run the same command again (it converges) or undo with `{undo}`"
+        )
+        raise
     if failures:
         raise DrError(
             f"rollback to {snap_id} failed part-way: {len(failures)} operations failed ({failures[0]}"
@@ -627,5 +653,15 @@ def _apply(
     result.seconds = round(time.monotonic() - started, 3)
     lease.ensure(f"live was rolled back to {snap_id} but no rollback row was written; {safety_note}")
     # The commit point, last of all.
-    Index(cfg.index_path).append(result.row())
+    try:
+        Index(cfg.index_path).append(result.row())
+    except IndexWriteError as err:
+        raise DrError(
+            f"live WAS rolled back to {snap_id} ({result.copied} copied back, {result.deleted} deleted), but the "
+            f"rollback row could not be appended to {cfg.index}: {err.reason}; "
+            + (err.left or "no part of the row was left in the index")
+            + f"; safety snapshot {safety_id} holds live as it was before",
+            f"undo with `{undo}`; or keep it and, once the index is writable, run the same command again: it "
+            "changes nothing more and records the rollback",
+        ) from None
     return result

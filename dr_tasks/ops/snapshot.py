@@ -19,7 +19,8 @@ from typing import Any
 from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
-from ..index import Index, IndexRead, iso, utc_now
+from ..index import Index, IndexRead, IndexWriteError, iso, utc_now
+from ..interrupt import Interrupted, shielded
 from ..lock import Lease, Notify
 from ..manifest import Manifest, ManifestEntry, format_manifest, parse_manifest
 from ..progress import NULL_PROGRESS, Progress
@@ -271,6 +272,10 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
     snap_id, ts, versioned, objects, existing = plan.id, plan.ts, plan.versioned, plan.objects, plan.existing
     mkey = manifest_key(cfg, snap_id)
     dest_dir = snapshot_dir(cfg, snap_id)
+    try:
+        Index(cfg.index_path).check_writable()
+    except IndexWriteError as err:
+        raise DrError(f"snapshot {snap_id} not taken: {err.message}; nothing was copied", err.hint) from None
     # Each write phase starts only while the lease is ours (see Lease.ensure).
     lease.ensure(f"snapshot {snap_id} copied nothing; no index row was written")
 
@@ -278,6 +283,9 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
     try:
         pairs = [(o, o, dest_dir + cfg.rel_for(o.key)) for o in objects]
         done, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
+    except Interrupted as sig:
+        sig.notes.append(_remove_interrupted(cfg, s3, snap_id))
+        raise
     finally:
         progress.stop()
     if failed:
@@ -302,7 +310,11 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
     # `_check_unique`), checked by the parser every reader uses before it is
     # stored: what is committed is what verify, rollback and reindex accept.
     data = format_manifest(manifest)
-    s3.put_bytes(cfg.bucket, mkey, data, "application/json")
+    try:
+        s3.put_bytes(cfg.bucket, mkey, data, "application/json")
+    except Interrupted as sig:
+        sig.notes.append(_remove_interrupted(cfg, s3, snap_id))
+        raise
     result = SnapshotResult(
         id=snap_id,
         label=plan.label,
@@ -329,8 +341,43 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
         f"snapshot {snap_id} is complete in the bucket (manifest s3://{cfg.bucket}/{mkey}) but no index row "
         "was written; `inv dr.reindex --apply` records it"
     )
-    Index(cfg.index_path).append(result.row())
+    try:
+        Index(cfg.index_path).append(result.row())
+    except IndexWriteError as err:
+        raise DrError(
+            f"snapshot {snap_id} is complete in the bucket (manifest s3://{cfg.bucket}/{mkey}) but its row could "
+            f"not be appended to {cfg.index}: {err.reason}" + (f"; {err.left}" if err.left else ""),
+            "once the index is writable, `inv dr.reindex --apply` records it from its manifest",
+        ) from None
     return result
+
+
+def _remove_interrupted(cfg: DrConfig, s3: S3, snap_id: str) -> str:
+    """What a failed snapshot does, after a signal: remove its manifest and copies; say what is left."""
+    dest_dir = snapshot_dir(cfg, snap_id)
+    where = f"s3://{cfg.bucket}/{dest_dir}"
+    mkey = manifest_key(cfg, snap_id)
+    # A second signal must not cut the cleanup short.
+    with shielded():
+        try:
+            # By version id: the copies were ours alone, and leave no delete markers behind.
+            ours = [
+                (v.key, v.version_id)
+                for v in s3.iter_versions(cfg.bucket, cfg.snapshot_prefix + snap_id)
+                if v.key.startswith(dest_dir) or v.key == mkey
+            ]
+            errors = s3.delete_versions(cfg.bucket, ours)
+        except DrError as err:
+            return (
+                f"snapshot {snap_id} not taken, no index row was written; its copies under {where} could not be "
+                f"removed ({err.message}): `inv dr.prune --apply` removes them after 24 h"
+            )
+    if errors:
+        return (
+            f"snapshot {snap_id} not taken, no index row was written; {len(errors)} of its {len(ours)} objects "
+            f"are left under {where} (`inv dr.prune --apply` removes them after 24 h)"
+        )
+    return f"snapshot {snap_id} not taken: removed the {len(ours)} objects it had written under {where}, no index row"
 
 
 def load_manifest(cfg: DrConfig, s3: S3, snap_id: str) -> Manifest:

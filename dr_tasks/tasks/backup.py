@@ -37,6 +37,7 @@ def _failed(task: str, checks: list[Any]) -> Exit:
 
 # ---------------------------------------------------------------------- backup
 @dr_task(
+    writes="always",
     aliases=("cross-region-backup",),
     help={
         "mirror": "also delete destination keys the primary no longer has (shows them; needs --apply)",
@@ -144,10 +145,11 @@ def freshness(c: Context, max_snapshot_age: str | None = None, json_: bool = Fal
 
 # ---------------------------------------------------------------------- versioning
 @dr_task(
+    writes=lambda kw: bool(kw.get("enable")),
     help={
         "enable": "turn versioning on and put the noncurrent-version rule (other rules are kept)",
         "json": "print the result as JSON",
-    }
+    },
 )
 def versioning(c: Context, enable: bool = False, json_: bool = False) -> None:
     """Show (or --enable) bucket versioning and the rule expiring noncurrent versions after retention_days."""
@@ -184,12 +186,13 @@ def versioning(c: Context, enable: bool = False, json_: bool = False) -> None:
 
 # ---------------------------------------------------------------------- verify
 @dr_task(
+    writes=lambda kw: bool(kw.get("deep")),
     help={
         "deep": "also re-read every object of the snapshot and check its sha256 against the manifest",
         "id": "the snapshot to check (default: the newest)",
         "json": "print the result as JSON",
         "break-lock": "with --deep: take over a stale lease to record sha256s (expired, or its process is gone)",
-    }
+    },
 )
 def verify(
     c: Context, deep: bool = False, id: str | None = None, json_: bool = False, break_lock: bool = False

@@ -9,14 +9,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from invoke import Context, task
+from invoke import Context, Task, task
 from invoke.exceptions import Exit
 
 from .. import config as config_mod
+from .. import render
 from ..bytecode import caching_own_bytecode
 from ..config import DrConfig
 from ..errors import DrError
 from ..hooks import run_hooks
+from ..interrupt import Interrupted, signals_raise
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,17 +68,75 @@ def _freeze_at_exit() -> None:
         atexit.register(gc.freeze)
 
 
-def dr_task(*args: Any, **kwargs: Any) -> Callable[[F], Any]:
-    """`@task` that turns a DrError into a one-line message and exit code 1, never a traceback."""
+class DrTask(Task):
+    """Invoke's Task, plus `-n` for `--dry-run` (our tasks turn automatic short flags off)."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        if name == "dry_run" and "n" not in taken_names:
+            opts["names"].append("n")
+        return opts
+
+
+# What a task does under Invoke's dry mode (`inv --dry`, `run.dry`), which
+# promises that nothing is run: "apply" tasks show their plan (`apply` is
+# turned off), "writes" tasks refuse; tasks without `writes` only read.
+Writes = Callable[[dict[str, Any]], bool]
+
+
+def invoke_dry(c: Context) -> bool:
+    run = c.config.get("run") if hasattr(c, "config") else None
+    return bool(run and run.get("dry"))
+
+
+def _dry_mode(c: Context, name: str, writes: str | Writes | None, kw: dict[str, Any]) -> None:
+    """Plan instead of apply under --dry or --dry-run; refuse a task that cannot help writing."""
+    dry = invoke_dry(c)
+    if writes == "apply":
+        if kw.get("dry_run") and kw.get("apply"):
+            render.note([f"dr.{name}: --dry-run wins over --apply: this is the plan, nothing is written"])
+            kw["apply"] = False
+        elif dry and kw.get("apply"):
+            render.note([f"dr.{name}: Invoke's dry mode (--dry) is on: this is the plan, nothing is written"])
+            kw["apply"] = False
+    elif dry and writes is not None and (writes == "always" or (callable(writes) and writes(kw))):
+        raise DrError(
+            f"Invoke's dry mode (--dry) is on and dr.{name} writes to the bucket or the index: nothing was done",
+            "run it without --dry to do it (`inv --dry` promises that nothing runs)",
+        )
+
+
+def dr_task(*args: Any, writes: str | Writes | None = None, **kwargs: Any) -> Callable[[F], Any]:
+    """`@task` that turns a DrError into a one-line message and exit code 1, never a traceback.
+
+    `writes`: "apply" (the task's `--apply` makes it write; `--dry-run`/`-n`
+    and Invoke's --dry turn that off), "always", or a predicate on the flags
+    (both refused under Invoke's --dry); None for a task that only reads.
+    """
 
     def decorate(fn: F) -> Any:
+        name = fn.__name__.rstrip("_").replace("_", "-")
+
         @functools.wraps(fn)
         def wrapper(c: Context, *a: Any, **kw: Any) -> Any:
             _freeze_at_exit()
+            from .. import index
+
+            rows_before = len(index.APPENDED)
             try:
+                _dry_mode(c, name, writes, kw)
                 # The operation's modules load here, lazily: let them keep their .pyc.
-                with caching_own_bytecode():
+                with caching_own_bytecode(), signals_raise():
                     return fn(c, *a, **kw)
+            except Interrupted as sig:
+                written = index.APPENDED[rows_before:]
+                notes = sig.notes or [
+                    f"it had written {', '.join(written)} to the index" if written else "no index row was written"
+                ]
+                raise Exit(
+                    f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: interrupted by {sig.name}: " + "; ".join(notes),
+                    code=sig.exit_code,
+                ) from None
             except DrError as err:
                 raise Exit(f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: {err}", code=1) from None
             except OSError as err:
@@ -89,6 +149,7 @@ def dr_task(*args: Any, **kwargs: Any) -> Callable[[F], Any]:
                     code=1,
                 ) from None
 
+        kwargs.setdefault("klass", DrTask)
         return task(*args, **kwargs)(wrapper)
 
     return decorate

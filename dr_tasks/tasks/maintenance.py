@@ -32,14 +32,18 @@ def _program(task: str) -> str:
 
 # ---------------------------------------------------------------------- reindex
 @dr_task(
+    writes="apply",
     auto_shortflags=False,
     help={
         "apply": "append the missing rows (without it: list them and write nothing)",
+        "dry_run": "list them and write nothing, even with --apply (also: Invoke's --dry)",
         "json": "print the result as JSON",
         "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
     },
 )
-def reindex(c: Context, apply: bool = False, json_: bool = False, break_lock: bool = False) -> None:
+def reindex(
+    c: Context, apply: bool = False, json_: bool = False, dry_run: bool = False, break_lock: bool = False
+) -> None:
     """Rebuild missing snapshot (and pin) rows of the index from the manifests in the bucket."""
     from ..ops.reindex import reindex as run_reindex
 
@@ -85,6 +89,7 @@ def reindex(c: Context, apply: bool = False, json_: bool = False, break_lock: bo
 
 # ---------------------------------------------------------------------- prune
 @dr_task(
+    writes="apply",
     auto_shortflags=False,
     help={
         "keep_last": "keep the N newest snapshots",
@@ -92,6 +97,7 @@ def reindex(c: Context, apply: bool = False, json_: bool = False, break_lock: bo
         "keep_weekly": "keep the newest snapshot of each of the last W ISO weeks that have snapshots",
         "keep_monthly": "keep the newest snapshot of each of the last M months that have snapshots",
         "apply": "delete what the plan says (without it: print the plan and delete nothing)",
+        "dry_run": "print the plan and delete nothing, even with --apply (also: Invoke's --dry)",
         "break_lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
         "json": "print the plan (or the result) as JSON",
     },
@@ -105,6 +111,7 @@ def prune(
     apply: bool = False,
     break_lock: bool = False,
     json_: bool = False,
+    dry_run: bool = False,
 ) -> None:
     """Delete snapshots that no keep rule keeps (always keeps the newest and pinned ones); a dry run by default."""
     from ..ops.prune import KeepRules
@@ -116,6 +123,7 @@ def prune(
     if apply:
         hooks(c, cfg, "pre", "prune")
     result = run_prune(cfg, rules, apply=apply, break_lock=break_lock, notify=lease_notify)
+    render.warn(result.warnings)
     if json_:
         render.print_json(result.to_dict())
     else:
@@ -158,6 +166,7 @@ def _print_prune(result: Any, snapshot_prefix: str) -> None:
 
 # ---------------------------------------------------------------------- pin
 @dr_task(
+    writes="always",
     auto_shortflags=False,
     help={
         "id": "snapshot id, as `dr.list` shows it",
@@ -185,4 +194,44 @@ def pin(
     hooks(c, cfg, "post", "pin", result)
 
 
-TASKS = (reindex, prune, pin)
+# ---------------------------------------------------------------------- unprune
+@dr_task(
+    writes="apply",
+    auto_shortflags=False,
+    help={
+        "id": "the pruned snapshot's id (`inv dr.list --all` shows pruned ones)",
+        "apply": "remove the delete markers and append its row (without it: list them and change nothing)",
+        "dry_run": "list them and change nothing, even with --apply (also: Invoke's --dry)",
+        "break_lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
+        "json": "print the result as JSON",
+    },
+)
+def unprune(
+    c: Context, id: str, apply: bool = False, break_lock: bool = False, json_: bool = False, dry_run: bool = False
+) -> None:
+    """Bring back a pruned snapshot on a versioned bucket: remove the delete markers hiding it, append its row."""
+    from ..ops.reindex import unprune as run_unprune
+
+    cfg = load_config(c)
+    if apply:
+        hooks(c, cfg, "pre", "unprune")
+    result = run_unprune(cfg, id, apply=apply, break_lock=break_lock, notify=lease_notify)
+    if json_:
+        render.print_json(result.to_dict())
+    else:
+        out = render.stdout()
+        n = len(result.markers)
+        if result.applied:
+            out.print(
+                f"unpruned {result.id}: removed {n} delete markers"
+                + (f"; appended its row to {cfg.index}" if result.row else "; its row was already there"),
+                markup=False,
+            )
+        else:
+            out.print(f"snapshot {result.id}: {n} delete markers hide it in s3://{result.bucket}", markup=False)
+            out.print(f"dry run: nothing was changed; `{_program('unprune')} {result.id} --apply` brings it back")
+    if apply:
+        hooks(c, cfg, "post", "unprune", result)
+
+
+TASKS = (reindex, prune, pin, unprune)

@@ -10,15 +10,17 @@ from .base import dr_task, hooks, load_config
 
 
 @dr_task(
+    writes="apply",
     help={
         "apply": "really copy (without it: show what would be copied)",
+        "dry_run": "show what would be copied and copy nothing, even with --apply (also: Invoke's --dry)",
         "create_bucket": "create the primary bucket (versioned) when it does not exist",
         "overwrite": "also replace keys the primary still holds with other content (kept by default)",
         "include_deleted": "also bring back keys the primary had deleted before the last backup (left out by default)",
         "from_other_source": "recover a backup made from another primary than this repo's (refused without it)",
         "json": "print the result as JSON",
         "break-lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
-    }
+    },
 )
 def recover(
     c: Context,
@@ -29,6 +31,7 @@ def recover(
     from_other_source: bool = False,
     json_: bool = False,
     break_lock: bool = False,
+    dry_run: bool = False,
 ) -> None:
     """Stream everything the backup holds for this repo back into the primary bucket; never deletes."""
     from ..ops.recover import recover_from_backup

@@ -54,10 +54,12 @@ def plan_lines(plan: RollbackPlan) -> list[str]:
 
 # No short flags: `-a` for --apply would be friction thrown away.
 @dr_task(
+    writes="apply",
     auto_shortflags=False,
     help={
         "id": "snapshot id to roll live back to, as `dr.list` shows it",
         "apply": "change live (without it: print the plan and change nothing)",
+        "dry_run": "print the plan and change nothing, even with --apply (also: Invoke's --dry)",
         "confirm_label": "the snapshot's label, typed out: must match byte for byte",
         "allow_unversioned": "accept that deletes and overwrites are permanent on an unversioned bucket",
         "json": "print the plan (or the result) as JSON",
@@ -72,6 +74,7 @@ def rollback(
     allow_unversioned: bool = False,
     json_: bool = False,
     break_lock: bool = False,
+    dry_run: bool = False,
 ) -> None:
     """Make live equal to snapshot ID: a plan first; --apply takes a pre-rollback snapshot, then copies back."""
     from ..ops.rollback import UNVERSIONED_LOUD, apply_rollback, plan_rollback
@@ -85,6 +88,7 @@ def rollback(
             render.print_json(data)
         else:
             render.lines(plan_lines(plan))
+        render.warn(plan.warnings)
         if plan.needs_allow_unversioned:
             render.warn([UNVERSIONED_LOUD])
         if plan.changes:

@@ -10,11 +10,12 @@ from .base import dr_task, hooks, load_config
 
 # ---------------------------------------------------------------------- snapshot
 @dr_task(
+    writes="always",
     help={
         "label": "what this snapshot is for, e.g. pre-migration",
         "json": "print the index row as JSON",
         "break-lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
-    }
+    },
 )
 def snapshot(c: Context, label: str, json_: bool = False, break_lock: bool = False) -> None:
     """Copy every live key, server-side, to <snapshot_prefix><id>/ and record it."""
@@ -67,6 +68,7 @@ def show(c: Context, id: str, json_: bool = False) -> None:
     from ..ops.catalog import show_snapshot
 
     result = show_snapshot(load_config(c), id)
+    render.warn(b.describe() for b in result.bad_lines)
     if json_:
         render.print_json(result.to_dict())
         return

@@ -220,7 +220,6 @@ def test_garbage_index_lines_are_reported_never_a_crash(repo):
         ("dr.list", "--json"),
         ("dr.show", SNAP),
         ("dr.show", SNAP, "--json"),
-        ("dr.show", "[/]"),
         ("dr.reindex",),
         ("dr.prune", "--keep-last=1"),
         ("dr.prune", "--keep-last=1", "--json"),
@@ -232,7 +231,9 @@ def test_garbage_index_lines_are_reported_never_a_crash(repo):
     assert "line 1: not valid JSON" in results[0].stderr
     assert SNAP in results[0].stdout
     assert json.loads(results[1].stdout)["snapshots"]
-    refused = [("dr.pin", "2026-01-01T10:00:00Z-nope"), ("dr.show", "nope")]
+    # A row of a known kind with a field of the wrong type is a bad line, not a snapshot.
+    assert "snapshot row field 'objects' is str, not a whole number" in results[0].stderr
+    refused = [("dr.pin", "2026-01-01T10:00:00Z-nope"), ("dr.show", "nope"), ("dr.show", "[/]")]
     assert problems(refused, run_all(repo, refused)) == []
     assert state(repo) == before
     # a snapshot still works, and keeps every garbage byte where it was

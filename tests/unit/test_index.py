@@ -68,3 +68,24 @@ def test_missing_index_reads_empty(tmp_path: Path):
     read = Index(tmp_path / "nope.ndjson").read()
     assert read.rows == [] and read.bad == []
     assert not os.path.exists(tmp_path / "nope.ndjson")
+
+
+def test_a_known_kind_with_wrong_field_types_is_a_bad_line_and_the_rest_are_kept(tmp_path):
+    from dr_tasks.index import Index
+
+    p = tmp_path / "i.ndjson"
+    p.write_text(
+        '{"v":1,"kind":"snapshot","id":"2026-01-01T00:00:00Z-a","ts":"2026-01-01T00:00:00Z","objects":1}\n'
+        '{"v":1,"kind":"rollback","id":"x","ts":"2026-01-01T00:00:00Z","interrupted_safety_snapshots":5}\n'
+        '{"v":1,"kind":"snapshot","id":["a"],"ts":"2026-01-01T00:00:00Z"}\n'
+        '{"v":1,"kind":"prune","id":"p","ts":"2026-01-01T00:00:00Z","deleted":[1]}\n'
+        '{"v":1,"kind":"pin","ts":"2026-01-01T00:00:00Z","pinned":true}\n'
+        '{"v":1,"kind":"from-a-newer-tool","id":7}\n'
+    )
+    read = Index(p).read()
+    assert [r["kind"] for r in read.rows] == ["snapshot", "from-a-newer-tool"]
+    assert [b.lineno for b in read.bad] == [2, 3, 4, 5]
+    assert "'interrupted_safety_snapshots' is int, not a list of strings" in read.bad[0].reason
+    assert "'id' is list, not a string" in read.bad[1].reason
+    assert "without 'id'" in read.bad[3].reason
+    assert read.bad_summary() is not None and "line 2:" in read.bad_summary()

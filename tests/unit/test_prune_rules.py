@@ -118,3 +118,22 @@ def test_many_snapshots_decide_quickly():
     for rule, n in (("last", 5), ("daily", 7), ("weekly", 4), ("monthly", 12)):
         assert sum(any(r.split()[0] == rule for r in d.reasons) for d in ds) == n
     assert ds[0].keep and sum(d.keep for d in ds) <= 5 + 7 + 4 + 12
+
+
+def test_a_snapshot_row_after_the_prune_row_brings_the_snapshot_back():
+    read = IndexRead(
+        rows=[
+            {"kind": "snapshot", "id": "a"},
+            {"kind": "snapshot", "id": "b"},
+            {"kind": "prune", "id": "p", "deleted": ["a", "b"], "orphans": []},
+            {"kind": "snapshot", "id": "a", "reindexed": True},
+        ]
+    )
+    assert pruned_ids(read) == {"b"}
+
+
+def test_also_keep_adds_its_reason_and_keeps():
+    s = snaps("2026-01-01 10:00", "2026-01-02 10:00", "2026-01-03 10:00")
+    ds = decide(s, KeepRules(last=1), set(), {s[0][0]: "undo of rollback r"})
+    assert kept(ds) == ["2026-01-03 10:00", "2026-01-01 10:00"]
+    assert ds[-1].reasons == ["undo of rollback r"]
