@@ -59,7 +59,7 @@ from ..config import META_PREFIX, DrConfig, Endpoint, same_endpoint
 from ..crt import SMALL_OBJECT, CopyJob, SourceGrew, bulk_for
 from ..errors import ConfigError, DrError
 from ..index import Index, iso, utc_now
-from ..lock import Lease, Notify, check_lease
+from ..lease import Lease, Notify, check_lease
 from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error

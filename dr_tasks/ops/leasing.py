@@ -1,4 +1,4 @@
-"""The one way an operation takes the primary's lease (see `dr_tasks.lock`).
+"""The one way an operation takes the primary's lease (see `dr_tasks.lease`).
 
 Every writing operation (snapshot, rollback, prune, pin, backup, recover,
 reindex, verify's manifest rewrite) enters `operation_lease` around its
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from ..config import DrConfig
 from ..errors import DrError
-from ..lock import DEFAULT_TTL, Lease, Notify, Prepare, hold_lease
+from ..lease import DEFAULT_TTL, Lease, Notify, Prepare, hold_lease
 from ..s3 import S3
 
 # Seconds a lease lives without renewal, for every operation of this process.

@@ -41,7 +41,7 @@ from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
 from ..index import Index, IndexRead, IndexWriteError, iso, parse_iso, utc_now
 from ..interrupt import Interrupted
-from ..lock import Lease, Notify
+from ..lease import Lease, Notify
 from ..s3 import S3
 from .catalog import find_snapshot
 from .leasing import operation_lease

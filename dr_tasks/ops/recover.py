@@ -44,7 +44,7 @@ from .. import proof
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
 from ..index import Index
-from ..lock import Lease, Notify
+from ..lease import Lease, Notify
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites, save_rewrites

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import DrConfig
 from ..errors import DrError
 from ..index import BadLine, Index, IndexWriteError, iso
-from ..lock import Lease, Notify
+from ..lease import Lease, Notify
 from ..manifest import Manifest, ManifestError, parse_manifest
 from ..s3 import S3, ObjectVersion
 from .leasing import operation_lease

@@ -36,7 +36,7 @@ from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexWriteError, iso, utc_now
 from ..interrupt import Interrupted
-from ..lock import Lease, Notify
+from ..lease import Lease, Notify
 from ..manifest import Manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress

@@ -21,7 +21,7 @@ from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexRead, IndexWriteError, iso, utc_now
 from ..interrupt import Interrupted, shielded
-from ..lock import Lease, Notify
+from ..lease import Lease, Notify
 from ..manifest import Manifest, ManifestEntry, format_manifest, parse_manifest
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion

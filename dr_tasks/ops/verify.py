@@ -43,7 +43,7 @@ from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard
 from ..index import Index, IndexRead, iso, utc_now
-from ..lock import Lease, LockHeld, Notify
+from ..lease import Lease, LockHeld, Notify
 from ..manifest import Manifest, ManifestError, format_manifest, parse_manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress

@@ -29,7 +29,7 @@ from dr_tasks import (
     run_backup,
     take_snapshot,
 )
-from dr_tasks.lock import LOCK_KEY
+from dr_tasks.lease import LOCK_KEY
 from dr_tasks.ops.leasing import TTL_ENV
 from tests.conftest import SAMPLE_FILES, HostRepo, Server, assert_clean_refusal, bucket_state
 from tests.e2e.test_backup import configure_backup
@@ -335,8 +335,8 @@ def test_a_backup_that_lost_its_lease_writes_no_state_and_no_row(server, bucket,
 def test_ensure_costs_no_request_while_the_last_renewal_is_fresh_and_renews_when_it_is_not(
     server, bucket, make_repo, monkeypatch, fault_proxy
 ):
-    from dr_tasks import lock as lock_mod
-    from dr_tasks.lock import LeaseLost
+    from dr_tasks.lease import LeaseLost
+    from dr_tasks.lease import model as lock_mod
 
     cfg = make_repo(server, bucket, endpoint_url=fault_proxy.url).cfg()
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from dr_tasks import DrError, LockHeld, hold_lease, read_lease
-from dr_tasks import lock as lock_mod
-from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
+from dr_tasks.lease import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
+from dr_tasks.lease import model as lock_mod
 from tests.conftest import assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import Rule
 
@@ -296,7 +296,7 @@ def test_an_unreadable_lease_goes_stale_and_can_be_broken(moto_server, make_repo
 # A host tasks.py that shortens the lifetime of a lease whose body names none (an unreadable
 # one lives DEFAULT_TTL, 10 minutes): only that constant changes; everything else is the package.
 SHORT_DEFAULT_TTL_TASKS = """\
-import dr_tasks.lock as lock
+import dr_tasks.lease.model as lock
 from invoke import Collection
 from dr_tasks import dr
 
