@@ -300,9 +300,8 @@ class BulkS3:
         and file renaming happens here, on the caller's thread.
         """
         window = self.concurrency * 2
-        # Every object alive now (botocore's models, the listing) stays out of
-        # the collector's scans while thousands of short-lived requests come
-        # and go: full collections over them were a fifth of a restore's CPU.
+        # Thousands of short-lived requests come and go: keep what is alive now
+        # out of the collector's scans (bench/README.md, finding 9).
         with internals.frozen_heap():
             yield from self._pump(jobs, done, start, finish, window)
 
