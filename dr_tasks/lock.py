@@ -77,7 +77,7 @@ from typing import Any
 from .config import META_PREFIX, DrConfig
 from .errors import DrError
 from .index import Index, iso, utc_now
-from .s3 import S3, ObjectVersion, S3Error
+from .transport import S3, ObjectVersion, S3Error
 
 LOCK_KEY = META_PREFIX + "lock.json"
 # How long a lease lives without renewal. A running holder renews every

@@ -47,7 +47,7 @@ from ..manifest import format_manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
-from ..s3 import S3, S3Error
+from ..transport import S3, S3Error
 from .freshness import Check, backup_check, index_check, row_time
 from .rollback import prove_snapshot_object, recorded_etags
 from .snapshot import load_manifest, manifest_key, snapshot_dir

@@ -106,7 +106,7 @@ def rollback(
     check_confirm_label(label_of(find_snapshot(cfg, id), id), confirm_label, id)
     hooks(c, cfg, "pre", "rollback")
     from ..lock import hold_lease
-    from ..s3 import S3
+    from ..transport import S3
     from .maintenance import lease_notify
 
     # One client for the lease and the rollback (each one more costs start-up).

@@ -21,7 +21,7 @@ def snapshot(c: Context, label: str, json_: bool = False, break_lock: bool = Fal
     """Copy every live key, server-side, to <snapshot_prefix><id>/ and record it."""
     from ..lock import hold_lease
     from ..ops.snapshot import SnapshotPlan, plan_snapshot, take_snapshot, validate_label
-    from ..s3 import S3
+    from ..transport import S3
     from .maintenance import lease_notify
 
     validate_label(label)

@@ -25,7 +25,7 @@ from dr_tasks import lock as lock_mod
 from dr_tasks.config import Endpoint
 from dr_tasks.errors import DrError
 from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
-from dr_tasks.s3 import S3, count_requests
+from dr_tasks.transport import S3, count_requests
 from tests.conftest import Server, assert_clean_refusal, bucket_state, new_bucket
 from tests.e2e.test_backup import backup_json, backup_rows, configure_backup, seeded
 
@@ -83,7 +83,7 @@ def test_clients_share_one_loader_but_not_credentials(moto_server, moto2):
 def test_listing_timestamps_parse_as_botocore_parses_them():
     from botocore.utils import parse_timestamp
 
-    from dr_tasks.s3 import _fast_timestamp_parser
+    from dr_tasks.transport.session import _fast_timestamp_parser
 
     parse = _fast_timestamp_parser()
     for value in (
