@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import queue
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -127,10 +127,10 @@ class BulkS3(CrtClient):
             return job, WriteFailed(job, call.write_error)
         what = f"{job.key} (version {job.version_id})"
         if call.error is not None:
-            err, transient = self._failure("GetObject", job.bucket, what, call)
+            failure, transient = self._failure("GetObject", job.bucket, what, call)
             if not transient:
-                return job, err
-            problem = err.message
+                return job, failure
+            problem = failure.message
         else:
             wrong = checks.wrong_version(job.version_id, call.headers.get("x-amz-version-id"))
             if wrong:
@@ -156,7 +156,9 @@ class BulkS3(CrtClient):
         return None
 
     # ------------------------------------------------------------------ snapshot, rollback
-    def copy_versions(self, jobs: Iterable[ServerCopyJob[T]]) -> Iterator[tuple[ServerCopyJob[T], str | DrError]]:
+    def copy_versions(
+        self, jobs: Iterable[ServerCopyJob[T]]
+    ) -> Generator[tuple[ServerCopyJob[T], str | DrError], None, None]:
         """CopyObject each job's exact version to its `dst_key`; yield (job, the copy's ETag) or (job, error).
 
         The copies are server-side, so they cost the client one small request

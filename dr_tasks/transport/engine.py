@@ -32,10 +32,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-# "crt": awscrt where it is installed; "boto3": botocore only (`dr.transfer_client`).
-ENGINES = ("crt", "boto3")
-
-
 class Engine(Protocol):
     """What every engine offers; each operation's bulk work goes through one."""
 
@@ -231,7 +227,10 @@ def crt_available() -> bool:
 
 
 def engine_for(s3: S3, transfer_client: str = "crt", concurrency: int | None = None) -> Engine:
-    """The engine for `s3`'s endpoint: awscrt when asked for and installed, else boto3; chosen once per `s3`.
+    """The engine for `s3`'s endpoint, chosen once per `s3`.
+
+    `transfer_client` is the config key's value: "crt" gets awscrt where it is
+    installed, anything else ("classic") boto3 for everything.
 
     Kept with the S3 object (weakly), so an awscrt client goes, with its
     connections and threads, when the S3 object does.

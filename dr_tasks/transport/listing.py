@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from .model import ObjectVersion
 class ListingMixin(S3Base):
     """The listing operations of `S3`."""
 
-    def _pages(self, operation: str, bucket: str, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _pages(self, operation: str, bucket: str, kwargs: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
         """Pages of a listing, each with its entries (server order) under "DrEntries" (see `_parse_listing`)."""
         fn = self.client.list_object_versions if operation == "ListObjectVersions" else self.client.list_objects_v2
         marks = (

@@ -25,7 +25,7 @@ from dr_tasks import lock as lock_mod
 from dr_tasks.config import Endpoint
 from dr_tasks.errors import DrError
 from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
-from dr_tasks.transport import S3, count_requests
+from dr_tasks.transport import S3, count_requests, session
 from tests.conftest import Server, assert_clean_refusal, bucket_state, new_bucket
 from tests.e2e.test_backup import backup_json, backup_rows, configure_backup, seeded
 
@@ -73,7 +73,7 @@ def test_clients_share_one_loader_but_not_credentials(moto_server, moto2):
     a = S3(Endpoint("x", moto_server.endpoint, "us-east-1", None, moto_server.access_key, moto_server.secret_key))
     b = S3(Endpoint("y", moto2.endpoint, "eu-west-1", None, moto2.access_key, moto2.secret_key))
     # one loader per process, each data dir on its search path once however many clients
-    paths = S3._loader.search_paths
+    paths = session._LOADER.search_paths
     assert len(paths) == len(set(paths))
     assert a.credentials().access_key == moto_server.access_key
     assert b.credentials().access_key == moto2.access_key
@@ -131,11 +131,11 @@ def test_the_first_client_does_not_scan_every_service_directory(monkeypatch):
         return real(self, type_name)
 
     monkeypatch.setattr(botocore.loaders.Loader, "list_available_services", spy)
-    monkeypatch.setattr(S3, "_loader", None)
+    monkeypatch.setattr(session, "_LOADER", None)
     s3 = S3(Endpoint("b", "http://127.0.0.1:9", "us-east-1", None, "a", "b"))
     assert s3.client.meta.service_model.service_name == "s3"
     assert calls == []
-    loader = S3._loader
+    loader = session._LOADER
     assert "s3" in loader.list_available_services("service-2")
     assert "nosuchservice" not in loader.list_available_services("service-2")
     assert "sts" in list(loader.list_available_services("service-2"))  # the whole list, when read
