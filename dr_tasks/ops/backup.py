@@ -58,10 +58,11 @@ from typing import Any
 from ..config import META_PREFIX, DrConfig, Endpoint, same_endpoint
 from ..errors import ConfigError, DrError
 from ..index import Index, iso, utc_now
-from ..lock import Notify, check_lease, hold_lease
+from ..lease import Lease, Notify, check_lease
 from ..progress import NULL_PROGRESS, Progress
 from ..transport import S3, CopyJob, ObjectVersion, S3Error, StreamedObject, engine_for
 from .freshness import BackupDest, BackupSource, newest_backup_row, parse_duration, row_time
+from .leasing import operation_lease
 from .prune import PIN_PREFIX
 
 # Objects streamed at once, whatever `concurrency` says. Their parts in memory
@@ -611,7 +612,7 @@ def run_backup(
     dst: S3 | None = None,
     now: datetime | None = None,
     part_size: int = PART_SIZE,
-    lease: bool = False,
+    lease: Lease | None = None,
     break_lock: bool = False,
     notify: Notify | None = None,
 ) -> BackupResult:
@@ -624,15 +625,16 @@ def run_backup(
     before anything is written when `backup.prefix` holds another source's
     backup (unless `adopt`: see `bind_source`).
 
-    With `lease=True` it deals with the primary's lease itself, and takes it
+    It deals with the primary's lease itself, and takes it
     only when the run has something to write: it plans first, read-only, while
     one request checks that nobody holds the lease (held, live or stale: the
     same `LockHeld` as taking it). A run that finds nothing changed appends its
     row without the lease's round trips (on stores that ignore If-None-Match,
     also a 0.5 s settle wait). A run that will write takes the lease and plans
     again under it, overlapping that wait. `break_lock` (take over a stale
-    lease) takes the lease first, whatever the plan. Without `lease` the caller
-    holds it, or not.
+    lease) takes the lease first, whatever the plan. A caller that already
+    holds the lease passes it as `lease`: the run then plans and writes under
+    it.
 
     Why a no-change run needs no lease: it writes nothing to either bucket (the
     row goes to the local index), and its listing is as good as one taken under
@@ -659,7 +661,8 @@ def run_backup(
             dst=dst,
             now=now,
             part_size=part_size,
-            lease=held if lease else None,
+            stack=held,
+            lease=lease,
             break_lock=break_lock,
             notify=notify,
         )
@@ -678,7 +681,8 @@ def _run_backup(
     dst: S3 | None,
     now: datetime | None,
     part_size: int,
-    lease: contextlib.ExitStack | None,
+    stack: contextlib.ExitStack,
+    lease: Lease | None,
     break_lock: bool,
     notify: Notify | None,
 ) -> BackupResult:
@@ -730,29 +734,37 @@ def _run_backup(
         finally:
             progress.stop()
 
-    def take_lease() -> None:
-        assert lease is not None
-        lease.enter_context(hold_lease(cfg, src, "backup", break_lock=break_lock, notify=notify, prepare=make_plan))
+    # The lease this run writes under; None for a run with nothing to write (see above).
+    held: Lease | None = None
 
-    if lease is not None and break_lock:
-        take_lease()  # the operator asked about the lease: take (and break) it whatever the plan
+    def take_lease() -> None:
+        nonlocal held
+        held = stack.enter_context(
+            operation_lease(cfg, src, "backup", lease=lease, break_lock=break_lock, notify=notify, prepare=make_plan)
+        )
+
+    def ensure(left: str) -> None:
+        if held is not None:
+            held.ensure(left)
+
+    if lease is not None or break_lock:
+        # The caller holds the lease (plan under it), or the operator asked
+        # about the lease: take (and break) it whatever the plan.
+        take_lease()
     else:
-        if lease is None:
-            make_plan()
-        else:
-            # Is the lease free? Asked alongside the listings (one request);
-            # a held one stops the run, as taking it would, before any write.
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                free = pool.submit(check_lease, cfg, src, "backup", notify)
-                try:
-                    make_plan()
-                finally:
-                    free.result()  # LockHeld wins over a listing error, as when the lease came first
+        # Is the lease free? Asked alongside the listings (one request);
+        # a held one stops the run, as taking it would, before any write.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            free = pool.submit(check_lease, cfg, src, "backup", notify)
+            try:
+                make_plan()
+            finally:
+                free.result()  # LockHeld wins over a listing error, as when the lease came first
         assert plan is not None
         _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}", allow_mass_delete)
         if mirror and not apply:
             raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
-        if lease is not None and _writes(plan, mirror):
+        if _writes(plan, mirror):
             # Planned without the lease, so planned again under it (during the
             # lease's settle wait, where the store needs one): what is copied
             # is decided while no snapshot, rollback or prune can run.
@@ -776,6 +788,7 @@ def _run_backup(
         _warn_unversioned(dst, ep.bucket, result.warnings)
 
     state = plan.state
+    ensure("nothing was copied; no backup row was written")
     if plan.unclaimed and plan.to_copy:
         # The prefix is claimed for this primary before anything lands in it:
         # a first run killed before its first checkpoint leaves copies, and
@@ -823,6 +836,11 @@ def _run_backup(
             "`inv dr.verify --deep`, and prune it or bring the object back from the backup"
         )
 
+    left = (
+        f"{len(done)} objects were copied to s3://{ep.bucket}/{bp} and no backup row was written "
+        "(the next `inv dr.backup` skips what is there)"
+    )
+    ensure(left)
     if mirror and plan.deletes:
         if failed:
             result.warnings.append(
@@ -841,6 +859,7 @@ def _run_backup(
             result.failed.extend(sorted(k for k in failed_deletes if k))
             result.errors.extend(e.message for e in errors[:SHOWN])
     if dirty[0] or plan.state_pruned or plan.gone_changed or plan.rebound:
+        ensure(left + (f"; {result.deleted} mirrored deletes were done" if result.deleted else ""))
         try:
             _save_state(cfg, dst, ep.bucket, state, plan.gone)
         except S3Error as err:
@@ -855,5 +874,6 @@ def _run_backup(
     # A no-change run holds no lease, so another backup of this repo may have
     # appended a row with the same second's id since the index was read.
     result.id = _row_id(index.read().rows, ts)
+    ensure(f"the backup ran ({result.copied} copied, {result.deleted} deleted) but no backup row was written")
     index.append(result.row())
     return result

@@ -54,7 +54,7 @@ import pathspec
 from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard, GuardError
-from ..lock import pid_alive
+from ..lease import pid_alive
 from ..parallel import Failure
 from ..progress import NULL_PROGRESS, Progress
 from ..timeparse import compact_utc, iso_utc, parse_ts

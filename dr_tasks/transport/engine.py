@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
+
 class Engine(Protocol):
     """What every engine offers; each operation's bulk work goes through one."""
 
