@@ -77,9 +77,7 @@ RELIED_ON: dict[str, Callable[[], bool]] = {
     "invoke.env.Environment._prefix": lambda: _instance_has("invoke.env", "Environment", "_prefix"),
     "invoke.config.Config._project_prefix": lambda: _instance_has("invoke.config", "Config", "_project_prefix"),
     "invoke.parser.Argument.value": _attr("invoke.parser", "Argument", "value"),
-    "botocore.loaders.Loader.list_available_services": _attr(
-        "botocore.loaders", "Loader", "list_available_services"
-    ),
+    "botocore.loaders.Loader.list_available_services": _attr("botocore.loaders", "Loader", "list_available_services"),
     "botocore.loaders.Loader.load_data_with_path": _attr("botocore.loaders", "Loader", "load_data_with_path"),
     "botocore.loaders.JSONFileLoader._load_file": _attr("botocore.loaders", "JSONFileLoader", "_load_file"),
     "botocore.loaders.instance_cache": _attr("botocore.loaders", "instance_cache"),

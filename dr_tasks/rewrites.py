@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from .config import META_PREFIX, DrConfig
-from .s3 import S3
+from .transport import S3
 
 REWRITES_KEY = META_PREFIX + "rewrites.json"
 

@@ -70,7 +70,7 @@ import threading
 from collections.abc import Iterator
 
 from ..config import DrConfig
-from ..s3 import S3
+from ..transport import S3
 from .client import _LeaseClient, _Retry
 from .identity import holder_gone, host_identity, pid_alive
 from .model import (

@@ -15,7 +15,7 @@ from typing import Any
 from ..config import DrConfig
 from ..errors import DrError
 from ..index import Index, iso, utc_now
-from ..s3 import S3, ObjectVersion, S3Error
+from ..transport import S3, ObjectVersion, S3Error
 from .identity import _owner, holder_gone
 from .model import (
     LOCK_KEY,

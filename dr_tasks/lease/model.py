@@ -16,7 +16,7 @@ from typing import Any
 from ..config import META_PREFIX
 from ..errors import DrError
 from ..index import iso, utc_now
-from ..s3 import ObjectVersion
+from ..transport import ObjectVersion
 from .identity import host_identity
 
 LOCK_KEY = META_PREFIX + "lock.json"

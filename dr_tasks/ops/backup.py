@@ -56,13 +56,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import META_PREFIX, DrConfig, Endpoint, same_endpoint
-from ..crt import SMALL_OBJECT, CopyJob, SourceGrew, bulk_for
 from ..errors import ConfigError, DrError
 from ..index import Index, iso, utc_now
 from ..lease import Lease, Notify, check_lease
-from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
-from ..s3 import S3, ObjectVersion, S3Error
+from ..transport import S3, CopyJob, ObjectVersion, S3Error, StreamedObject, engine_for
 from .freshness import BackupDest, BackupSource, newest_backup_row, parse_duration, row_time
 from .leasing import operation_lease
 from .prune import PIN_PREFIX
@@ -811,40 +809,19 @@ def _run_backup(
                 _save_state(cfg, dst, ep.bucket, dict(state), plan.gone)
                 last_save[0] = time.monotonic()
 
-    def copy_one(o: ObjectVersion) -> int:
-        moved = dst.stream_copy(src, cfg.bucket, o.key, ep.bucket, bp + o.key, part_size)
+    def copied(o: ObjectVersion, moved: StreamedObject) -> None:
         record(o.key, moved.src_etag, moved.size, moved.dst_etag)
-        return moved.size
 
-    # Small objects go through awscrt (a GET into memory, then a PUT); big or
-    # empty ones stream through boto3 in parts, memory bounded by the part size.
-    use_crt = cfg.transfer_client == "crt"
-    small = [o for o in plan.to_copy if use_crt and 0 < o.size <= SMALL_OBJECT]
-    large = [o for o in plan.to_copy if not (use_crt and 0 < o.size <= SMALL_OBJECT)]
-    # Clients only when there is something for them (a no-change run has nothing).
-    bulk_src = bulk_for(src, cfg.concurrency) if small else None
-    bulk_dst = bulk_for(dst, cfg.concurrency) if bulk_src is not None else None
-    if bulk_dst is None:  # awscrt missing: everything takes the boto3 path
-        small, large = [], small + large
+    # The engine copies small objects through awscrt when it can (a GET into
+    # memory, then a PUT); big or empty ones stream in parts, memory bounded
+    # by the part size.
+    engine = engine_for(dst, cfg.transfer_client, cfg.concurrency)
+    items = [(o, CopyJob(o, cfg.bucket, o.key, ep.bucket, bp + o.key)) for o in plan.to_copy]
     progress.start(f"copying {len(plan.to_copy)} objects to s3://{ep.bucket}/{bp}", total=len(plan.to_copy))
     try:
-        done: list[tuple[ObjectVersion, int]] = []
-        failed: list[Failure[ObjectVersion]] = []
-        if small and bulk_src is not None and bulk_dst is not None:
-            jobs = (CopyJob(o, cfg.bucket, o.key, ep.bucket, bp + o.key) for o in small)
-            for job, outcome in bulk_dst.copy_small_from(bulk_src, jobs):
-                if isinstance(outcome, SourceGrew):
-                    large.append(job.tag)  # replaced by a big object since the listing: stream it
-                    continue
-                progress.advance()
-                if isinstance(outcome, DrError):
-                    failed.append(Failure(job.tag, outcome))
-                else:
-                    record(job.tag.key, outcome.src_etag, outcome.size, outcome.dst_etag)
-                    done.append((job.tag, outcome.size))
-        more_done, more_failed = run_parallel(copy_one, large, min(cfg.concurrency, MAX_STREAMS), progress)
-        done += more_done
-        failed += more_failed
+        src_engine = engine_for(src, cfg.transfer_client, cfg.concurrency)
+        moved, failed = engine.copy_from(src_engine, items, part_size, MAX_STREAMS, progress, copied)
+        done = [(o, m.size) for o, m in moved]
     finally:
         progress.stop()
     result.copied = len(done)

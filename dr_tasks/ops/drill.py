@@ -27,7 +27,7 @@ from ..errors import DrError
 from ..guard import Guard
 from ..index import iso
 from ..parallel import run_parallel
-from ..s3 import S3
+from ..transport import S3
 from .backup import run_backup
 from .recover import recover_from_backup
 from .restore import restore_at

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from ..config import DrConfig
 from ..errors import DrError
 from ..lease import DEFAULT_TTL, Lease, Notify, Prepare, hold_lease
-from ..s3 import S3
+from ..transport import S3
 
 # Seconds a lease lives without renewal, for every operation of this process.
 # Operators rarely need it; tests use a short one to expire a lease quickly.

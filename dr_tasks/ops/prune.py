@@ -42,7 +42,7 @@ from ..errors import DrError
 from ..index import Index, IndexRead, IndexWriteError, iso, parse_iso, utc_now
 from ..interrupt import Interrupted
 from ..lease import Lease, Notify
-from ..s3 import S3
+from ..transport import S3
 from .catalog import find_snapshot
 from .leasing import operation_lease
 from .snapshot import LABEL_RULE, MANIFEST_SUFFIX, manifest_key, snapshot_dir

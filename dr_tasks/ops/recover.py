@@ -45,10 +45,9 @@ from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
 from ..index import Index
 from ..lease import Lease, Notify
-from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites, save_rewrites
-from ..s3 import S3, ObjectVersion, S3Error, StreamedObject
+from ..transport import S3, CopyJob, ObjectVersion, S3Error, StreamedObject, engine_for
 from .backup import MAX_STREAMS, PART_SIZE, BackupState, backup_endpoint, read_state, whose_backup
 from .freshness import BackupSource
 from .leasing import operation_lease
@@ -308,9 +307,6 @@ def recover_from_backup(
         have = {o.key: o for o in primary.iter_objects(cfg.bucket, "")}
         rewrites = read_rewrites(cfg, primary)
 
-    def copy_one(o: ObjectVersion) -> StreamedObject:
-        return primary.stream_copy(backup, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :], part_size)
-
     with operation_lease(
         cfg, primary, "recover", lease=lease, break_lock=break_lock, notify=notify, prepare=replan
     ) as held:
@@ -318,7 +314,10 @@ def recover_from_backup(
         held.ensure("nothing was copied back")
         progress.start(f"copying {len(todo)} objects back into s3://{cfg.bucket}", total=len(todo))
         try:
-            done, failed = run_parallel(copy_one, todo, min(cfg.concurrency, MAX_STREAMS), progress)
+            items = [(o, CopyJob(o, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :])) for o in todo]
+            engine = engine_for(primary, cfg.transfer_client, cfg.concurrency)
+            from_backup = engine_for(backup, cfg.transfer_client, cfg.concurrency)
+            done, failed = engine.copy_from(from_backup, items, part_size, MAX_STREAMS, progress)
         finally:
             progress.stop()
         held.ensure(

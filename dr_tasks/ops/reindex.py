@@ -19,7 +19,7 @@ from ..errors import DrError
 from ..index import BadLine, Index, IndexWriteError, iso
 from ..lease import Lease, Notify
 from ..manifest import Manifest, ManifestError, parse_manifest
-from ..s3 import S3, ObjectVersion
+from ..transport import S3, ObjectVersion
 from .leasing import operation_lease
 from .prune import index_pins, list_pin_markers, parse_snapshot_id, pruned_ids
 from .snapshot import MANIFEST_SUFFIX, manifest_key, snapshot_dir

@@ -50,15 +50,14 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DrConfig
-from ..crt import BulkS3, GetJob, WriteFailed, bulk_for
 from ..errors import DrError
 from ..gitignore import holding_dir_ignored
 from ..guard import Guard, GuardError
 from ..lease import pid_alive
-from ..parallel import Failure, run_parallel
+from ..parallel import Failure
 from ..progress import NULL_PROGRESS, Progress
-from ..s3 import S3, ObjectVersion
 from ..timeparse import compact_utc, iso_utc, parse_ts
+from ..transport import S3, Engine, GetJob, ObjectVersion, WriteFailed, engine_for
 
 # Diff output per modified file, unless `full`.
 DIFF_LINE_CAP = 60
@@ -1094,28 +1093,8 @@ def _download_all(
             raise _write_error(name, v, err) from None
         return _restored(name, v, sha)
 
-    def fetch(item: tuple[str, ObjectVersion]) -> RestoredFile | None:
-        paths = prepare(item)
-        if paths is None:
-            return None
-        target, tmp = paths
-        try:
-            sha = s3.download_version(cfg.bucket, item[1], tmp)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            if disk_refused(item, err):
-                return None
-            raise _write_error(item[0], item[1], err) from None
-        except DrError:
-            tmp.unlink(missing_ok=True)
-            raise
-        return publish(item, target, tmp, sha)
-
-    bulk = bulk_for(s3, cfg.concurrency) if cfg.transfer_client == "crt" else None
-    if bulk is None:
-        done, failed = run_parallel(fetch, present, cfg.concurrency, progress)
-    else:
-        done, failed = _download_bulk(bulk, cfg.bucket, present, prepare, publish, disk_refused, progress)
+    engine = engine_for(s3, cfg.transfer_client, cfg.concurrency)
+    done, failed = _download_bulk(engine, cfg.bucket, present, prepare, publish, disk_refused, progress)
     if failed:
         names = ", ".join(f.item[1].key for f in failed[:5]) + (" ..." if len(failed) > 5 else "")
         raise DrError(
@@ -1127,7 +1106,7 @@ def _download_all(
 
 
 def _download_bulk(
-    bulk: BulkS3,
+    engine: Engine,
     bucket: str,
     present: Iterable[tuple[str, ObjectVersion]],
     prepare: Callable[[tuple[str, ObjectVersion]], tuple[Path, Path] | None],
@@ -1135,7 +1114,7 @@ def _download_bulk(
     disk_refused: Callable[[tuple[str, ObjectVersion], OSError], bool],
     progress: Progress,
 ) -> tuple[list[tuple[tuple[str, ObjectVersion], RestoredFile | None]], list[Failure[tuple[str, ObjectVersion]]]]:
-    """The same downloads through awscrt: paths checked and files renamed here, bytes moved in C."""
+    """The downloads, through the engine: paths checked and files renamed here, bytes moved by the engine."""
     done: list[tuple[tuple[str, ObjectVersion], RestoredFile | None]] = []
     failed: list[Failure[tuple[str, ObjectVersion]]] = []
 
@@ -1147,14 +1126,14 @@ def _download_bulk(
                 continue
             target, tmp = paths
             v = item[1]
-            job = GetJob((item, target), bucket, v.key, v.version_id, v.size, v.etag_plain, tmp)
+            job = GetJob((item, target), bucket, v, tmp)
             if job.in_memory:
                 # Written once, already checked, with its mtime: straight to its
                 # name (the staging dir as a whole is what gets published).
                 job.dest, job.mtime = target, v.last_modified.timestamp()
             yield job
 
-    for job, outcome in bulk.download_versions(jobs()):
+    for job, outcome in engine.download_versions(jobs()):
         item, target = job.tag
         progress.advance()
         if isinstance(outcome, DrError):

@@ -32,7 +32,6 @@ import pathspec
 
 from .. import proof
 from ..config import DrConfig
-from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexWriteError, iso, utc_now
 from ..interrupt import Interrupted
@@ -41,7 +40,7 @@ from ..manifest import Manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
-from ..s3 import S3, ObjectVersion
+from ..transport import S3, ObjectVersion, engine_for
 from .catalog import find_snapshot
 from .leasing import operation_lease
 from .snapshot import (
@@ -595,7 +594,7 @@ def _apply(
         progress.start(f"copying {len(plan.copy)} objects back from snapshot {snap_id}", total=len(plan.copy))
         try:
             pairs = [(i, plan.sources[i.key], cfg.key_for(i.key)) for i in plan.copy]
-            _, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
+            _, failed = engine_for(s3, cfg.transfer_client, cfg.concurrency).copy_versions(cfg.bucket, pairs, progress)
         finally:
             progress.stop()
         failures += [f"copy {f.item.key}: {f.error.message}" for f in failed]

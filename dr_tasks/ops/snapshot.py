@@ -17,14 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from ..config import DrConfig
-from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexRead, IndexWriteError, iso, utc_now
 from ..interrupt import Interrupted, shielded
 from ..lease import Lease, Notify
 from ..manifest import Manifest, ManifestEntry, format_manifest, parse_manifest
 from ..progress import NULL_PROGRESS, Progress
-from ..s3 import S3, ObjectVersion
+from ..transport import S3, ObjectVersion, engine_for
 from .leasing import operation_lease
 
 LABEL_RULE = "[a-z0-9][a-z0-9._-]{0,62}"
@@ -282,7 +281,7 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
     progress.start(f"copying {len(objects)} objects to {dest_dir}", total=len(objects))
     try:
         pairs = [(o, o, dest_dir + cfg.rel_for(o.key)) for o in objects]
-        done, failed = copy_versions(s3, cfg.bucket, pairs, cfg.concurrency, cfg.transfer_client, progress)
+        done, failed = engine_for(s3, cfg.transfer_client, cfg.concurrency).copy_versions(cfg.bucket, pairs, progress)
     except Interrupted as sig:
         sig.notes.append(_remove_interrupted(cfg, s3, snap_id))
         raise

@@ -46,7 +46,7 @@ from ..manifest import Manifest, ManifestError, format_manifest, parse_manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
-from ..s3 import S3, S3Error
+from ..transport import S3, S3Error
 from .freshness import Check, backup_check, index_check, row_time
 from .leasing import operation_lease
 from .rollback import prove_snapshot_object, recorded_etags

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import DrConfig
-from ..s3 import S3
+from ..transport import S3
 
 RULE_ID = "dr-tasks-noncurrent-versions"
 FIX = "inv dr.versioning --enable"

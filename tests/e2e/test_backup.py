@@ -545,7 +545,9 @@ def test_a_small_object_replaced_by_a_big_one_after_the_listing_is_streamed_not_
     # in-memory path (objects up to 1 MiB) must not hold it whole, and the
     # object must still arrive, byte for byte, through the streaming path.
     from dr_tasks import run_backup
-    from dr_tasks.crt import SMALL_OBJECT, BulkS3, _Call
+    from dr_tasks.transport.crt_client import _Call
+    from dr_tasks.transport.crt_engine import BulkS3
+    from dr_tasks.transport.settings import SMALL_OBJECT
 
     repo = make_repo(server, bucket)
     repo.seed()

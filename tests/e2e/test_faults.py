@@ -69,7 +69,7 @@ FEW_ATTEMPTS = {"AWS_MAX_ATTEMPTS": "3"}
 SHORT_TIMEOUT_TASKS = """\
 import os
 
-import dr_tasks.s3 as s3mod
+import dr_tasks.transport.session as s3mod
 from invoke import Collection
 from dr_tasks import dr
 

@@ -25,7 +25,7 @@ from dr_tasks.config import Endpoint
 from dr_tasks.errors import DrError
 from dr_tasks.lease import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
 from dr_tasks.lease import client as lock_mod
-from dr_tasks.s3 import S3, count_requests
+from dr_tasks.transport import S3, count_requests
 from tests.conftest import Server, assert_clean_refusal, bucket_state, new_bucket
 from tests.e2e.test_backup import backup_json, backup_rows, configure_backup, seeded
 

@@ -162,7 +162,8 @@ def test_recover_reports_a_same_size_key_it_has_no_record_for_as_unverified(serv
 # ---------------------------------------------------------------------- item 14: a writer thread that raises
 def test_a_writer_that_raises_something_other_than_oserror_ends_the_restore(server, bucket, make_repo, monkeypatch):
     """awscrt's small bodies are written on worker threads: any exception there must come back as a failure."""
-    from dr_tasks import DrError, crt, restore_at
+    from dr_tasks import DrError, restore_at
+    from dr_tasks.transport import crt_engine as crt
 
     repo = make_repo(server, bucket, transfer_client="crt")
     unit = "state/skills/alpha/"

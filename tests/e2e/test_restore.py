@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from dr_tasks import DrError, restore_at
-from dr_tasks.s3 import count_requests
 from dr_tasks.timeparse import compact_utc, iso_utc
+from dr_tasks.transport import count_requests
 from tests.conftest import HostRepo, Server, assert_clean_refusal, bucket_state, local_tree, new_bucket
 from tests.support.faultproxy import Rule
 
@@ -601,7 +601,7 @@ def test_a_write_that_fails_names_the_file_as_the_user_sees_it(server, bucket, m
     """A full disk while the awscrt path writes a checked body: the error names `deep/c.md`, not a temp basename."""
     import errno
 
-    from dr_tasks import crt
+    from dr_tasks.transport import crt_engine as crt
 
     repo = make_repo(server, bucket)
     for k in (U + "ok.txt", U + "deep/c.md"):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dr_tasks import apply_rollback, hold_lease, plan_rollback, take_snapshot
-from dr_tasks.s3 import count_requests
+from dr_tasks.transport import count_requests
 from tests.conftest import (
     INV,
     SAMPLE_FILES,

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from dr_tasks import s3 as s3mod
-from dr_tasks.s3 import S3, count_requests
+from dr_tasks import transport as s3mod
+from dr_tasks.transport import S3, count_requests, counting, settings, streaming
 from tests.conftest import new_bucket
 
 
@@ -138,8 +138,8 @@ def test_objects_over_the_single_copy_limit_use_multipart_copy(server, monkeypat
     c = server.client()
     data = os.urandom(12 * 1024 * 1024)
     c.put_object(Bucket=bucket, Key="big.bin", Body=data)
-    monkeypatch.setattr(s3mod, "MAX_SINGLE_COPY", 5 * 1024 * 1024)
-    monkeypatch.setattr(s3mod, "COPY_PART_SIZE", 5 * 1024 * 1024)
+    monkeypatch.setattr(settings, "MAX_SINGLE_COPY", 5 * 1024 * 1024)
+    monkeypatch.setattr(settings, "COPY_PART_SIZE", 5 * 1024 * 1024)
     with count_requests() as counts:
         s3 = make_s3(server)
         src = next(s3.iter_current(bucket, "big.bin", versioned=True))
@@ -235,13 +235,13 @@ def test_stream_copies_overlap_parts_but_hold_at_most_stream_buffers_in_memory(m
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setattr(s3mod, "STREAM_BUFFERS", 3)
+    monkeypatch.setattr(settings, "STREAM_BUFFERS", 3)
     src_bucket, dst_bucket = new_bucket(moto_server), new_bucket(moto2)
     blobs = {f"big/{i}.bin": os.urandom(12 * 1024 * 1024) for i in range(4)}
     for key, data in blobs.items():
         moto_server.client().put_object(Bucket=src_bucket, Key=key, Body=data)
     alive, peak, lock = [0], [0], threading.Lock()
-    read_full = s3mod._read_full
+    read_full = streaming._read_full
 
     def counted_read(body, n):  # type: ignore[no-untyped-def]
         chunk = read_full(body, n)
@@ -255,8 +255,10 @@ def test_stream_copies_overlap_parts_but_hold_at_most_stream_buffers_in_memory(m
         with lock:
             alive[0] -= 1
 
-    monkeypatch.setattr(s3mod, "_read_full", counted_read)
-    monkeypatch.setattr(s3mod, "_CLIENT_HOOKS", [("after-call.s3.UploadPart", sent), ("after-call.s3.PutObject", sent)])
+    monkeypatch.setattr(streaming, "_read_full", counted_read)
+    monkeypatch.setattr(
+        counting, "_CLIENT_HOOKS", [("after-call.s3.UploadPart", sent), ("after-call.s3.PutObject", sent)]
+    )
     src, dst = make_s3(moto_server), make_s3(moto2)
     with ThreadPoolExecutor(4) as pool:
         moved = list(pool.map(lambda k: dst.stream_copy(src, src_bucket, k, dst_bucket, k, 5 * 1024 * 1024), blobs))

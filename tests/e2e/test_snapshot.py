@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dr_tasks import hold_lease, take_snapshot
-from dr_tasks.s3 import count_requests
+from dr_tasks.transport import count_requests
 from tests.conftest import SAMPLE_FILES, assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import Rule
 

@@ -12,7 +12,8 @@ from botocore.stub import Stubber
 
 from dr_tasks import DrError, load_config
 from dr_tasks.config import DrConfig, Endpoint
-from dr_tasks.s3 import S3, S3Error, _describe, error_hint
+from dr_tasks.transport import S3, S3Error, error_hint
+from dr_tasks.transport.errors import describe as _describe
 
 
 def closed_port() -> int:

@@ -10,7 +10,7 @@ import pytest
 from dr_tasks import proof
 from dr_tasks.ops.recover import _same
 from dr_tasks.proof import Verdict
-from dr_tasks.s3 import ObjectVersion
+from dr_tasks.transport import ObjectVersion
 
 DATA = b"the recorded bytes"
 MD5 = hashlib.md5(DATA).hexdigest()

@@ -25,7 +25,8 @@ from dr_tasks.ops.restore import (
     structural_changes,
     versions_at,
 )
-from dr_tasks.s3 import ObjectVersion, S3Error, _merge_page
+from dr_tasks.transport import ObjectVersion, S3Error
+from dr_tasks.transport.listing import _merge_page
 
 UTC = timezone.utc
 T = datetime(2026, 4, 15, 18, 0, tzinfo=UTC)
@@ -404,7 +405,7 @@ def _s3_with(responses: list[dict[str, Any]]) -> Any:
     from botocore.stub import Stubber
 
     from dr_tasks.config import Endpoint
-    from dr_tasks.s3 import S3
+    from dr_tasks.transport import S3
 
     s3 = S3(Endpoint("bkt", "http://127.0.0.1:9", "us-east-1", None, "k", "s"), 1)
     stub = Stubber(s3.client)

@@ -21,7 +21,7 @@ from dr_tasks.ops.rollback import (
     safety_label,
 )
 from dr_tasks.ops.snapshot import validate_label
-from dr_tasks.s3 import ObjectVersion
+from dr_tasks.transport import ObjectVersion
 
 WHEN = datetime(2026, 4, 15, 18, 0, tzinfo=timezone.utc)
 SNAP = "2026-04-15T18:00:00Z-good"

@@ -19,7 +19,7 @@ import pytest
 from dr_tasks import DrError, load_config
 from dr_tasks.config import DrConfig
 from dr_tasks.ops.rollback import build_plan, check_snapshot_objects
-from dr_tasks.s3 import ObjectVersion
+from dr_tasks.transport import ObjectVersion
 
 WHEN = datetime(2026, 4, 15, 18, 0, tzinfo=timezone.utc)
 SNAP = "2026-04-15T18:00:00Z-good"

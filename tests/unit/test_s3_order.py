@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from dr_tasks.s3 import ObjectVersion, _merge_page
+from dr_tasks.transport import ObjectVersion
+from dr_tasks.transport.listing import _merge_page
 
 T = datetime(2026, 4, 15, 18, 0, tzinfo=timezone.utc)
 
