@@ -24,7 +24,6 @@ from .errors import DrError
 from .interrupt import shielded
 
 VERSION = 1
-KINDS = ("snapshot", "rollback", "cross-region-backup", "prune", "pin")
 
 # The type each field of a known kind must have when present; `id` is required
 # of every known kind. "str?" and the like also allow null (older rows and
@@ -181,14 +180,6 @@ class IndexRead:
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 class Index:

@@ -74,12 +74,13 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .config import META_PREFIX, DrConfig
+from .config import DrConfig
 from .errors import DrError
-from .index import Index, iso, utc_now
+from .index import Index, utc_now
+from .layout import LOCK_KEY
 from .s3 import S3, ObjectVersion, S3Error
+from .timeparse import iso_utc
 
-LOCK_KEY = META_PREFIX + "lock.json"
 # How long a lease lives without renewal. A running holder renews every
 # ttl / 3, so this bounds how long a crashed holder blocks others, not how long
 # an operation may run.
@@ -233,12 +234,13 @@ class Holder:
 
     def describe(self) -> str:
         pid = f" pid {self.pid}" if self.pid is not None else ""
-        return f"{self.owner}@{self.host}{pid} for {self.operation} since {self.started} (expires {iso(self.expires)})"
+        expires = iso_utc(self.expires, whole_seconds=True)
+        return f"{self.owner}@{self.host}{pid} for {self.operation} since {self.started} (expires {expires})"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["renewed"] = iso(self.renewed)
-        d["expires"] = iso(self.expires)
+        d["renewed"] = iso_utc(self.renewed, whole_seconds=True)
+        d["expires"] = iso_utc(self.expires, whole_seconds=True)
         d["version_ids"] = list(self.version_ids)
         return d
 
@@ -288,8 +290,8 @@ class Lease:
                 "pid": self.pid,
                 "operation": self.operation,
                 "started": self.started,
-                "renewed": iso(now),
-                "expires": iso(now + timedelta(seconds=self.ttl)),
+                "renewed": iso_utc(now, whole_seconds=True),
+                "expires": iso_utc(now + timedelta(seconds=self.ttl), whole_seconds=True),
                 "ttl_seconds": self.ttl,
                 **host_identity(),
             },
@@ -349,7 +351,7 @@ class _LeaseClient:
             host=self.host,
             pid=os.getpid(),
             operation=operation,
-            started=iso(utc_now()),
+            started=iso_utc(utc_now(), whole_seconds=True),
             ttl=float(ttl),
         )
         self._stop = threading.Event()
@@ -410,7 +412,7 @@ class _LeaseClient:
             host=host,
             pid=pid,
             operation=_text(info.get("operation"), "?"),
-            started=_text(info.get("started"), iso(first.last_modified)),
+            started=_text(info.get("started"), iso_utc(first.last_modified, whole_seconds=True)),
             ttl=ttl,
             renewed=renewed,
             expires=expires,
@@ -418,7 +420,7 @@ class _LeaseClient:
         )
         if token == self.lease.token:
             return holder
-        stale = f"it expired at {iso(expires)}" if now > expires else None
+        stale = f"it expired at {iso_utc(expires, whole_seconds=True)}" if now > expires else None
         # Before its expiry a lease is stale only when its holder is provably not
         # running: this machine, boot and pid namespace, and that pid is gone.
         gone = holder_gone(info, pid)
@@ -588,13 +590,13 @@ class _LeaseClient:
             return LockHeld(
                 f"refusing --break-lock: the lease is live, held by {desc}",
                 f"a running operation renews its lease every {holder.ttl / 3:.0f}s; if its machine is gone, "
-                f"wait until {iso(holder.expires)} and run again with --break-lock",
+                f"wait until {iso_utc(holder.expires, whole_seconds=True)} and run again with --break-lock",
                 holder,
             )
         return LockHeld(
             f"another dr operation is running: lease held by {desc}",
             f"wait for it to finish and run again; if that process is gone, run with --break-lock "
-            f"once the lease has expired ({iso(holder.expires)})",
+            f"once the lease has expired ({iso_utc(holder.expires, whole_seconds=True)})",
             holder,
         )
 
@@ -631,8 +633,8 @@ class _LeaseClient:
         Index(self.cfg.index_path).append(
             {
                 "kind": "lock-break",
-                "id": f"{iso(ts)}-{self.lease.operation}",
-                "ts": iso(ts),
+                "id": f"{iso_utc(ts, whole_seconds=True)}-{self.lease.operation}",
+                "ts": iso_utc(ts, whole_seconds=True),
                 "bucket": self.cfg.bucket,
                 "key": LOCK_KEY,
                 "operation": self.lease.operation,

@@ -107,9 +107,15 @@ def _fraction(dt: datetime) -> str:
     return f".{dt.microsecond:06d}".rstrip("0") if dt.microsecond else ""
 
 
-def iso_utc(dt: datetime) -> str:
-    """2026-04-15T18:00:00Z, with the fraction of a second only when there is one."""
+def iso_utc(dt: datetime, *, whole_seconds: bool = False) -> str:
+    """2026-04-15T18:00:00Z, with the fraction of a second only when there is one.
+
+    `whole_seconds` drops the fraction: the form of index rows, manifests and
+    snapshot ids (see `parse_iso`).
+    """
     u = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    if whole_seconds:
+        u = u.replace(microsecond=0)
     # isoformat is C: a restore formats one of these per file.
     text = u.isoformat()
     return (text.rstrip("0") if u.microsecond else text) + "Z"
@@ -119,3 +125,8 @@ def compact_utc(dt: datetime) -> str:
     """20260415T180000Z: the instant in a holding dir's name (a fraction only when there is one)."""
     u = dt.astimezone(timezone.utc)
     return u.strftime("%Y%m%dT%H%M%S") + _fraction(u) + "Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """The instant of a whole-second UTC stamp (`iso_utc(dt, whole_seconds=True)`); ValueError otherwise."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)

@@ -24,7 +24,8 @@ from typing import Any
 
 from ..config import DrConfig, same_endpoint
 from ..errors import DrError
-from ..index import Index, IndexRead, iso, parse_iso, utc_now
+from ..index import Index, IndexRead, utc_now
+from ..timeparse import iso_utc, parse_iso
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
 _UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
@@ -341,7 +342,8 @@ def _skew_check(
     _, at, row = max(ahead, key=lambda e: (e[1], e[0]))
     detail = (
         f"clock skew: the newest complete cross-region-backup row{where}, {row.get('id')}, is dated {row.get('ts')}, "
-        f"{span(at - now)} ahead of this machine's clock ({iso(now)}; up to {span(FUTURE_TOLERANCE)} is allowed), "
+        f"{span(at - now)} ahead of this machine's clock ({iso_utc(now, whole_seconds=True)}; "
+        f"up to {span(FUTURE_TOLERANCE)} is allowed), "
         "so its age cannot show whether backups still run"
     )
     if len(ahead) > 1:
@@ -448,7 +450,7 @@ def check_freshness(
         last_backup=last,
         last_attempt=last_backup_attempt(read.rows, BackupDest.of(cfg)),
         bad_lines=[{"line": b.lineno, "reason": b.reason, "text": b.text} for b in read.bad],
-        now=iso(now),
+        now=iso_utc(now, whole_seconds=True),
     )
     if limit is not None:
         snap, newest = snapshot_age_check(read, limit, now)

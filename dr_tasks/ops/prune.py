@@ -30,82 +30,28 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
 import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..config import META_PREFIX, DrConfig
+from ..config import DrConfig
 from ..errors import DrError
-from ..index import Index, IndexRead, IndexWriteError, iso, parse_iso, utc_now
+from ..history import find_snapshot, pruned_ids
+from ..index import Index, IndexRead, IndexWriteError, utc_now
 from ..interrupt import Interrupted
+from ..layout import manifest_key, parse_manifest_key, parse_snapshot_dir, parse_snapshot_id, pin_key, snapshot_dir
 from ..lock import Notify, hold_lease
+from ..pins import index_pins, list_pin_markers
 from ..s3 import S3
-from .catalog import find_snapshot
-from .snapshot import LABEL_RULE, MANIFEST_SUFFIX, manifest_key, snapshot_dir
+from ..timeparse import iso_utc
 
-PIN_PREFIX = META_PREFIX + "pins/"
-SNAPSHOT_ID_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)-(" + LABEL_RULE + ")")
 # A snapshot directory without a manifest and without an index row is an
 # interrupted snapshot. The lease already keeps prune and snapshot apart; this
 # grace keeps a prune from racing a snapshot taken by a tool that ignores it.
 ORPHAN_GRACE = timedelta(hours=24)
 REASON_MAX = 200
-
-
-def parse_snapshot_id(snap_id: str) -> tuple[datetime, str] | None:
-    """(ts, label) of a well-formed snapshot id, else None."""
-    m = SNAPSHOT_ID_RE.fullmatch(snap_id) if isinstance(snap_id, str) else None
-    if m is None or ".." in m.group(2):
-        return None
-    try:
-        return parse_iso(m.group(1)), m.group(2)
-    except ValueError:
-        return None
-
-
-def pin_key(snap_id: str) -> str:
-    return f"{PIN_PREFIX}{snap_id}.json"
-
-
-def index_pins(read: IndexRead) -> dict[str, bool]:
-    """Pin state by snapshot id as the index says: the last `pin` row for an id wins."""
-    state: dict[str, bool] = {}
-    for r in read.of_kind("pin"):
-        if isinstance(r.get("id"), str):
-            state[r["id"]] = r.get("pinned", True) is not False
-    return state
-
-
-def list_pin_markers(cfg: DrConfig, s3: S3) -> dict[str, datetime]:
-    """Pinned ids as the bucket says (marker objects), with when each marker was written."""
-    out: dict[str, datetime] = {}
-    for o in s3.iter_objects(cfg.bucket, PIN_PREFIX):
-        name = o.key[len(PIN_PREFIX) :]
-        if name.endswith(".json") and parse_snapshot_id(name[: -len(".json")]):
-            out[name[: -len(".json")]] = o.last_modified
-    return out
-
-
-def pruned_ids(read: IndexRead) -> set[str]:
-    """Snapshot ids that a `prune` row says are gone (for listings that hide them).
-
-    In line order: a `snapshot` row after the prune row (what `dr.reindex`
-    appends for a pruned snapshot whose delete markers were removed) brings
-    that snapshot back.
-    """
-    gone: set[str] = set()
-    for r in read.rows:
-        if r.get("kind") == "prune":
-            for k in ("deleted", "orphans"):
-                ids = r.get(k)
-                if isinstance(ids, list):
-                    gone.update(i for i in ids if isinstance(i, str))
-        elif r.get("kind") == "snapshot" and isinstance(r.get("id"), str):
-            gone.discard(r["id"])
-    return gone
 
 
 def undo_points(read: IndexRead) -> dict[str, str]:
@@ -184,7 +130,7 @@ def decide(
 ) -> list[Decision]:
     """Keep/delete for each (id, ts, label), newest first; `also_keep` maps ids to why. Pure: no I/O."""
     ordered = sorted(snapshots, key=lambda s: (s[1], s[0]), reverse=True)
-    out = [Decision(i, iso(ts), label, False) for i, ts, label in ordered]
+    out = [Decision(i, iso_utc(ts, whole_seconds=True), label, False) for i, ts, label in ordered]
     if not out:
         return out
     out[0].reasons.append("newest")
@@ -258,23 +204,22 @@ def plan_prune(cfg: DrConfig, rules: KeepRules, *, s3: S3 | None = None, now: da
     read = Index(cfg.index_path).read()
     indexed = {r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)}
     dirs, objects = s3.list_prefixes(cfg.bucket, cfg.snapshot_prefix)
-    sp = cfg.snapshot_prefix
     manifests: dict[str, tuple[datetime, str]] = {}
     foreign: list[str] = []
     for o in objects:
-        name = o.key[len(sp) :]
-        parsed = parse_snapshot_id(name[: -len(MANIFEST_SUFFIX)]) if name.endswith(MANIFEST_SUFFIX) else None
-        if parsed is None:
+        sid = parse_manifest_key(cfg, o.key)
+        parsed = parse_snapshot_id(sid) if sid is not None else None
+        if sid is None or parsed is None:
             foreign.append(o.key)
         else:
-            manifests[name[: -len(MANIFEST_SUFFIX)]] = parsed
+            manifests[sid] = parsed
     orphans: list[str] = []
     recent: list[str] = []
     cutoff = (now or utc_now()) - ORPHAN_GRACE
     for d in dirs:
-        name = d[len(sp) :].rstrip("/")
-        parsed = parse_snapshot_id(name)
-        if parsed is None:
+        name = parse_snapshot_dir(cfg, d)
+        parsed = parse_snapshot_id(name) if name is not None else None
+        if name is None or parsed is None:
             foreign.append(d)
         elif name not in manifests and next(iter(s3.iter_objects(cfg.bucket, d)), None) is not None:
             # (Some servers, moto among them, still list a prefix whose keys
@@ -384,7 +329,7 @@ def prune(
                 "no prune row was written",
                 again,
             )
-        ts = iso(now or utc_now())
+        ts = iso_utc(now or utc_now(), whole_seconds=True)
         row = {
             "kind": "prune",
             "id": f"{ts}-prune",
@@ -470,7 +415,7 @@ def pin_snapshot(
             if read.find("snapshot", snap_id) is None:
                 find_snapshot(cfg, snap_id)
             return PinResult(snap_id, False, False)
-    ts = iso(now or utc_now())
+    ts = iso_utc(now or utc_now(), whole_seconds=True)
     row: dict[str, Any] = {"kind": "pin", "id": snap_id, "ts": ts, "pinned": not unpin, "by": _owner_host()}
     if reason:
         row["reason"] = reason

@@ -42,9 +42,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import proof
-from ..config import META_PREFIX, DrConfig
+from ..config import DrConfig
 from ..errors import DrError
 from ..index import Index
+from ..layout import META_PREFIX, PIN_PREFIX
 from ..lock import Notify, hold_lease
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
@@ -52,7 +53,6 @@ from ..rewrites import read_rewrites, save_rewrites
 from ..s3 import S3, ObjectVersion, S3Error, StreamedObject
 from .backup import MAX_STREAMS, PART_SIZE, BackupState, backup_endpoint, read_state, whose_backup
 from .freshness import BackupSource
-from .prune import PIN_PREFIX
 
 SHOWN = 10
 

@@ -16,12 +16,14 @@ from typing import Any
 
 from ..config import DrConfig
 from ..errors import DrError
-from ..index import BadLine, Index, IndexWriteError, iso
+from ..history import pruned_ids
+from ..index import BadLine, Index, IndexWriteError
+from ..layout import MANIFEST_SUFFIX, manifest_key, parse_snapshot_id, snapshot_dir
 from ..lock import Notify, hold_lease
 from ..manifest import Manifest, ManifestError, parse_manifest
+from ..pins import index_pins, list_pin_markers
 from ..s3 import S3, ObjectVersion
-from .prune import index_pins, list_pin_markers, parse_snapshot_id, pruned_ids
-from .snapshot import MANIFEST_SUFFIX, manifest_key, snapshot_dir
+from ..timeparse import iso_utc
 
 
 @dataclass
@@ -59,7 +61,7 @@ def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Manifest) -> dict[s
     """The `snapshot` row a parsed manifest stands for, as `dr.snapshot` writes it, or a DrError naming the flaw."""
     ts, label = manifest.ts, manifest.label
     parsed = parse_snapshot_id(snap_id)
-    if parsed is None or ts != iso(parsed[0]) or label != parsed[1]:
+    if parsed is None or ts != iso_utc(parsed[0], whole_seconds=True) or label != parsed[1]:
         raise DrError("the manifest's ts and label do not match its id")
     return {
         "v": 1,
@@ -128,7 +130,14 @@ def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> Rein
 
     pinned = index_pins(read)
     pins = [
-        {"v": 1, "kind": "pin", "id": pin_id, "ts": iso(when), "pinned": True, "reindexed": True}
+        {
+            "v": 1,
+            "kind": "pin",
+            "id": pin_id,
+            "ts": iso_utc(when, whole_seconds=True),
+            "pinned": True,
+            "reindexed": True,
+        }
         for pin_id, when in sorted(list_pin_markers(cfg, s3).items())
         if not pinned.get(pin_id)
     ]

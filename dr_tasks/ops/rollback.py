@@ -34,23 +34,17 @@ from .. import proof
 from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
-from ..index import Index, IndexWriteError, iso, utc_now
+from ..history import find_snapshot
+from ..index import Index, IndexWriteError, utc_now
 from ..interrupt import Interrupted
+from ..layout import LABEL_RULE, format_snapshot_id, snapshot_dir
 from ..manifest import Manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
 from ..s3 import S3, ObjectVersion
-from .catalog import find_snapshot
-from .snapshot import (
-    LABEL_RULE,
-    list_live,
-    load_manifest,
-    snapshot_dir,
-    snapshot_id,
-    take_snapshot,
-    validate_label,
-)
+from ..timeparse import iso_utc
+from .snapshot import list_live, load_manifest, take_snapshot, validate_label
 
 SAFETY_PREFIX = "pre-rollback-"
 # Snapshot labels are at most 63 characters (see LABEL_RULE).
@@ -498,7 +492,7 @@ def _take_safety(cfg: DrConfig, s3: S3, label: str, progress: Progress) -> str:
     """The safety snapshot's id. Waits out the second when that id is already taken (a quick re-run)."""
     index = Index(cfg.index_path)
     deadline = time.monotonic() + 3
-    while index.read().find("snapshot", snapshot_id(utc_now(), label)) and time.monotonic() < deadline:
+    while index.read().find("snapshot", format_snapshot_id(utc_now(), label)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return take_snapshot(cfg, label, progress=progress, s3=s3, check_label=True).id
 
@@ -592,7 +586,7 @@ def apply_rollback(
             f"run the same command again once the cause is fixed (it converges), or undo with `{undo}`",
         )
 
-    ts = iso((now or utc_now()).replace(microsecond=0))
+    ts = iso_utc((now or utc_now()).replace(microsecond=0), whole_seconds=True)
     result = RollbackResult(
         id=f"{ts}-rollback-{label}",
         ts=ts,

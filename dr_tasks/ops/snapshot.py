@@ -9,7 +9,6 @@ Order of work, which is what makes it safe to interrupt:
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -19,15 +18,14 @@ from typing import Any
 from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
-from ..index import Index, IndexRead, IndexWriteError, iso, utc_now
+from ..index import Index, IndexRead, IndexWriteError, utc_now
 from ..interrupt import Interrupted, shielded
+from ..layout import LABEL_RULE, format_snapshot_id, is_label, manifest_key, snapshot_dir
 from ..manifest import Manifest, ManifestEntry, format_manifest, parse_manifest
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
+from ..timeparse import iso_utc
 
-LABEL_RULE = "[a-z0-9][a-z0-9._-]{0,62}"
-_LABEL_RE = re.compile(LABEL_RULE)
-MANIFEST_SUFFIX = ".manifest.json"
 # S3's limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
 UNVERSIONED_WARNING = (
@@ -38,7 +36,7 @@ UNVERSIONED_WARNING = (
 
 def validate_label(label: str) -> str:
     """The label itself, or a DrError that shows the rule."""
-    if not isinstance(label, str) or not _LABEL_RE.fullmatch(label) or ".." in label:
+    if not is_label(label):
         shown = repr(label)
         if len(shown) > 80:
             shown = shown[:77] + "..."
@@ -48,18 +46,6 @@ def validate_label(label: str) -> str:
             "use e.g. --label=pre-migration",
         )
     return label
-
-
-def snapshot_id(ts: datetime, label: str) -> str:
-    return f"{iso(ts)}-{label}"
-
-
-def manifest_key(cfg: DrConfig, snap_id: str) -> str:
-    return f"{cfg.snapshot_prefix}{snap_id}{MANIFEST_SUFFIX}"
-
-
-def snapshot_dir(cfg: DrConfig, snap_id: str) -> str:
-    return f"{cfg.snapshot_prefix}{snap_id}/"
 
 
 @dataclass
@@ -135,7 +121,7 @@ def build_manifest(
                 o.size,
                 o.etag_plain,
                 o.version_id,
-                iso(o.last_modified),
+                iso_utc(o.last_modified, whole_seconds=True),
                 copy_etag=copy_etags.get(o.key),
             )
             for o in objects
@@ -175,7 +161,7 @@ def plan_snapshot(
         validate_label(label)
     started = time.monotonic()
     ts_dt = (now or utc_now()).replace(microsecond=0)
-    snap_id = snapshot_id(ts_dt, label)
+    snap_id = format_snapshot_id(ts_dt, label)
     existing = Index(cfg.index_path).read()
     if existing.find("snapshot", snap_id):
         raise DrError(f"snapshot {snap_id} already exists in the index", "wait a second or pick another label")
@@ -194,7 +180,7 @@ def plan_snapshot(
         progress.stop()
     _check_key_lengths(cfg, snap_id, objects)
     _check_unique(cfg, snap_id, objects)
-    return SnapshotPlan(snap_id, label, iso(ts_dt), versioned, objects, existing, started)
+    return SnapshotPlan(snap_id, label, iso_utc(ts_dt, whole_seconds=True), versioned, objects, existing, started)
 
 
 def _check_unique(cfg: DrConfig, snap_id: str, objects: list[ObjectVersion]) -> None:

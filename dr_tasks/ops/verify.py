@@ -42,15 +42,18 @@ from .. import proof
 from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard
-from ..index import Index, IndexRead, iso, utc_now
+from ..history import find_snapshot
+from ..index import Index, IndexRead, utc_now
+from ..layout import manifest_key, snapshot_dir
 from ..manifest import format_manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
 from ..s3 import S3, S3Error
+from ..timeparse import iso_utc
 from .freshness import Check, backup_check, index_check, row_time
 from .rollback import prove_snapshot_object, recorded_etags
-from .snapshot import load_manifest, manifest_key, snapshot_dir
+from .snapshot import load_manifest
 from .versioning import FIX as VERSIONING_FIX
 from .versioning import versioning_status
 
@@ -291,7 +294,7 @@ def deep_verify(
         manifest.objects = [
             replace(e, sha256=new_sha[e.key]) if e.key in new_sha and not e.sha256 else e for e in manifest.objects
         ]
-        manifest.extra["sha256_recorded_at"] = iso(utc_now())
+        manifest.extra["sha256_recorded_at"] = iso_utc(utc_now(), whole_seconds=True)
         s3.put_bytes(cfg.bucket, manifest_key(cfg, snap_id), format_manifest(manifest), "application/json")
         result.recorded = len(new_sha)
         result.manifest_rewritten = True
@@ -356,8 +359,6 @@ def run_verify(
     result = VerifyResult()
     read = Index(cfg.index_path).read()
     if snapshot_id is not None:
-        from .catalog import find_snapshot
-
         find_snapshot(cfg, snapshot_id)  # an unknown id is a refusal, not a failed check
     snap_id = snapshot_id or _newest_snapshot_id(read)
     result.snapshot = snap_id

@@ -1,0 +1,56 @@
+"""What the index's rows say across kinds: which snapshots a prune removed, and a snapshot's row.
+
+Read-only and shared by the operations that look snapshots up (`dr.show`,
+`dr.rollback`, `dr.pin`, `dr.verify`, `dr.reindex`), so none of them imports
+another operation for it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from .config import DrConfig
+from .errors import DrError
+from .index import Index, IndexRead
+
+
+def pruned_ids(read: IndexRead) -> set[str]:
+    """Snapshot ids that a `prune` row says are gone (for listings that hide them).
+
+    In line order: a `snapshot` row after the prune row (what `dr.reindex`
+    appends for a pruned snapshot whose delete markers were removed) brings
+    that snapshot back.
+    """
+    gone: set[str] = set()
+    for r in read.rows:
+        if r.get("kind") == "prune":
+            for k in ("deleted", "orphans"):
+                ids = r.get(k)
+                if isinstance(ids, list):
+                    gone.update(i for i in ids if isinstance(i, str))
+        elif r.get("kind") == "snapshot" and isinstance(r.get("id"), str):
+            gone.discard(r["id"])
+    return gone
+
+
+def find_snapshot(cfg: DrConfig, snap_id: str, allow_pruned: bool = False) -> dict[str, Any]:
+    """The index row of snapshot `snap_id`, or a DrError that lists the nearest ids."""
+    read = Index(cfg.index_path).read()
+    row = read.find("snapshot", snap_id)
+    if row is not None:
+        if not allow_pruned and snap_id in pruned_ids(read):
+            raise DrError(
+                f"snapshot {snap_id} was pruned: its objects are gone from the bucket",
+                "pick another with `inv dr.list`",
+            )
+        return row
+    ids = [r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)]
+    near = difflib.get_close_matches(snap_id, ids, n=3, cutoff=0.3) or ids[-3:]
+    shown = snap_id if len(snap_id) <= 80 else snap_id[:77] + "..."
+    hint = (
+        ("nearest: " + ", ".join(near))
+        if near
+        else "the index has no snapshots; take one with `inv dr.snapshot --label=...`"
+    )
+    raise DrError(f"unknown snapshot id {shown!r}", hint + " (all: `inv dr.list`)")
