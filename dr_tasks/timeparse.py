@@ -29,6 +29,9 @@ _BASIC = re.compile(
 )
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
+_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
 FORMS = "ISO 8601 with a timezone, e.g. 2026-04-15T18:00:00Z (UTC) or 2026-04-15T18:00:00+02:00"
 
 
@@ -130,3 +133,15 @@ def compact_utc(dt: datetime) -> str:
 def parse_iso(text: str) -> datetime:
     """The instant of a whole-second UTC stamp (`iso_utc(dt, whole_seconds=True)`); ValueError otherwise."""
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def parse_duration(text: str, flag: str) -> timedelta:
+    """`6d`, `12h`, `90m`, `1.5d` -> timedelta; anything else is a DrError naming the flag."""
+    m = _DURATION.match(text or "")
+    if not m:
+        shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
+        raise DrError(f"{flag}={shown} is not a duration", f"use a number and a unit d, h or m, e.g. {flag}=6d")
+    value = float(m.group(1)) * _UNITS[m.group(2)]
+    if value <= timedelta(0):
+        raise DrError(f"{flag}={text} must be longer than zero", f"use e.g. {flag}=6d")
+    return value

@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..backup_rows import BackupDest, BackupSource, newest_backup_row, row_time
 from ..config import DrConfig, Endpoint, same_endpoint
 from ..crt import SMALL_OBJECT, CopyJob, SourceGrew, bulk_for
 from ..errors import ConfigError, DrError
@@ -64,8 +65,7 @@ from ..lock import Notify, check_lease, hold_lease
 from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
-from ..timeparse import iso_utc
-from .freshness import BackupDest, BackupSource, newest_backup_row, parse_duration, row_time
+from ..timeparse import iso_utc, parse_duration
 
 # Objects streamed at once, whatever `concurrency` says. Their parts in memory
 # are bounded on their own (s3.STREAM_BUFFERS: about 128 MiB at 8 MiB parts);

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import proof
+from ..backup_rows import BackupSource
 from ..config import DrConfig
 from ..errors import DrError
 from ..index import Index
@@ -52,7 +53,6 @@ from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites, save_rewrites
 from ..s3 import S3, ObjectVersion, S3Error, StreamedObject
 from .backup import MAX_STREAMS, PART_SIZE, BackupState, backup_endpoint, read_state, whose_backup
-from .freshness import BackupSource
 
 SHOWN = 10
 

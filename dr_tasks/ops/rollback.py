@@ -43,8 +43,9 @@ from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
 from ..s3 import S3, ObjectVersion
+from ..stored_snapshot import load_manifest, prove_snapshot_object, recorded_etags
 from ..timeparse import iso_utc
-from .snapshot import list_live, load_manifest, take_snapshot, validate_label
+from .snapshot import list_live, take_snapshot, validate_label
 
 SAFETY_PREFIX = "pre-rollback-"
 # Snapshot labels are at most 63 characters (see LABEL_RULE).
@@ -229,49 +230,6 @@ def _manifest_objects(cfg: DrConfig, snap_id: str, manifest: Manifest) -> list[d
                 "the manifest is damaged; pick another snapshot",
             )
     return [e.to_dict() for e in manifest.objects]
-
-
-def recorded_etags(m: dict[str, Any], rewrites: dict[str, Any] | None = None, key: str = "") -> list[str]:
-    """The ETags that prove a snapshot object holds the bytes manifest entry `m` records.
-
-    The manifest's (the source's, which a copy keeps on Ceph RGW), the one the
-    server gave the snapshot's copy (`copy_etag`: AWS and moto give a copy of a
-    multipart object the MD5 of its bytes), and the one `dr.recover` recorded
-    when it wrote `key` back from the backup as a copy of one of those.
-    """
-    etags = [e for e in (m.get("etag"), m.get("copy_etag")) if isinstance(e, str) and e]
-    rw = (rewrites or {}).get(key)
-    if (
-        isinstance(rw, dict)
-        and proof.plain(str(rw.get("source_etag") or "")) in {proof.plain(e) for e in etags}
-        and rw.get("size") == m.get("size")
-        and isinstance(rw.get("etag"), str)
-    ):
-        etags.append(rw["etag"])
-    return etags
-
-
-def prove_snapshot_object(
-    s3: S3 | None, bucket: str, m: dict[str, Any], got: ObjectVersion, rewrites: dict[str, Any] | None = None
-) -> proof.Proof:
-    """Whether snapshot object `got` holds the bytes manifest entry `m` records.
-
-    By its ETag when that is one recorded for it; otherwise (an object
-    rewritten without a record, or a manifest from before copies' ETags were
-    recorded) by re-reading it, when `s3` is given: its SHA-256 against the
-    manifest's, or its MD5 against a recorded ETag.
-    """
-    etags = recorded_etags(m, rewrites, got.key)
-    p = proof.by_etag(got.size, got.etag_plain, expected_size=m["size"], recorded=etags)
-    if p.verdict is not proof.Verdict.UNVERIFIABLE or s3 is None:
-        return p
-    d = s3.digest(bucket, got.key, got.version_id)
-    read = proof.by_bytes(d.size, d.md5, d.sha256, expected_size=m["size"], sha256=m.get("sha256"), recorded=etags)
-    if read.proven:
-        return read
-    if read.mismatch:
-        return proof.Proof(proof.Verdict.MISMATCH, f"{p.why}; re-read: {read.why}")
-    return proof.Proof(read.verdict, f"{p.why}; re-read, its MD5 is {d.md5} and no sha256 is recorded")
 
 
 def check_snapshot_objects(

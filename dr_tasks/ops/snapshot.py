@@ -21,7 +21,7 @@ from ..errors import DrError
 from ..index import Index, IndexRead, IndexWriteError, utc_now
 from ..interrupt import Interrupted, shielded
 from ..layout import LABEL_RULE, format_snapshot_id, is_label, manifest_key, snapshot_dir
-from ..manifest import Manifest, ManifestEntry, format_manifest, parse_manifest
+from ..manifest import Manifest, ManifestEntry, format_manifest
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
 from ..timeparse import iso_utc
@@ -330,15 +330,3 @@ def _remove_interrupted(cfg: DrConfig, s3: S3, snap_id: str) -> str:
             f"are left under {where} (`inv dr.prune --apply` removes them after 24 h)"
         )
     return f"snapshot {snap_id} not taken: removed the {len(ours)} objects it had written under {where}, no index row"
-
-
-def load_manifest(cfg: DrConfig, s3: S3, snap_id: str) -> Manifest:
-    """The snapshot's manifest, typed (see `dr_tasks.manifest`), or a one-line DrError."""
-    key = manifest_key(cfg, snap_id)
-    raw = s3.get_bytes_or_none(cfg.bucket, key)
-    if raw is None:
-        raise DrError(
-            f"snapshot {snap_id} has no manifest at s3://{cfg.bucket}/{key}",
-            "the snapshot is incomplete or was pruned; pick another with `inv dr.list`",
-        )
-    return parse_manifest(raw, snap_id, f"s3://{cfg.bucket}/{key}")

@@ -39,6 +39,7 @@ from typing import Any
 import pathspec
 
 from .. import proof
+from ..backup_rows import row_time
 from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard
@@ -50,10 +51,9 @@ from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
 from ..s3 import S3, S3Error
+from ..stored_snapshot import load_manifest, prove_snapshot_object, recorded_etags
 from ..timeparse import iso_utc
-from .freshness import Check, backup_check, index_check, row_time
-from .rollback import prove_snapshot_object, recorded_etags
-from .snapshot import load_manifest
+from .freshness import Check, backup_check, index_check
 from .versioning import FIX as VERSIONING_FIX
 from .versioning import versioning_status
 
