@@ -13,6 +13,7 @@ from typing import Any
 from .config import DrConfig
 from .errors import DrError
 from .index import Index, IndexRead
+from .rows import PruneRow, SnapshotRow
 
 
 def pruned_ids(read: IndexRead) -> set[str]:
@@ -23,21 +24,24 @@ def pruned_ids(read: IndexRead) -> set[str]:
     that snapshot back.
     """
     gone: set[str] = set()
-    for r in read.rows:
-        if r.get("kind") == "prune":
-            for k in ("deleted", "orphans"):
-                ids = r.get(k)
-                if isinstance(ids, list):
-                    gone.update(i for i in ids if isinstance(i, str))
-        elif r.get("kind") == "snapshot" and isinstance(r.get("id"), str):
-            gone.discard(r["id"])
+    for r in read.typed:
+        if isinstance(r, PruneRow):
+            gone.update(r.deleted)
+            gone.update(r.orphans)
+        elif isinstance(r, SnapshotRow):
+            gone.discard(r.id)
     return gone
 
 
 def find_snapshot(cfg: DrConfig, snap_id: str, allow_pruned: bool = False) -> dict[str, Any]:
-    """The index row of snapshot `snap_id`, or a DrError that lists the nearest ids."""
+    """The index row of snapshot `snap_id` as the file has it, or a DrError that lists the nearest ids."""
+    return snapshot_row(cfg, snap_id, allow_pruned).raw
+
+
+def snapshot_row(cfg: DrConfig, snap_id: str, allow_pruned: bool = False) -> SnapshotRow:
+    """The index row of snapshot `snap_id`, typed, or a DrError that lists the nearest ids."""
     read = Index(cfg.index_path).read()
-    row = read.find("snapshot", snap_id)
+    row = read.snapshot(snap_id)
     if row is not None:
         if not allow_pruned and snap_id in pruned_ids(read):
             raise DrError(
@@ -45,7 +49,7 @@ def find_snapshot(cfg: DrConfig, snap_id: str, allow_pruned: bool = False) -> di
                 "pick another with `inv dr.list`",
             )
         return row
-    ids = [r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)]
+    ids = [r.id for r in read.snapshots()]
     near = difflib.get_close_matches(snap_id, ids, n=3, cutoff=0.3) or ids[-3:]
     shown = snap_id if len(snap_id) <= 80 else snap_id[:77] + "..."
     hint = (

@@ -17,11 +17,13 @@ import os
 import resource
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .errors import DrError
 from .interrupt import shielded
+from .rows import PinRow, PruneRow, RollbackRow, Row, SnapshotRow, parse_rows
 
 VERSION = 1
 
@@ -155,6 +157,27 @@ class IndexRead:
     # The last line has no newline: a crash cut it (it is in `bad` too when
     # it does not parse).
     torn_tail: bool = False
+
+    @cached_property
+    def typed(self) -> list[Row]:
+        """The snapshot, rollback, prune and pin rows, typed (see `dr_tasks.rows`), in line order."""
+        return parse_rows(self.rows)
+
+    def snapshots(self) -> list[SnapshotRow]:
+        return [r for r in self.typed if isinstance(r, SnapshotRow)]
+
+    def rollbacks(self) -> list[RollbackRow]:
+        return [r for r in self.typed if isinstance(r, RollbackRow)]
+
+    def prunes(self) -> list[PruneRow]:
+        return [r for r in self.typed if isinstance(r, PruneRow)]
+
+    def pins(self) -> list[PinRow]:
+        return [r for r in self.typed if isinstance(r, PinRow)]
+
+    def snapshot(self, snap_id: str) -> SnapshotRow | None:
+        """The first `snapshot` row with id `snap_id` (as `find` does)."""
+        return next((r for r in self.snapshots() if r.id == snap_id), None)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.rows if r.get("kind") == kind]

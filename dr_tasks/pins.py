@@ -13,9 +13,8 @@ from .s3 import S3
 def index_pins(read: IndexRead) -> dict[str, bool]:
     """Pin state by snapshot id as the index says: the last `pin` row for an id wins."""
     state: dict[str, bool] = {}
-    for r in read.of_kind("pin"):
-        if isinstance(r.get("id"), str):
-            state[r["id"]] = r.get("pinned", True) is not False
+    for r in read.pins():
+        state[r.id] = r.pins
     return state
 
 

@@ -28,11 +28,9 @@ class ListResult:
 def list_snapshots(cfg: DrConfig, include_pruned: bool = False) -> ListResult:
     read = Index(cfg.index_path).read()
     gone = pruned_ids(read)
-    rows = read.of_kind("snapshot")
-    ids = {r.get("id") for r in rows if isinstance(r.get("id"), str)}
-    # A garbage row's id may be anything (a mapping, a list): only strings can be pruned ids.
-    shown = rows if include_pruned else [r for r in rows if not (isinstance(r.get("id"), str) and r["id"] in gone)]
-    return ListResult(shown, read.bad, sorted(gone & ids))
+    rows = read.snapshots()
+    shown = [r.raw for r in rows if include_pruned or r.id not in gone]
+    return ListResult(shown, read.bad, sorted(gone & {r.id for r in rows}))
 
 
 @dataclass
@@ -52,5 +50,5 @@ class ShowResult:
 def show_snapshot(cfg: DrConfig, snap_id: str) -> ShowResult:
     row = find_snapshot(cfg, snap_id, allow_pruned=True)
     read = Index(cfg.index_path).read()
-    rollbacks = [r for r in read.of_kind("rollback") if snap_id in (r.get("snapshot"), r.get("safety_snapshot"))]
+    rollbacks = [r.raw for r in read.rollbacks() if snap_id in (r.snapshot, r.safety_snapshot)]
     return ShowResult(row, rollbacks, read.bad)

@@ -56,13 +56,13 @@ REASON_MAX = 200
 
 def undo_points(read: IndexRead) -> dict[str, str]:
     """The newest rollback's safety snapshots (its printed undo command names one): never pruned."""
-    rollbacks = read.of_kind("rollback")
+    rollbacks = read.rollbacks()
     if not rollbacks:
         return {}
     last = rollbacks[-1]
-    keep = {i: f"before rollback {last['id']}" for i in last.get("interrupted_safety_snapshots") or []}
-    if isinstance(last.get("safety_snapshot"), str):
-        keep[last["safety_snapshot"]] = f"undo of rollback {last['id']}"
+    keep = {i: f"before rollback {last.id}" for i in last.interrupted_safety_snapshots}
+    if last.safety_snapshot is not None:
+        keep[last.safety_snapshot] = f"undo of rollback {last.id}"
     return keep
 
 
@@ -202,7 +202,7 @@ def plan_prune(cfg: DrConfig, rules: KeepRules, *, s3: S3 | None = None, now: da
     """What a prune would keep and delete. Reads the bucket and the index; changes nothing."""
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     read = Index(cfg.index_path).read()
-    indexed = {r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)}
+    indexed = {r.id for r in read.snapshots()}
     dirs, objects = s3.list_prefixes(cfg.bucket, cfg.snapshot_prefix)
     manifests: dict[str, tuple[datetime, str]] = {}
     foreign: list[str] = []
@@ -249,16 +249,9 @@ def _pruned_without_row(cfg: DrConfig, s3: S3, read: IndexRead, manifests: set[s
     """
     gone = pruned_ids(read)
     out: list[str] = []
-    for r in read.of_kind("snapshot"):
-        sid = r.get("id")
-        if (
-            not isinstance(sid, str)
-            or sid in manifests
-            or sid in seen
-            or sid in gone
-            or r.get("bucket") != cfg.bucket
-            or parse_snapshot_id(sid) is None
-        ):
+    for r in read.snapshots():
+        sid = r.id
+        if sid in manifests or sid in seen or sid in gone or r.bucket != cfg.bucket or parse_snapshot_id(sid) is None:
             continue
         entries, _ = s3.key_versions(cfg.bucket, manifest_key(cfg, sid))
         if any(e.is_latest and e.is_delete_marker for e in entries) and sid not in out:
@@ -401,7 +394,7 @@ def pin_snapshot(
     marker = s3.get_version_or_none(cfg.bucket, pin_key(snap_id), None) is not None
     if not unpin:
         if not s3.exists(cfg.bucket, manifest_key(cfg, snap_id)):
-            if read.find("snapshot", snap_id) is None:
+            if read.snapshot(snap_id) is None:
                 find_snapshot(cfg, snap_id)
             raise DrError(
                 f"snapshot {snap_id} has no manifest in s3://{cfg.bucket}/{cfg.snapshot_prefix} "
@@ -412,7 +405,7 @@ def pin_snapshot(
             return PinResult(snap_id, True, False)
     else:
         if not in_index and not marker:
-            if read.find("snapshot", snap_id) is None:
+            if read.snapshot(snap_id) is None:
                 find_snapshot(cfg, snap_id)
             return PinResult(snap_id, False, False)
     ts = iso_utc(now or utc_now(), whole_seconds=True)

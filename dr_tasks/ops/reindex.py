@@ -100,7 +100,7 @@ def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> Rein
     # A snapshot a prune row names is not known: if its manifest is back (the
     # undo of a wrong prune), it gets a row again, which un-prunes it.
     pruned = pruned_ids(read)
-    known = {r["id"] for r in read.of_kind("snapshot")} - pruned
+    known = {r.id for r in read.snapshots()} - pruned
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     _, objects = s3.list_prefixes(cfg.bucket, cfg.snapshot_prefix)
     result = ReindexResult(bucket=cfg.bucket, rows=[], present=0, bad_lines=read.bad)
@@ -215,7 +215,7 @@ def unprune(
 
     def listed() -> bool:
         read = Index(cfg.index_path).read()
-        return read.find("snapshot", snap_id) is not None and snap_id not in pruned_ids(read)
+        return read.snapshot(snap_id) is not None and snap_id not in pruned_ids(read)
 
     if not result.markers and listed():
         raise DrError(f"snapshot {snap_id} is not pruned: nothing to bring back", "see it with `inv dr.show`")

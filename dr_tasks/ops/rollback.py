@@ -34,7 +34,7 @@ from .. import proof
 from ..config import DrConfig
 from ..copies import copy_versions
 from ..errors import DrError
-from ..history import find_snapshot
+from ..history import snapshot_row
 from ..index import Index, IndexWriteError, utc_now
 from ..interrupt import Interrupted
 from ..layout import LABEL_RULE, format_snapshot_id, snapshot_dir
@@ -42,6 +42,7 @@ from ..manifest import Manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
+from ..rows import SnapshotRow
 from ..s3 import S3, ObjectVersion
 from ..stored_snapshot import load_manifest, prove_snapshot_object, recorded_etags
 from ..timeparse import iso_utc
@@ -321,7 +322,7 @@ def build_plan(
     return plan
 
 
-def _plan(cfg: DrConfig, s3: S3, snap_id: str, label: str, row: dict[str, Any], progress: Progress) -> RollbackPlan:
+def _plan(cfg: DrConfig, s3: S3, snap_id: str, label: str, row: SnapshotRow, progress: Progress) -> RollbackPlan:
     versioned = s3.versioning(cfg.bucket) == "Enabled"
     manifest = load_manifest(cfg, s3, snap_id)
     objects = _manifest_objects(cfg, snap_id, manifest)
@@ -341,12 +342,12 @@ def _plan(cfg: DrConfig, s3: S3, snap_id: str, label: str, row: dict[str, Any], 
         live = list_live(cfg, s3, versioned)
     finally:
         progress.stop()
-    return build_plan(cfg, snap_id, label, row.get("ts"), versioned, objects, present, live)
+    return build_plan(cfg, snap_id, label, row.ts, versioned, objects, present, live)
 
 
-def label_of(row: dict[str, Any], snap_id: str) -> str:
-    label = row.get("label")
-    if not isinstance(label, str):
+def label_of(row: SnapshotRow, snap_id: str) -> str:
+    label = row.label
+    if label is None:
         raise DrError(f"the index row of snapshot {snap_id} records no label", "pick another snapshot")
     return label
 
@@ -355,7 +356,7 @@ def plan_rollback(
     cfg: DrConfig, snap_id: str, *, s3: S3 | None = None, progress: Progress = NULL_PROGRESS
 ) -> RollbackPlan:
     """What `dr.rollback ID --apply` would do now. Changes nothing."""
-    row = find_snapshot(cfg, snap_id)
+    row = snapshot_row(cfg, snap_id)
     label = label_of(row, snap_id)
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     plan = _plan(cfg, s3, snap_id, label, row, progress)
@@ -434,15 +435,14 @@ def _interrupted_safety(cfg: DrConfig, safety: str, snapshot_ts: str | None) -> 
     """
     read = Index(cfg.index_path).read()
     claimed: set[str] = set()
-    for r in read.of_kind("rollback"):
-        claimed.add(str(r.get("safety_snapshot")))
-        claimed.update(str(x) for x in r.get("interrupted_safety_snapshots") or [])
+    for r in read.rollbacks():
+        if r.safety_snapshot is not None:
+            claimed.add(r.safety_snapshot)
+        claimed.update(r.interrupted_safety_snapshots)
     return [
-        str(r["id"])
-        for r in read.of_kind("snapshot")
-        if r.get("label") == safety
-        and r.get("id") not in claimed
-        and (snapshot_ts is None or str(r.get("ts", "")) >= snapshot_ts)
+        r.id
+        for r in read.snapshots()
+        if r.label == safety and r.id not in claimed and (snapshot_ts is None or (r.ts or "") >= snapshot_ts)
     ]
 
 
@@ -450,7 +450,7 @@ def _take_safety(cfg: DrConfig, s3: S3, label: str, progress: Progress) -> str:
     """The safety snapshot's id. Waits out the second when that id is already taken (a quick re-run)."""
     index = Index(cfg.index_path)
     deadline = time.monotonic() + 3
-    while index.read().find("snapshot", format_snapshot_id(utc_now(), label)) and time.monotonic() < deadline:
+    while index.read().snapshot(format_snapshot_id(utc_now(), label)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return take_snapshot(cfg, label, progress=progress, s3=s3, check_label=True).id
 
@@ -471,7 +471,7 @@ def apply_rollback(
 ) -> RollbackResult:
     """Make live equal to snapshot `snap_id`. Raises DrError on any refusal or failure (then no row)."""
     started = time.monotonic()
-    row = find_snapshot(cfg, snap_id)
+    row = snapshot_row(cfg, snap_id)
     label = label_of(row, snap_id)
     # The friction comes before any request: a wrong label costs nothing.
     check_confirm_label(label, confirm_label, snap_id)

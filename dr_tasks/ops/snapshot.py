@@ -163,7 +163,7 @@ def plan_snapshot(
     ts_dt = (now or utc_now()).replace(microsecond=0)
     snap_id = format_snapshot_id(ts_dt, label)
     existing = Index(cfg.index_path).read()
-    if existing.find("snapshot", snap_id):
+    if existing.snapshot(snap_id):
         raise DrError(f"snapshot {snap_id} already exists in the index", "wait a second or pick another label")
 
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)

@@ -39,7 +39,6 @@ from typing import Any
 import pathspec
 
 from .. import proof
-from ..backup_rows import row_time
 from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard
@@ -89,10 +88,10 @@ def _names(keys: list[str]) -> str:
 
 def _newest_snapshot_id(read: IndexRead) -> str | None:
     best: tuple[datetime, str] | None = None
-    for r in read.of_kind("snapshot"):
-        at = row_time(r)
-        if at is not None and isinstance(r.get("id"), str) and (best is None or at >= best[0]):
-            best = (at, r["id"])
+    for r in read.snapshots():
+        at = r.at
+        if at is not None and (best is None or at >= best[0]):
+            best = (at, r.id)
     return best[1] if best else None
 
 
