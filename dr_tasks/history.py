@@ -8,6 +8,7 @@ another operation for it.
 from __future__ import annotations
 
 import difflib
+from datetime import datetime
 from typing import Any
 
 from .config import DrConfig
@@ -31,6 +32,16 @@ def pruned_ids(read: IndexRead) -> set[str]:
         elif isinstance(r, SnapshotRow):
             gone.discard(r.id)
     return gone
+
+
+def newest_snapshot(read: IndexRead) -> SnapshotRow | None:
+    """The latest-dated snapshot row (of equal dates, the one appended last); rows with no readable `ts` never are."""
+    best: tuple[datetime, SnapshotRow] | None = None
+    for r in read.snapshots():
+        at = r.at
+        if at is not None and (best is None or at >= best[0]):
+            best = (at, r)
+    return best[1] if best else None
 
 
 def find_snapshot(cfg: DrConfig, snap_id: str, allow_pruned: bool = False) -> dict[str, Any]:

@@ -31,17 +31,9 @@ from ..backup_rows import (
     row_time,
 )
 from ..config import DrConfig
+from ..history import newest_snapshot
 from ..index import Index, IndexRead, utc_now
 from ..timeparse import iso_utc, parse_duration
-
-
-def _newest(rows: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    best: tuple[datetime, dict[str, Any]] | None = None
-    for r in rows:
-        at = row_time(r) if r.get("kind") == kind else None
-        if at is not None and (best is None or at >= best[0]):
-            best = (at, r)
-    return best[1] if best else None
 
 
 def span(delta: timedelta) -> str:
@@ -239,20 +231,19 @@ def index_check(cfg: DrConfig, read: IndexRead) -> Check:
 
 
 def snapshot_age_check(read: IndexRead, max_age: timedelta, now: datetime) -> tuple[Check, dict[str, Any] | None]:
-    newest = _newest(read.rows, "snapshot")
-    if newest is None:
+    newest = newest_snapshot(read)
+    at = newest.at if newest is not None else None
+    if newest is None or at is None:
         return Check("snapshot", False, "no snapshot row in the index", "take one: `inv dr.snapshot --label=...`"), None
-    at = row_time(newest)
-    assert at is not None
     age = now - at
-    detail = f"newest snapshot {newest.get('id')} at {newest.get('ts')} ({ago(age)})"
+    detail = f"newest snapshot {newest.id} at {newest.ts} ({ago(age)})"
     limit = f"{max_age.total_seconds() / 86400:g}d"
     if age > max_age:
         return (
             Check("snapshot", False, f"stale: {detail}, older than --max-snapshot-age={limit}", "take a snapshot"),
-            newest,
+            newest.raw,
         )
-    return Check("snapshot", True, f"{detail}, within {limit}"), newest
+    return Check("snapshot", True, f"{detail}, within {limit}"), newest.raw
 
 
 def check_freshness(

@@ -42,7 +42,7 @@ from .. import proof
 from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard
-from ..history import find_snapshot
+from ..history import find_snapshot, newest_snapshot
 from ..index import Index, IndexRead, utc_now
 from ..layout import manifest_key, snapshot_dir
 from ..manifest import format_manifest
@@ -87,12 +87,8 @@ def _names(keys: list[str]) -> str:
 
 
 def _newest_snapshot_id(read: IndexRead) -> str | None:
-    best: tuple[datetime, str] | None = None
-    for r in read.snapshots():
-        at = r.at
-        if at is not None and (best is None or at >= best[0]):
-            best = (at, r.id)
-    return best[1] if best else None
+    newest = newest_snapshot(read)
+    return newest.id if newest is not None else None
 
 
 # ---------------------------------------------------------------------- checks
