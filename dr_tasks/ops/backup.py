@@ -61,11 +61,12 @@ from ..crt import SMALL_OBJECT, CopyJob, SourceGrew, bulk_for
 from ..errors import ConfigError, DrError
 from ..index import Index, utc_now
 from ..layout import META_PREFIX, PIN_PREFIX, backup_state_key
-from ..lock import Notify, check_lease, hold_lease
+from ..lease import Lease, Notify, check_lease
 from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
 from ..timeparse import iso_utc, parse_duration
+from .leasing import operation_lease
 
 # Objects streamed at once, whatever `concurrency` says. Their parts in memory
 # are bounded on their own (s3.STREAM_BUFFERS: about 128 MiB at 8 MiB parts);
@@ -613,7 +614,7 @@ def run_backup(
     dst: S3 | None = None,
     now: datetime | None = None,
     part_size: int = PART_SIZE,
-    lease: bool = False,
+    lease: Lease | None = None,
     break_lock: bool = False,
     notify: Notify | None = None,
 ) -> BackupResult:
@@ -626,15 +627,16 @@ def run_backup(
     before anything is written when `backup.prefix` holds another source's
     backup (unless `adopt`: see `bind_source`).
 
-    With `lease=True` it deals with the primary's lease itself, and takes it
+    It deals with the primary's lease itself, and takes it
     only when the run has something to write: it plans first, read-only, while
     one request checks that nobody holds the lease (held, live or stale: the
     same `LockHeld` as taking it). A run that finds nothing changed appends its
     row without the lease's round trips (on stores that ignore If-None-Match,
     also a 0.5 s settle wait). A run that will write takes the lease and plans
     again under it, overlapping that wait. `break_lock` (take over a stale
-    lease) takes the lease first, whatever the plan. Without `lease` the caller
-    holds it, or not.
+    lease) takes the lease first, whatever the plan. A caller that already
+    holds the lease passes it as `lease`: the run then plans and writes under
+    it.
 
     Why a no-change run needs no lease: it writes nothing to either bucket (the
     row goes to the local index), and its listing is as good as one taken under
@@ -661,7 +663,8 @@ def run_backup(
             dst=dst,
             now=now,
             part_size=part_size,
-            lease=held if lease else None,
+            stack=held,
+            lease=lease,
             break_lock=break_lock,
             notify=notify,
         )
@@ -680,7 +683,8 @@ def _run_backup(
     dst: S3 | None,
     now: datetime | None,
     part_size: int,
-    lease: contextlib.ExitStack | None,
+    stack: contextlib.ExitStack,
+    lease: Lease | None,
     break_lock: bool,
     notify: Notify | None,
 ) -> BackupResult:
@@ -732,29 +736,37 @@ def _run_backup(
         finally:
             progress.stop()
 
-    def take_lease() -> None:
-        assert lease is not None
-        lease.enter_context(hold_lease(cfg, src, "backup", break_lock=break_lock, notify=notify, prepare=make_plan))
+    # The lease this run writes under; None for a run with nothing to write (see above).
+    held: Lease | None = None
 
-    if lease is not None and break_lock:
-        take_lease()  # the operator asked about the lease: take (and break) it whatever the plan
+    def take_lease() -> None:
+        nonlocal held
+        held = stack.enter_context(
+            operation_lease(cfg, src, "backup", lease=lease, break_lock=break_lock, notify=notify, prepare=make_plan)
+        )
+
+    def ensure(left: str) -> None:
+        if held is not None:
+            held.ensure(left)
+
+    if lease is not None or break_lock:
+        # The caller holds the lease (plan under it), or the operator asked
+        # about the lease: take (and break) it whatever the plan.
+        take_lease()
     else:
-        if lease is None:
-            make_plan()
-        else:
-            # Is the lease free? Asked alongside the listings (one request);
-            # a held one stops the run, as taking it would, before any write.
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                free = pool.submit(check_lease, cfg, src, "backup", notify)
-                try:
-                    make_plan()
-                finally:
-                    free.result()  # LockHeld wins over a listing error, as when the lease came first
+        # Is the lease free? Asked alongside the listings (one request);
+        # a held one stops the run, as taking it would, before any write.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            free = pool.submit(check_lease, cfg, src, "backup", notify)
+            try:
+                make_plan()
+            finally:
+                free.result()  # LockHeld wins over a listing error, as when the lease came first
         assert plan is not None
         _check_mirror(cfg, plan, mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}", allow_mass_delete)
         if mirror and not apply:
             raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
-        if lease is not None and _writes(plan, mirror):
+        if _writes(plan, mirror):
             # Planned without the lease, so planned again under it (during the
             # lease's settle wait, where the store needs one): what is copied
             # is decided while no snapshot, rollback or prune can run.
@@ -778,6 +790,7 @@ def _run_backup(
         _warn_unversioned(dst, ep.bucket, result.warnings)
 
     state = plan.state
+    ensure("nothing was copied; no backup row was written")
     if plan.unclaimed and plan.to_copy:
         # The prefix is claimed for this primary before anything lands in it:
         # a first run killed before its first checkpoint leaves copies, and
@@ -846,6 +859,11 @@ def _run_backup(
             "`inv dr.verify --deep`, and prune it or bring the object back from the backup"
         )
 
+    left = (
+        f"{len(done)} objects were copied to s3://{ep.bucket}/{bp} and no backup row was written "
+        "(the next `inv dr.backup` skips what is there)"
+    )
+    ensure(left)
     if mirror and plan.deletes:
         if failed:
             result.warnings.append(
@@ -864,6 +882,7 @@ def _run_backup(
             result.failed.extend(sorted(k for k in failed_deletes if k))
             result.errors.extend(e.message for e in errors[:SHOWN])
     if dirty[0] or plan.state_pruned or plan.gone_changed or plan.rebound:
+        ensure(left + (f"; {result.deleted} mirrored deletes were done" if result.deleted else ""))
         try:
             _save_state(cfg, dst, ep.bucket, state, plan.gone)
         except S3Error as err:
@@ -878,5 +897,6 @@ def _run_backup(
     # A no-change run holds no lease, so another backup of this repo may have
     # appended a row with the same second's id since the index was read.
     result.id = _row_id(index.read().rows, ts)
+    ensure(f"the backup ran ({result.copied} copied, {result.deleted} deleted) but no backup row was written")
     index.append(result.row())
     return result

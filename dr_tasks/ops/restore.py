@@ -55,7 +55,7 @@ from ..config import DrConfig
 from ..crt import BulkS3, GetJob, WriteFailed, bulk_for
 from ..errors import DrError
 from ..guard import Guard, GuardError
-from ..lock import pid_alive
+from ..lease import pid_alive
 from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
