@@ -496,7 +496,7 @@ def _apply(
     s3: S3,
     snap_id: str,
     label: str,
-    row: dict[str, Any],
+    row: SnapshotRow,
     allow_unversioned: bool,
     progress: Progress,
     now: datetime | None,
