@@ -21,10 +21,7 @@ from urllib.parse import urlparse
 import pathspec
 
 from .errors import ConfigError
-
-# Keys the package keeps for itself in the primary bucket (locks, backup
-# state). Live excludes them, like the snapshot prefix.
-META_PREFIX = ".dr-tasks/"
+from .layout import META_PREFIX
 
 DEFAULT_INDEX = "state/log/snapshots.ndjson"
 

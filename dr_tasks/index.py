@@ -17,14 +17,15 @@ import os
 import resource
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .errors import DrError
 from .interrupt import shielded
+from .rows import PinRow, PruneRow, RollbackRow, Row, SnapshotRow, parse_rows
 
 VERSION = 1
-KINDS = ("snapshot", "rollback", "cross-region-backup", "prune", "pin")
 
 # The type each field of a known kind must have when present; `id` is required
 # of every known kind. "str?" and the like also allow null (older rows and
@@ -157,6 +158,27 @@ class IndexRead:
     # it does not parse).
     torn_tail: bool = False
 
+    @cached_property
+    def typed(self) -> list[Row]:
+        """The snapshot, rollback, prune and pin rows, typed (see `dr_tasks.rows`), in line order."""
+        return parse_rows(self.rows)
+
+    def snapshots(self) -> list[SnapshotRow]:
+        return [r for r in self.typed if isinstance(r, SnapshotRow)]
+
+    def rollbacks(self) -> list[RollbackRow]:
+        return [r for r in self.typed if isinstance(r, RollbackRow)]
+
+    def prunes(self) -> list[PruneRow]:
+        return [r for r in self.typed if isinstance(r, PruneRow)]
+
+    def pins(self) -> list[PinRow]:
+        return [r for r in self.typed if isinstance(r, PinRow)]
+
+    def snapshot(self, snap_id: str) -> SnapshotRow | None:
+        """The first `snapshot` row with id `snap_id` (as `find` does)."""
+        return next((r for r in self.snapshots() if r.id == snap_id), None)
+
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.rows if r.get("kind") == kind]
 
@@ -181,14 +203,6 @@ class IndexRead:
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 class Index:

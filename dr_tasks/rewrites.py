@@ -19,10 +19,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .config import META_PREFIX, DrConfig
+from .config import DrConfig
+from .layout import REWRITES_KEY
 from .transport import S3
-
-REWRITES_KEY = META_PREFIX + "rewrites.json"
 
 
 def read_rewrites(cfg: DrConfig, s3: S3) -> dict[str, Any]:

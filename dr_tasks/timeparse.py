@@ -29,6 +29,9 @@ _BASIC = re.compile(
 )
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
+_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
 FORMS = "ISO 8601 with a timezone, e.g. 2026-04-15T18:00:00Z (UTC) or 2026-04-15T18:00:00+02:00"
 
 
@@ -107,9 +110,15 @@ def _fraction(dt: datetime) -> str:
     return f".{dt.microsecond:06d}".rstrip("0") if dt.microsecond else ""
 
 
-def iso_utc(dt: datetime) -> str:
-    """2026-04-15T18:00:00Z, with the fraction of a second only when there is one."""
+def iso_utc(dt: datetime, *, whole_seconds: bool = False) -> str:
+    """2026-04-15T18:00:00Z, with the fraction of a second only when there is one.
+
+    `whole_seconds` drops the fraction: the form of index rows, manifests and
+    snapshot ids (see `parse_iso`).
+    """
     u = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    if whole_seconds:
+        u = u.replace(microsecond=0)
     # isoformat is C: a restore formats one of these per file.
     text = u.isoformat()
     return (text.rstrip("0") if u.microsecond else text) + "Z"
@@ -119,3 +128,20 @@ def compact_utc(dt: datetime) -> str:
     """20260415T180000Z: the instant in a holding dir's name (a fraction only when there is one)."""
     u = dt.astimezone(timezone.utc)
     return u.strftime("%Y%m%dT%H%M%S") + _fraction(u) + "Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """The instant of a whole-second UTC stamp (`iso_utc(dt, whole_seconds=True)`); ValueError otherwise."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def parse_duration(text: str, flag: str) -> timedelta:
+    """`6d`, `12h`, `90m`, `1.5d` -> timedelta; anything else is a DrError naming the flag."""
+    m = _DURATION.match(text or "")
+    if not m:
+        shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
+        raise DrError(f"{flag}={shown} is not a duration", f"use a number and a unit d, h or m, e.g. {flag}=6d")
+    value = float(m.group(1)) * _UNITS[m.group(2)]
+    if value <= timedelta(0):
+        raise DrError(f"{flag}={text} must be longer than zero", f"use e.g. {flag}=6d")
+    return value

@@ -70,12 +70,12 @@ import threading
 from collections.abc import Iterator
 
 from ..config import DrConfig
+from ..layout import LOCK_KEY
 from ..transport import S3
 from .client import _LeaseClient, _Retry
 from .identity import holder_gone, host_identity, pid_alive
 from .model import (
     DEFAULT_TTL,
-    LOCK_KEY,
     MAX_ROUNDS,
     MODE_CONDITIONAL,
     MODE_READ_BACK,

@@ -14,11 +14,12 @@ from typing import Any
 
 from ..config import DrConfig
 from ..errors import DrError
-from ..index import Index, iso, utc_now
+from ..index import Index, utc_now
+from ..layout import LOCK_KEY
+from ..timeparse import iso_utc
 from ..transport import S3, ObjectVersion, S3Error
 from .identity import _owner, holder_gone
 from .model import (
-    LOCK_KEY,
     MAX_ROUNDS,
     MODE_CONDITIONAL,
     MODE_READ_BACK,
@@ -76,7 +77,7 @@ class _LeaseClient:
             host=self.host,
             pid=os.getpid(),
             operation=operation,
-            started=iso(utc_now()),
+            started=iso_utc(utc_now(), whole_seconds=True),
             ttl=float(ttl),
         )
         self._stop = threading.Event()
@@ -140,7 +141,7 @@ class _LeaseClient:
             host=host,
             pid=pid,
             operation=_text(info.get("operation"), "?"),
-            started=_text(info.get("started"), iso(first.last_modified)),
+            started=_text(info.get("started"), iso_utc(first.last_modified, whole_seconds=True)),
             ttl=ttl,
             renewed=renewed,
             expires=expires,
@@ -148,7 +149,7 @@ class _LeaseClient:
         )
         if token == self.lease.token:
             return holder
-        stale = f"it expired at {iso(expires)}" if now > expires else None
+        stale = f"it expired at {iso_utc(expires, whole_seconds=True)}" if now > expires else None
         # Before its expiry a lease is stale only when its holder is provably not
         # running: this machine, boot and pid namespace, and that pid is gone.
         gone = holder_gone(info, pid)
@@ -319,13 +320,13 @@ class _LeaseClient:
             return LockHeld(
                 f"refusing --break-lock: the lease is live, held by {desc}",
                 f"a running operation renews its lease every {holder.ttl / 3:.0f}s; if its machine is gone, "
-                f"wait until {iso(holder.expires)} and run again with --break-lock",
+                f"wait until {iso_utc(holder.expires, whole_seconds=True)} and run again with --break-lock",
                 holder,
             )
         return LockHeld(
             f"another dr operation is running: lease held by {desc}",
             f"wait for it to finish and run again; if that process is gone, run with --break-lock "
-            f"once the lease has expired ({iso(holder.expires)})",
+            f"once the lease has expired ({iso_utc(holder.expires, whole_seconds=True)})",
             holder,
         )
 
@@ -362,8 +363,8 @@ class _LeaseClient:
         Index(self.cfg.index_path).append(
             {
                 "kind": "lock-break",
-                "id": f"{iso(ts)}-{self.lease.operation}",
-                "ts": iso(ts),
+                "id": f"{iso_utc(ts, whole_seconds=True)}-{self.lease.operation}",
+                "ts": iso_utc(ts, whole_seconds=True),
                 "bucket": self.cfg.bucket,
                 "key": LOCK_KEY,
                 "operation": self.lease.operation,

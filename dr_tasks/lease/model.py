@@ -13,13 +13,12 @@ from time import monotonic as _monotonic
 from time import time as _wall_clock
 from typing import Any
 
-from ..config import META_PREFIX
 from ..errors import DrError
-from ..index import iso, utc_now
+from ..index import utc_now
+from ..timeparse import iso_utc
 from ..transport import ObjectVersion
 from .identity import host_identity
 
-LOCK_KEY = META_PREFIX + "lock.json"
 # How long a lease lives without renewal. A running holder renews every
 # ttl / 3, so this bounds how long a crashed holder blocks others, not how long
 # an operation may run.
@@ -68,12 +67,13 @@ class Holder:
 
     def describe(self) -> str:
         pid = f" pid {self.pid}" if self.pid is not None else ""
-        return f"{self.owner}@{self.host}{pid} for {self.operation} since {self.started} (expires {iso(self.expires)})"
+        expires = iso_utc(self.expires, whole_seconds=True)
+        return f"{self.owner}@{self.host}{pid} for {self.operation} since {self.started} (expires {expires})"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["renewed"] = iso(self.renewed)
-        d["expires"] = iso(self.expires)
+        d["renewed"] = iso_utc(self.renewed, whole_seconds=True)
+        d["expires"] = iso_utc(self.expires, whole_seconds=True)
         d["version_ids"] = list(self.version_ids)
         return d
 
@@ -157,8 +157,8 @@ class Lease:
                 "pid": self.pid,
                 "operation": self.operation,
                 "started": self.started,
-                "renewed": iso(now),
-                "expires": iso(now + timedelta(seconds=self.ttl)),
+                "renewed": iso_utc(now, whole_seconds=True),
+                "expires": iso_utc(now + timedelta(seconds=self.ttl), whole_seconds=True),
                 "ttl_seconds": self.ttl,
                 **host_identity(),
             },

@@ -55,15 +55,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..config import META_PREFIX, DrConfig, Endpoint, same_endpoint
+from ..backup_rows import BackupDest, BackupSource, newest_backup_row, row_time
+from ..config import DrConfig, Endpoint, same_endpoint
 from ..errors import ConfigError, DrError
-from ..index import Index, iso, utc_now
+from ..index import Index, utc_now
+from ..layout import META_PREFIX, PIN_PREFIX, backup_state_key
 from ..lease import Lease, Notify, check_lease
 from ..progress import NULL_PROGRESS, Progress
+from ..timeparse import iso_utc, parse_duration
 from ..transport import S3, CopyJob, ObjectVersion, S3Error, StreamedObject, engine_for
-from .freshness import BackupDest, BackupSource, newest_backup_row, parse_duration, row_time
 from .leasing import operation_lease
-from .prune import PIN_PREFIX
 
 # Objects streamed at once, whatever `concurrency` says. Their parts in memory
 # are bounded on their own (s3.STREAM_BUFFERS: about 128 MiB at 8 MiB parts);
@@ -74,7 +75,6 @@ KIND = "cross-region-backup"
 # Part size of a streamed copy: peak memory is about s3.STREAM_BUFFERS x this.
 # S3's minimum part size is 5 MiB.
 PART_SIZE = 8 * 1024 * 1024
-STATE_NAME = META_PREFIX + "backup-state.json"
 STATE_VERSION = 1
 # A long first run saves its progress this often, so a kill does not lose it all.
 CHECKPOINT_SECONDS = 30.0
@@ -378,7 +378,7 @@ def list_sources(cfg: DrConfig, s3: S3) -> list[ObjectVersion]:
 
 
 def _state_key(cfg: DrConfig) -> str:
-    return cfg.backup.prefix + STATE_NAME
+    return backup_state_key(cfg.backup.prefix)
 
 
 def _source_id(cfg: DrConfig) -> str:
@@ -443,7 +443,7 @@ def _save_state(cfg: DrConfig, dst: S3, dest_bucket: str, state: dict[str, list[
         "v": STATE_VERSION,
         "source": _source_id(cfg),
         "origin": {"endpoint_url": cfg.endpoint.endpoint_url, "bucket": cfg.bucket, "prefix": cfg.prefix},
-        "updated": iso(utc_now()),
+        "updated": iso_utc(utc_now(), whole_seconds=True),
         "objects": state,
         "gone": sorted(gone),
     }
@@ -694,7 +694,7 @@ def _run_backup(
     max_age = parse_duration(if_older_than, "--if-older-than") if isinstance(if_older_than, str) else if_older_than
     started = time.monotonic()
     ts_dt = (now or utc_now()).replace(microsecond=0)
-    ts = iso(ts_dt)
+    ts = iso_utc(ts_dt, whole_seconds=True)
     index = Index(cfg.index_path)
     existing = index.read()
     result = BackupResult(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import DrConfig
-from ..errors import DrError
+from ..history import find_snapshot, pruned_ids
 from ..index import BadLine, Index
 
 
@@ -27,39 +26,11 @@ class ListResult:
 
 
 def list_snapshots(cfg: DrConfig, include_pruned: bool = False) -> ListResult:
-    from .prune import pruned_ids
-
     read = Index(cfg.index_path).read()
     gone = pruned_ids(read)
-    rows = read.of_kind("snapshot")
-    ids = {r.get("id") for r in rows if isinstance(r.get("id"), str)}
-    # A garbage row's id may be anything (a mapping, a list): only strings can be pruned ids.
-    shown = rows if include_pruned else [r for r in rows if not (isinstance(r.get("id"), str) and r["id"] in gone)]
-    return ListResult(shown, read.bad, sorted(gone & ids))
-
-
-def find_snapshot(cfg: DrConfig, snap_id: str, allow_pruned: bool = False) -> dict[str, Any]:
-    """The index row of snapshot `snap_id`, or a DrError that lists the nearest ids."""
-    read = Index(cfg.index_path).read()
-    row = read.find("snapshot", snap_id)
-    if row is not None:
-        from .prune import pruned_ids
-
-        if not allow_pruned and snap_id in pruned_ids(read):
-            raise DrError(
-                f"snapshot {snap_id} was pruned: its objects are gone from the bucket",
-                "pick another with `inv dr.list`",
-            )
-        return row
-    ids = [r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)]
-    near = difflib.get_close_matches(snap_id, ids, n=3, cutoff=0.3) or ids[-3:]
-    shown = snap_id if len(snap_id) <= 80 else snap_id[:77] + "..."
-    hint = (
-        ("nearest: " + ", ".join(near))
-        if near
-        else "the index has no snapshots; take one with `inv dr.snapshot --label=...`"
-    )
-    raise DrError(f"unknown snapshot id {shown!r}", hint + " (all: `inv dr.list`)")
+    rows = read.snapshots()
+    shown = [r.raw for r in rows if include_pruned or r.id not in gone]
+    return ListResult(shown, read.bad, sorted(gone & {r.id for r in rows}))
 
 
 @dataclass
@@ -79,5 +50,5 @@ class ShowResult:
 def show_snapshot(cfg: DrConfig, snap_id: str) -> ShowResult:
     row = find_snapshot(cfg, snap_id, allow_pruned=True)
     read = Index(cfg.index_path).read()
-    rollbacks = [r for r in read.of_kind("rollback") if snap_id in (r.get("snapshot"), r.get("safety_snapshot"))]
+    rollbacks = [r.raw for r in read.rollbacks() if snap_id in (r.snapshot, r.safety_snapshot)]
     return ShowResult(row, rollbacks, read.bad)

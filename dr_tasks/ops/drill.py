@@ -25,14 +25,15 @@ from ..config import DrConfig
 from ..embedded import ACCESS_KEY, SECRET_KEY, EmbeddedS3
 from ..errors import DrError
 from ..guard import Guard
-from ..index import iso
+from ..layout import snapshot_dir
 from ..parallel import run_parallel
+from ..timeparse import iso_utc
 from ..transport import S3
 from .backup import run_backup
 from .recover import recover_from_backup
 from .restore import restore_at
 from .rollback import apply_rollback
-from .snapshot import snapshot_dir, take_snapshot
+from .snapshot import take_snapshot
 from .verify import run_verify
 from .versioning import enable_versioning
 
@@ -235,7 +236,7 @@ def run_drill(
                 t = datetime.now(timezone.utc)
                 ctx["before_damage"] = t.replace(microsecond=0) + timedelta(seconds=1)
                 time.sleep(max(0.0, (ctx["before_damage"] - t).total_seconds()) + 1.05)
-                return f"restore point {iso(ctx['before_damage'])}"
+                return f"restore point {iso_utc(ctx['before_damage'], whole_seconds=True)}"
 
             def damage() -> str:
                 keys = sorted(k for k in original if k != cfg.key_for(cfg.index))

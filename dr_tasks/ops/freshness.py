@@ -17,207 +17,23 @@ Each finding names what is missing and when the last one ran.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..config import DrConfig, same_endpoint
-from ..errors import DrError
-from ..index import Index, IndexRead, iso, parse_iso, utc_now
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
-_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
-KIND = "cross-region-backup"
-# How far ahead of this machine's clock a row may be dated and still count:
-# ordinary drift between the machine that ran the backup and this one. Past
-# it, the row's age would be negative and it would pass for fresh for that
-# much longer than `backup.max_age_days`, hiding a backup that stopped.
-FUTURE_TOLERANCE = timedelta(minutes=5)
-
-
-def parse_duration(text: str, flag: str) -> timedelta:
-    """`6d`, `12h`, `90m`, `1.5d` -> timedelta; anything else is a DrError naming the flag."""
-    m = _DURATION.match(text or "")
-    if not m:
-        shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
-        raise DrError(f"{flag}={shown} is not a duration", f"use a number and a unit d, h or m, e.g. {flag}=6d")
-    value = float(m.group(1)) * _UNITS[m.group(2)]
-    if value <= timedelta(0):
-        raise DrError(f"{flag}={text} must be longer than zero", f"use e.g. {flag}=6d")
-    return value
-
-
-def row_time(row: dict[str, Any] | None) -> datetime | None:
-    """A row's `ts`, or None when it is missing or not our ISO format."""
-    ts = row.get("ts") if row else None
-    if not isinstance(ts, str):
-        return None
-    try:
-        return parse_iso(ts)
-    except ValueError:
-        return None
-
-
-def row_dest_prefix(row: dict[str, Any]) -> str | None:
-    """The backup prefix a cross-region-backup row records (from `dest`, `s3://<bucket>/<prefix>`), or None."""
-    dest, bucket = row.get("dest"), row.get("dest_bucket")
-    head = f"s3://{bucket}/"
-    if isinstance(dest, str) and isinstance(bucket, str) and dest.startswith(head):
-        return dest[len(head) :]
-    return None
-
-
-@dataclass(frozen=True)
-class BackupSource:
-    """What a backup is made from: the primary's server, bucket and prefix.
-
-    `prefix` is None where only the server and bucket were recorded (a backup
-    state written before the prefix was), and is then not compared.
-    """
-
-    endpoint_url: str | None
-    bucket: str
-    prefix: str | None
-
-    @classmethod
-    def of(cls, cfg: DrConfig) -> BackupSource:
-        return cls(cfg.endpoint.endpoint_url, cfg.bucket, cfg.prefix)
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix or ''} at {self.endpoint_url or 'AWS'}"
-
-    def same(self, other: BackupSource, *, resolve: bool = True) -> bool:
-        """One bucket and prefix on one server (`same_endpoint`: spellings of one server are one server)."""
-        if self.bucket != other.bucket:
-            return False
-        if self.prefix is not None and other.prefix is not None and self.prefix != other.prefix:
-            return False
-        return same_endpoint(self.endpoint_url, other.endpoint_url, resolve=resolve)
-
-    def made(self, row: dict[str, Any]) -> bool:
-        """Whether a cross-region-backup row was read from this source, as far as the row records it.
-
-        The row's `source` is `s3://<bucket>/<prefix>`; its `source_endpoint`
-        is compared when recorded, by host and port with no DNS lookup.
-        """
-        recorded = row.get("source")
-        if not isinstance(recorded, str):
-            return True  # rows from before the source was recorded
-        head = f"s3://{self.bucket}/"
-        if recorded != head + (self.prefix or "") and not (self.prefix is None and recorded.startswith(head)):
-            return False
-        if "source_endpoint" in row:
-            ep = row.get("source_endpoint")
-            return (ep is None or isinstance(ep, str)) and same_endpoint(ep, self.endpoint_url, resolve=False)
-        return True
-
-
-@dataclass(frozen=True)
-class BackupDest:
-    """Where the configured backup goes: what a cross-region-backup row must name to count.
-
-    With `source`, a row must also have been read from it: rows of another
-    primary (a repo that shared this destination, a primary since replaced)
-    say nothing about this one's backup.
-    """
-
-    bucket: str
-    prefix: str
-    endpoint_url: str | None
-    source: BackupSource | None = None
-
-    @classmethod
-    def of(cls, cfg: DrConfig) -> BackupDest | None:
-        ep = cfg.backup.endpoint
-        return cls(ep.bucket, cfg.backup.prefix, ep.endpoint_url, BackupSource.of(cfg)) if ep is not None else None
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-    def holds(self, row: dict[str, Any]) -> bool:
-        """Whether `row` records a backup to this destination.
-
-        The bucket is always compared; the prefix, the endpoint and (with
-        `source`) where the row was read from only when the row records them,
-        so rows written before they were recorded still count. Endpoint URLs
-        compare by host and port with no DNS lookup: freshness sends nothing
-        over the network.
-        """
-        if row.get("dest_bucket") != self.bucket:
-            return False
-        if self.source is not None and not self.source.made(row):
-            return False
-        prefix = row_dest_prefix(row)
-        if prefix is not None and prefix != self.prefix:
-            return False
-        recorded = row.get("dest_endpoint")
-        if "dest_endpoint" in row and (recorded is None or isinstance(recorded, str)):
-            return same_endpoint(recorded, self.endpoint_url, resolve=False)
-        return True
-
-
-def _matches(row: dict[str, Any], dest: str | BackupDest | None) -> bool:
-    if dest is None:
-        return True
-    if isinstance(dest, BackupDest):
-        return dest.holds(row)
-    return row.get("dest_bucket") == dest
-
-
-def _complete_rows(
-    rows: list[dict[str, Any]], dest: str | BackupDest | None
-) -> list[tuple[int, datetime, dict[str, Any]]]:
-    """(position in the index, time, row) of each complete cross-region-backup row to `dest`, in index order."""
-    out: list[tuple[int, datetime, dict[str, Any]]] = []
-    for i, r in enumerate(rows):
-        if r.get("kind") != KIND or r.get("partial") is not False or not _matches(r, dest):
-            continue
-        at = row_time(r)
-        if at is not None:
-            out.append((i, at, r))
-    return out
-
-
-def _newest_of(entries: list[tuple[int, datetime, dict[str, Any]]]) -> tuple[int, datetime, dict[str, Any]] | None:
-    """The latest-dated entry; of equal dates, the one appended last."""
-    return max(entries, key=lambda e: (e[1], e[0]), default=None)
-
-
-def newest_backup_row(
-    rows: list[dict[str, Any]], dest: str | BackupDest | None = None, *, now: datetime | None = None
-) -> dict[str, Any] | None:
-    """The newest complete (not partial) cross-region-backup row, to `dest` when given.
-
-    `dest` is a bucket name (only `dest_bucket` is compared) or a `BackupDest`
-    (bucket, prefix and endpoint, see `BackupDest.holds`). With `now`, rows
-    dated more than FUTURE_TOLERANCE after it are left out: their age says nothing.
-    """
-    entries = _complete_rows(rows, dest)
-    if now is not None:
-        entries = [e for e in entries if e[1] <= now + FUTURE_TOLERANCE]
-    newest = _newest_of(entries)
-    return newest[2] if newest else None
-
-
-def last_backup_attempt(rows: list[dict[str, Any]], dest: str | BackupDest | None = None) -> dict[str, Any] | None:
-    """The newest cross-region-backup row to `dest`, complete or partial."""
-    entries: list[tuple[int, datetime, dict[str, Any]]] = []
-    for i, r in enumerate(rows):
-        at = row_time(r) if r.get("kind") == KIND and _matches(r, dest) else None
-        if at is not None:
-            entries.append((i, at, r))
-    newest = _newest_of(entries)
-    return newest[2] if newest else None
-
-
-def _newest(rows: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    best: tuple[datetime, dict[str, Any]] | None = None
-    for r in rows:
-        at = row_time(r) if r.get("kind") == kind else None
-        if at is not None and (best is None or at >= best[0]):
-            best = (at, r)
-    return best[1] if best else None
+from ..backup_rows import (
+    FUTURE_TOLERANCE,
+    BackupDest,
+    complete_rows,
+    last_backup_attempt,
+    newest_backup_row,
+    newest_of,
+    row_time,
+)
+from ..config import DrConfig
+from ..history import newest_snapshot
+from ..index import Index, IndexRead, utc_now
+from ..timeparse import iso_utc, parse_duration
 
 
 def span(delta: timedelta) -> str:
@@ -289,10 +105,10 @@ def backup_check(cfg: DrConfig, read: IndexRead, now: datetime) -> tuple[Check, 
     row follows it in the index (the skew was put right and a backup ran).
     """
     dest = BackupDest.of(cfg)
-    complete = _complete_rows(read.rows, dest)
+    complete = complete_rows(read.rows, dest)
     horizon = now + FUTURE_TOLERANCE
     future = [e for e in complete if e[1] > horizon]
-    newest = _newest_of([e for e in complete if e[1] <= horizon])
+    newest = newest_of([e for e in complete if e[1] <= horizon])
     # A row from the future that no correctly dated row follows in the index:
     # the skew has not been put right since (or this machine's clock is behind).
     ahead = [e for e in future if newest is None or e[0] > newest[0]]
@@ -341,7 +157,8 @@ def _skew_check(
     _, at, row = max(ahead, key=lambda e: (e[1], e[0]))
     detail = (
         f"clock skew: the newest complete cross-region-backup row{where}, {row.get('id')}, is dated {row.get('ts')}, "
-        f"{span(at - now)} ahead of this machine's clock ({iso(now)}; up to {span(FUTURE_TOLERANCE)} is allowed), "
+        f"{span(at - now)} ahead of this machine's clock ({iso_utc(now, whole_seconds=True)}; "
+        f"up to {span(FUTURE_TOLERANCE)} is allowed), "
         "so its age cannot show whether backups still run"
     )
     if len(ahead) > 1:
@@ -414,20 +231,19 @@ def index_check(cfg: DrConfig, read: IndexRead) -> Check:
 
 
 def snapshot_age_check(read: IndexRead, max_age: timedelta, now: datetime) -> tuple[Check, dict[str, Any] | None]:
-    newest = _newest(read.rows, "snapshot")
-    if newest is None:
+    newest = newest_snapshot(read)
+    at = newest.at if newest is not None else None
+    if newest is None or at is None:
         return Check("snapshot", False, "no snapshot row in the index", "take one: `inv dr.snapshot --label=...`"), None
-    at = row_time(newest)
-    assert at is not None
     age = now - at
-    detail = f"newest snapshot {newest.get('id')} at {newest.get('ts')} ({ago(age)})"
+    detail = f"newest snapshot {newest.id} at {newest.ts} ({ago(age)})"
     limit = f"{max_age.total_seconds() / 86400:g}d"
     if age > max_age:
         return (
             Check("snapshot", False, f"stale: {detail}, older than --max-snapshot-age={limit}", "take a snapshot"),
-            newest,
+            newest.raw,
         )
-    return Check("snapshot", True, f"{detail}, within {limit}"), newest
+    return Check("snapshot", True, f"{detail}, within {limit}"), newest.raw
 
 
 def check_freshness(
@@ -448,7 +264,7 @@ def check_freshness(
         last_backup=last,
         last_attempt=last_backup_attempt(read.rows, BackupDest.of(cfg)),
         bad_lines=[{"line": b.lineno, "reason": b.reason, "text": b.text} for b in read.bad],
-        now=iso(now),
+        now=iso_utc(now, whole_seconds=True),
     )
     if limit is not None:
         snap, newest = snapshot_age_check(read, limit, now)

@@ -30,25 +30,24 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
 import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..config import META_PREFIX, DrConfig
+from ..config import DrConfig
 from ..errors import DrError
-from ..index import Index, IndexRead, IndexWriteError, iso, parse_iso, utc_now
+from ..history import find_snapshot, pruned_ids
+from ..index import Index, IndexRead, IndexWriteError, utc_now
 from ..interrupt import Interrupted
+from ..layout import manifest_key, parse_manifest_key, parse_snapshot_dir, parse_snapshot_id, pin_key, snapshot_dir
 from ..lease import Lease, Notify
+from ..pins import index_pins, list_pin_markers
+from ..timeparse import iso_utc
 from ..transport import S3
-from .catalog import find_snapshot
 from .leasing import operation_lease
-from .snapshot import LABEL_RULE, MANIFEST_SUFFIX, manifest_key, snapshot_dir
 
-PIN_PREFIX = META_PREFIX + "pins/"
-SNAPSHOT_ID_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)-(" + LABEL_RULE + ")")
 # A snapshot directory without a manifest and without an index row is an
 # interrupted snapshot. The lease already keeps prune and snapshot apart; this
 # grace keeps a prune from racing a snapshot taken by a tool that ignores it.
@@ -56,68 +55,15 @@ ORPHAN_GRACE = timedelta(hours=24)
 REASON_MAX = 200
 
 
-def parse_snapshot_id(snap_id: str) -> tuple[datetime, str] | None:
-    """(ts, label) of a well-formed snapshot id, else None."""
-    m = SNAPSHOT_ID_RE.fullmatch(snap_id) if isinstance(snap_id, str) else None
-    if m is None or ".." in m.group(2):
-        return None
-    try:
-        return parse_iso(m.group(1)), m.group(2)
-    except ValueError:
-        return None
-
-
-def pin_key(snap_id: str) -> str:
-    return f"{PIN_PREFIX}{snap_id}.json"
-
-
-def index_pins(read: IndexRead) -> dict[str, bool]:
-    """Pin state by snapshot id as the index says: the last `pin` row for an id wins."""
-    state: dict[str, bool] = {}
-    for r in read.of_kind("pin"):
-        if isinstance(r.get("id"), str):
-            state[r["id"]] = r.get("pinned", True) is not False
-    return state
-
-
-def list_pin_markers(cfg: DrConfig, s3: S3) -> dict[str, datetime]:
-    """Pinned ids as the bucket says (marker objects), with when each marker was written."""
-    out: dict[str, datetime] = {}
-    for o in s3.iter_objects(cfg.bucket, PIN_PREFIX):
-        name = o.key[len(PIN_PREFIX) :]
-        if name.endswith(".json") and parse_snapshot_id(name[: -len(".json")]):
-            out[name[: -len(".json")]] = o.last_modified
-    return out
-
-
-def pruned_ids(read: IndexRead) -> set[str]:
-    """Snapshot ids that a `prune` row says are gone (for listings that hide them).
-
-    In line order: a `snapshot` row after the prune row (what `dr.reindex`
-    appends for a pruned snapshot whose delete markers were removed) brings
-    that snapshot back.
-    """
-    gone: set[str] = set()
-    for r in read.rows:
-        if r.get("kind") == "prune":
-            for k in ("deleted", "orphans"):
-                ids = r.get(k)
-                if isinstance(ids, list):
-                    gone.update(i for i in ids if isinstance(i, str))
-        elif r.get("kind") == "snapshot" and isinstance(r.get("id"), str):
-            gone.discard(r["id"])
-    return gone
-
-
 def undo_points(read: IndexRead) -> dict[str, str]:
     """The newest rollback's safety snapshots (its printed undo command names one): never pruned."""
-    rollbacks = read.of_kind("rollback")
+    rollbacks = read.rollbacks()
     if not rollbacks:
         return {}
     last = rollbacks[-1]
-    keep = {i: f"before rollback {last['id']}" for i in last.get("interrupted_safety_snapshots") or []}
-    if isinstance(last.get("safety_snapshot"), str):
-        keep[last["safety_snapshot"]] = f"undo of rollback {last['id']}"
+    keep = {i: f"before rollback {last.id}" for i in last.interrupted_safety_snapshots}
+    if last.safety_snapshot is not None:
+        keep[last.safety_snapshot] = f"undo of rollback {last.id}"
     return keep
 
 
@@ -185,7 +131,7 @@ def decide(
 ) -> list[Decision]:
     """Keep/delete for each (id, ts, label), newest first; `also_keep` maps ids to why. Pure: no I/O."""
     ordered = sorted(snapshots, key=lambda s: (s[1], s[0]), reverse=True)
-    out = [Decision(i, iso(ts), label, False) for i, ts, label in ordered]
+    out = [Decision(i, iso_utc(ts, whole_seconds=True), label, False) for i, ts, label in ordered]
     if not out:
         return out
     out[0].reasons.append("newest")
@@ -257,25 +203,24 @@ def plan_prune(cfg: DrConfig, rules: KeepRules, *, s3: S3 | None = None, now: da
     """What a prune would keep and delete. Reads the bucket and the index; changes nothing."""
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     read = Index(cfg.index_path).read()
-    indexed = {r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)}
+    indexed = {r.id for r in read.snapshots()}
     dirs, objects = s3.list_prefixes(cfg.bucket, cfg.snapshot_prefix)
-    sp = cfg.snapshot_prefix
     manifests: dict[str, tuple[datetime, str]] = {}
     foreign: list[str] = []
     for o in objects:
-        name = o.key[len(sp) :]
-        parsed = parse_snapshot_id(name[: -len(MANIFEST_SUFFIX)]) if name.endswith(MANIFEST_SUFFIX) else None
-        if parsed is None:
+        sid = parse_manifest_key(cfg, o.key)
+        parsed = parse_snapshot_id(sid) if sid is not None else None
+        if sid is None or parsed is None:
             foreign.append(o.key)
         else:
-            manifests[name[: -len(MANIFEST_SUFFIX)]] = parsed
+            manifests[sid] = parsed
     orphans: list[str] = []
     recent: list[str] = []
     cutoff = (now or utc_now()) - ORPHAN_GRACE
     for d in dirs:
-        name = d[len(sp) :].rstrip("/")
-        parsed = parse_snapshot_id(name)
-        if parsed is None:
+        name = parse_snapshot_dir(cfg, d)
+        parsed = parse_snapshot_id(name) if name is not None else None
+        if name is None or parsed is None:
             foreign.append(d)
         elif name not in manifests and next(iter(s3.iter_objects(cfg.bucket, d)), None) is not None:
             # (Some servers, moto among them, still list a prefix whose keys
@@ -305,16 +250,9 @@ def _pruned_without_row(cfg: DrConfig, s3: S3, read: IndexRead, manifests: set[s
     """
     gone = pruned_ids(read)
     out: list[str] = []
-    for r in read.of_kind("snapshot"):
-        sid = r.get("id")
-        if (
-            not isinstance(sid, str)
-            or sid in manifests
-            or sid in seen
-            or sid in gone
-            or r.get("bucket") != cfg.bucket
-            or parse_snapshot_id(sid) is None
-        ):
+    for r in read.snapshots():
+        sid = r.id
+        if sid in manifests or sid in seen or sid in gone or r.bucket != cfg.bucket or parse_snapshot_id(sid) is None:
             continue
         entries, _ = s3.key_versions(cfg.bucket, manifest_key(cfg, sid))
         if any(e.is_latest and e.is_delete_marker for e in entries) and sid not in out:
@@ -398,7 +336,7 @@ def prune(
         held.ensure(
             f"{len(doomed)} snapshots were deleted ({counted + len(doomed)} objects) but no prune row was written"
         )
-        ts = iso(now or utc_now())
+        ts = iso_utc(now or utc_now(), whole_seconds=True)
         row = {
             "kind": "prune",
             "id": f"{ts}-prune",
@@ -484,7 +422,7 @@ def _pin(
     marker = s3.get_version_or_none(cfg.bucket, pin_key(snap_id), None) is not None
     if not unpin:
         if not s3.exists(cfg.bucket, manifest_key(cfg, snap_id)):
-            if read.find("snapshot", snap_id) is None:
+            if read.snapshot(snap_id) is None:
                 find_snapshot(cfg, snap_id)
             raise DrError(
                 f"snapshot {snap_id} has no manifest in s3://{cfg.bucket}/{cfg.snapshot_prefix} "
@@ -495,10 +433,10 @@ def _pin(
             return PinResult(snap_id, True, False)
     else:
         if not in_index and not marker:
-            if read.find("snapshot", snap_id) is None:
+            if read.snapshot(snap_id) is None:
                 find_snapshot(cfg, snap_id)
             return PinResult(snap_id, False, False)
-    ts = iso(now or utc_now())
+    ts = iso_utc(now or utc_now(), whole_seconds=True)
     row: dict[str, Any] = {"kind": "pin", "id": snap_id, "ts": ts, "pinned": not unpin, "by": _owner_host()}
     if reason:
         row["reason"] = reason

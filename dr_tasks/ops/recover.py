@@ -41,17 +41,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import proof
-from ..config import META_PREFIX, DrConfig
+from ..backup_rows import BackupSource
+from ..config import DrConfig
 from ..errors import DrError
 from ..index import Index
+from ..layout import META_PREFIX, PIN_PREFIX
 from ..lease import Lease, Notify
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites, save_rewrites
 from ..transport import S3, CopyJob, ObjectVersion, S3Error, StreamedObject, engine_for
 from .backup import MAX_STREAMS, PART_SIZE, BackupState, backup_endpoint, read_state, whose_backup
-from .freshness import BackupSource
 from .leasing import operation_lease
-from .prune import PIN_PREFIX
 
 SHOWN = 10
 

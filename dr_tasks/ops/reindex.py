@@ -16,13 +16,15 @@ from typing import Any
 
 from ..config import DrConfig
 from ..errors import DrError
-from ..index import BadLine, Index, IndexWriteError, iso
+from ..history import pruned_ids
+from ..index import BadLine, Index, IndexWriteError
+from ..layout import MANIFEST_SUFFIX, manifest_key, parse_snapshot_id, snapshot_dir
 from ..lease import Lease, Notify
 from ..manifest import Manifest, ManifestError, parse_manifest
+from ..pins import index_pins, list_pin_markers
+from ..timeparse import iso_utc
 from ..transport import S3, ObjectVersion
 from .leasing import operation_lease
-from .prune import index_pins, list_pin_markers, parse_snapshot_id, pruned_ids
-from .snapshot import MANIFEST_SUFFIX, manifest_key, snapshot_dir
 
 
 @dataclass
@@ -60,7 +62,7 @@ def row_from_manifest(cfg: DrConfig, snap_id: str, manifest: Manifest) -> dict[s
     """The `snapshot` row a parsed manifest stands for, as `dr.snapshot` writes it, or a DrError naming the flaw."""
     ts, label = manifest.ts, manifest.label
     parsed = parse_snapshot_id(snap_id)
-    if parsed is None or ts != iso(parsed[0]) or label != parsed[1]:
+    if parsed is None or ts != iso_utc(parsed[0], whole_seconds=True) or label != parsed[1]:
         raise DrError("the manifest's ts and label do not match its id")
     return {
         "v": 1,
@@ -120,8 +122,7 @@ def _reindex(cfg: DrConfig, s3: S3, *, apply: bool, lease: Lease | None = None) 
     # A snapshot a prune row names is not known: if its manifest is back (the
     # undo of a wrong prune), it gets a row again, which un-prunes it.
     pruned = pruned_ids(read)
-    # Only string ids: a garbage row may carry anything, even an unhashable mapping.
-    known = {r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)} - pruned
+    known = {r.id for r in read.snapshots()} - pruned
     _, objects = s3.list_prefixes(cfg.bucket, cfg.snapshot_prefix)
     result = ReindexResult(bucket=cfg.bucket, rows=[], present=0, bad_lines=read.bad)
     snapshots: list[dict[str, Any]] = []
@@ -150,7 +151,14 @@ def _reindex(cfg: DrConfig, s3: S3, *, apply: bool, lease: Lease | None = None) 
 
     pinned = index_pins(read)
     pins = [
-        {"v": 1, "kind": "pin", "id": pin_id, "ts": iso(when), "pinned": True, "reindexed": True}
+        {
+            "v": 1,
+            "kind": "pin",
+            "id": pin_id,
+            "ts": iso_utc(when, whole_seconds=True),
+            "pinned": True,
+            "reindexed": True,
+        }
         for pin_id, when in sorted(list_pin_markers(cfg, s3).items())
         if not pinned.get(pin_id)
     ]
@@ -231,7 +239,7 @@ def unprune(
 
     def listed() -> bool:
         read = Index(cfg.index_path).read()
-        return read.find("snapshot", snap_id) is not None and snap_id not in pruned_ids(read)
+        return read.snapshot(snap_id) is not None and snap_id not in pruned_ids(read)
 
     if not result.markers and listed():
         raise DrError(f"snapshot {snap_id} is not pruned: nothing to bring back", "see it with `inv dr.show`")

@@ -33,25 +33,21 @@ import pathspec
 from .. import proof
 from ..config import DrConfig
 from ..errors import DrError
-from ..index import Index, IndexWriteError, iso, utc_now
+from ..history import snapshot_row
+from ..index import Index, IndexWriteError, utc_now
 from ..interrupt import Interrupted
+from ..layout import LABEL_RULE, format_snapshot_id, snapshot_dir
 from ..lease import Lease, Notify
 from ..manifest import Manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
+from ..rows import SnapshotRow
+from ..stored_snapshot import load_manifest, prove_snapshot_object, recorded_etags
+from ..timeparse import iso_utc
 from ..transport import S3, ObjectVersion, engine_for
-from .catalog import find_snapshot
 from .leasing import operation_lease
-from .snapshot import (
-    LABEL_RULE,
-    list_live,
-    load_manifest,
-    snapshot_dir,
-    snapshot_id,
-    take_snapshot,
-    validate_label,
-)
+from .snapshot import list_live, take_snapshot, validate_label
 
 SAFETY_PREFIX = "pre-rollback-"
 # Snapshot labels are at most 63 characters (see LABEL_RULE).
@@ -238,49 +234,6 @@ def _manifest_objects(cfg: DrConfig, snap_id: str, manifest: Manifest) -> list[d
     return [e.to_dict() for e in manifest.objects]
 
 
-def recorded_etags(m: dict[str, Any], rewrites: dict[str, Any] | None = None, key: str = "") -> list[str]:
-    """The ETags that prove a snapshot object holds the bytes manifest entry `m` records.
-
-    The manifest's (the source's, which a copy keeps on Ceph RGW), the one the
-    server gave the snapshot's copy (`copy_etag`: AWS and moto give a copy of a
-    multipart object the MD5 of its bytes), and the one `dr.recover` recorded
-    when it wrote `key` back from the backup as a copy of one of those.
-    """
-    etags = [e for e in (m.get("etag"), m.get("copy_etag")) if isinstance(e, str) and e]
-    rw = (rewrites or {}).get(key)
-    if (
-        isinstance(rw, dict)
-        and proof.plain(str(rw.get("source_etag") or "")) in {proof.plain(e) for e in etags}
-        and rw.get("size") == m.get("size")
-        and isinstance(rw.get("etag"), str)
-    ):
-        etags.append(rw["etag"])
-    return etags
-
-
-def prove_snapshot_object(
-    s3: S3 | None, bucket: str, m: dict[str, Any], got: ObjectVersion, rewrites: dict[str, Any] | None = None
-) -> proof.Proof:
-    """Whether snapshot object `got` holds the bytes manifest entry `m` records.
-
-    By its ETag when that is one recorded for it; otherwise (an object
-    rewritten without a record, or a manifest from before copies' ETags were
-    recorded) by re-reading it, when `s3` is given: its SHA-256 against the
-    manifest's, or its MD5 against a recorded ETag.
-    """
-    etags = recorded_etags(m, rewrites, got.key)
-    p = proof.by_etag(got.size, got.etag_plain, expected_size=m["size"], recorded=etags)
-    if p.verdict is not proof.Verdict.UNVERIFIABLE or s3 is None:
-        return p
-    d = s3.digest(bucket, got.key, got.version_id)
-    read = proof.by_bytes(d.size, d.md5, d.sha256, expected_size=m["size"], sha256=m.get("sha256"), recorded=etags)
-    if read.proven:
-        return read
-    if read.mismatch:
-        return proof.Proof(proof.Verdict.MISMATCH, f"{p.why}; re-read: {read.why}")
-    return proof.Proof(read.verdict, f"{p.why}; re-read, its MD5 is {d.md5} and no sha256 is recorded")
-
-
 def check_snapshot_objects(
     cfg: DrConfig,
     snap_id: str,
@@ -370,7 +323,7 @@ def build_plan(
     return plan
 
 
-def _plan(cfg: DrConfig, s3: S3, snap_id: str, label: str, row: dict[str, Any], progress: Progress) -> RollbackPlan:
+def _plan(cfg: DrConfig, s3: S3, snap_id: str, label: str, row: SnapshotRow, progress: Progress) -> RollbackPlan:
     versioned = s3.versioning(cfg.bucket) == "Enabled"
     manifest = load_manifest(cfg, s3, snap_id)
     objects = _manifest_objects(cfg, snap_id, manifest)
@@ -390,12 +343,12 @@ def _plan(cfg: DrConfig, s3: S3, snap_id: str, label: str, row: dict[str, Any], 
         live = list_live(cfg, s3, versioned)
     finally:
         progress.stop()
-    return build_plan(cfg, snap_id, label, row.get("ts"), versioned, objects, present, live)
+    return build_plan(cfg, snap_id, label, row.ts, versioned, objects, present, live)
 
 
-def label_of(row: dict[str, Any], snap_id: str) -> str:
-    label = row.get("label")
-    if not isinstance(label, str):
+def label_of(row: SnapshotRow, snap_id: str) -> str:
+    label = row.label
+    if label is None:
         raise DrError(f"the index row of snapshot {snap_id} records no label", "pick another snapshot")
     return label
 
@@ -404,7 +357,7 @@ def plan_rollback(
     cfg: DrConfig, snap_id: str, *, s3: S3 | None = None, progress: Progress = NULL_PROGRESS
 ) -> RollbackPlan:
     """What `dr.rollback ID --apply` would do now. Changes nothing."""
-    row = find_snapshot(cfg, snap_id)
+    row = snapshot_row(cfg, snap_id)
     label = label_of(row, snap_id)
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     plan = _plan(cfg, s3, snap_id, label, row, progress)
@@ -483,15 +436,14 @@ def _interrupted_safety(cfg: DrConfig, safety: str, snapshot_ts: str | None) -> 
     """
     read = Index(cfg.index_path).read()
     claimed: set[str] = set()
-    for r in read.of_kind("rollback"):
-        claimed.add(str(r.get("safety_snapshot")))
-        claimed.update(str(x) for x in r.get("interrupted_safety_snapshots") or [])
+    for r in read.rollbacks():
+        if r.safety_snapshot is not None:
+            claimed.add(r.safety_snapshot)
+        claimed.update(r.interrupted_safety_snapshots)
     return [
-        str(r["id"])
-        for r in read.of_kind("snapshot")
-        if r.get("label") == safety
-        and r.get("id") not in claimed
-        and (snapshot_ts is None or str(r.get("ts", "")) >= snapshot_ts)
+        r.id
+        for r in read.snapshots()
+        if r.label == safety and r.id not in claimed and (snapshot_ts is None or (r.ts or "") >= snapshot_ts)
     ]
 
 
@@ -500,7 +452,7 @@ def _take_safety(cfg: DrConfig, s3: S3, label: str, progress: Progress, lease: L
     taken (a quick re-run)."""
     index = Index(cfg.index_path)
     deadline = time.monotonic() + 3
-    while index.read().find("snapshot", snapshot_id(utc_now(), label)) and time.monotonic() < deadline:
+    while index.read().snapshot(format_snapshot_id(utc_now(), label)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return take_snapshot(cfg, label, progress=progress, s3=s3, check_label=True, lease=lease).id
 
@@ -529,7 +481,7 @@ def apply_rollback(
     the caller already holds. The safety snapshot runs under the same lease.
     """
     started = time.monotonic()
-    row = find_snapshot(cfg, snap_id)
+    row = snapshot_row(cfg, snap_id)
     label = label_of(row, snap_id)
     # The friction comes before any request: a wrong label costs nothing.
     check_confirm_label(label, confirm_label, snap_id)
@@ -543,7 +495,7 @@ def _apply(
     s3: S3,
     snap_id: str,
     label: str,
-    row: dict[str, Any],
+    row: SnapshotRow,
     allow_unversioned: bool,
     progress: Progress,
     now: datetime | None,
@@ -624,7 +576,7 @@ def _apply(
             f"run the same command again once the cause is fixed (it converges), or undo with `{undo}`",
         )
 
-    ts = iso((now or utc_now()).replace(microsecond=0))
+    ts = iso_utc((now or utc_now()).replace(microsecond=0), whole_seconds=True)
     result = RollbackResult(
         id=f"{ts}-rollback-{label}",
         ts=ts,

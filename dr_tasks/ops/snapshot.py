@@ -9,7 +9,6 @@ Order of work, which is what makes it safe to interrupt:
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -18,17 +17,16 @@ from typing import Any
 
 from ..config import DrConfig
 from ..errors import DrError
-from ..index import Index, IndexRead, IndexWriteError, iso, utc_now
+from ..index import Index, IndexRead, IndexWriteError, utc_now
 from ..interrupt import Interrupted, shielded
+from ..layout import LABEL_RULE, format_snapshot_id, is_label, manifest_key, snapshot_dir
 from ..lease import Lease, Notify
-from ..manifest import Manifest, ManifestEntry, format_manifest, parse_manifest
+from ..manifest import Manifest, ManifestEntry, format_manifest
 from ..progress import NULL_PROGRESS, Progress
+from ..timeparse import iso_utc
 from ..transport import S3, ObjectVersion, engine_for
 from .leasing import operation_lease
 
-LABEL_RULE = "[a-z0-9][a-z0-9._-]{0,62}"
-_LABEL_RE = re.compile(LABEL_RULE)
-MANIFEST_SUFFIX = ".manifest.json"
 # S3's limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
 UNVERSIONED_WARNING = (
@@ -39,7 +37,7 @@ UNVERSIONED_WARNING = (
 
 def validate_label(label: str) -> str:
     """The label itself, or a DrError that shows the rule."""
-    if not isinstance(label, str) or not _LABEL_RE.fullmatch(label) or ".." in label:
+    if not is_label(label):
         shown = repr(label)
         if len(shown) > 80:
             shown = shown[:77] + "..."
@@ -49,18 +47,6 @@ def validate_label(label: str) -> str:
             "use e.g. --label=pre-migration",
         )
     return label
-
-
-def snapshot_id(ts: datetime, label: str) -> str:
-    return f"{iso(ts)}-{label}"
-
-
-def manifest_key(cfg: DrConfig, snap_id: str) -> str:
-    return f"{cfg.snapshot_prefix}{snap_id}{MANIFEST_SUFFIX}"
-
-
-def snapshot_dir(cfg: DrConfig, snap_id: str) -> str:
-    return f"{cfg.snapshot_prefix}{snap_id}/"
 
 
 @dataclass
@@ -136,7 +122,7 @@ def build_manifest(
                 o.size,
                 o.etag_plain,
                 o.version_id,
-                iso(o.last_modified),
+                iso_utc(o.last_modified, whole_seconds=True),
                 copy_etag=copy_etags.get(o.key),
             )
             for o in objects
@@ -176,9 +162,9 @@ def plan_snapshot(
         validate_label(label)
     started = time.monotonic()
     ts_dt = (now or utc_now()).replace(microsecond=0)
-    snap_id = snapshot_id(ts_dt, label)
+    snap_id = format_snapshot_id(ts_dt, label)
     existing = Index(cfg.index_path).read()
-    if existing.find("snapshot", snap_id):
+    if existing.snapshot(snap_id):
         raise DrError(f"snapshot {snap_id} already exists in the index", "wait a second or pick another label")
 
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
@@ -195,7 +181,7 @@ def plan_snapshot(
         progress.stop()
     _check_key_lengths(cfg, snap_id, objects)
     _check_unique(cfg, snap_id, objects)
-    return SnapshotPlan(snap_id, label, iso(ts_dt), versioned, objects, existing, started)
+    return SnapshotPlan(snap_id, label, iso_utc(ts_dt, whole_seconds=True), versioned, objects, existing, started)
 
 
 def _check_unique(cfg: DrConfig, snap_id: str, objects: list[ObjectVersion]) -> None:
@@ -377,15 +363,3 @@ def _remove_interrupted(cfg: DrConfig, s3: S3, snap_id: str) -> str:
             f"are left under {where} (`inv dr.prune --apply` removes them after 24 h)"
         )
     return f"snapshot {snap_id} not taken: removed the {len(ours)} objects it had written under {where}, no index row"
-
-
-def load_manifest(cfg: DrConfig, s3: S3, snap_id: str) -> Manifest:
-    """The snapshot's manifest, typed (see `dr_tasks.manifest`), or a one-line DrError."""
-    key = manifest_key(cfg, snap_id)
-    raw = s3.get_bytes_or_none(cfg.bucket, key)
-    if raw is None:
-        raise DrError(
-            f"snapshot {snap_id} has no manifest at s3://{cfg.bucket}/{key}",
-            "the snapshot is incomplete or was pruned; pick another with `inv dr.list`",
-        )
-    return parse_manifest(raw, snap_id, f"s3://{cfg.bucket}/{key}")

@@ -40,17 +40,19 @@ from ..config import DrConfig
 from ..errors import DrError
 from ..gitignore import holding_dir_ignored
 from ..guard import Guard
-from ..index import Index, IndexRead, iso, utc_now
+from ..history import find_snapshot, newest_snapshot
+from ..index import Index, IndexRead, utc_now
+from ..layout import manifest_key, snapshot_dir
 from ..lease import Lease, LockHeld, Notify
 from ..manifest import Manifest, ManifestError, format_manifest, parse_manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
+from ..stored_snapshot import load_manifest, prove_snapshot_object, recorded_etags
+from ..timeparse import iso_utc
 from ..transport import S3, S3Error
-from .freshness import Check, backup_check, index_check, row_time
+from .freshness import Check, backup_check, index_check
 from .leasing import operation_lease
-from .rollback import prove_snapshot_object, recorded_etags
-from .snapshot import load_manifest, manifest_key, snapshot_dir
 from .versioning import FIX as VERSIONING_FIX
 from .versioning import versioning_status
 
@@ -85,12 +87,8 @@ def _names(keys: list[str]) -> str:
 
 
 def _newest_snapshot_id(read: IndexRead) -> str | None:
-    best: tuple[datetime, str] | None = None
-    for r in read.of_kind("snapshot"):
-        at = row_time(r)
-        if at is not None and isinstance(r.get("id"), str) and (best is None or at >= best[0]):
-            best = (at, r["id"])
-    return best[1] if best else None
+    newest = newest_snapshot(read)
+    return newest.id if newest is not None else None
 
 
 # ---------------------------------------------------------------------- checks
@@ -342,7 +340,7 @@ def _record_sha256(
     if not recorded:
         return
     manifest.objects = objects
-    manifest.extra["sha256_recorded_at"] = iso(utc_now())
+    manifest.extra["sha256_recorded_at"] = iso_utc(utc_now(), whole_seconds=True)
     lease.ensure("the manifest was not rewritten")
     s3.put_bytes(cfg.bucket, manifest_key(cfg, snap_id), format_manifest(manifest), "application/json")
     result.recorded = recorded
@@ -425,8 +423,6 @@ def run_verify(
     result = VerifyResult()
     read = Index(cfg.index_path).read()
     if snapshot_id is not None:
-        from .catalog import find_snapshot
-
         find_snapshot(cfg, snapshot_id)  # an unknown id is a refusal, not a failed check
     snap_id = snapshot_id or _newest_snapshot_id(read)
     result.snapshot = snap_id

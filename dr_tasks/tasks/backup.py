@@ -60,9 +60,11 @@ def backup(
     break_lock: bool = False,
 ) -> None:
     """Stream the primary's live and snapshot prefixes to the backup bucket in another region."""
+    from ..backup_rows import BackupDest, newest_backup_row, row_time
     from ..index import Index, utc_now
     from ..ops.backup import backup_endpoint, run_backup
-    from ..ops.freshness import BackupDest, ago, newest_backup_row, parse_duration, row_time
+    from ..ops.freshness import ago
+    from ..timeparse import parse_duration
     from .maintenance import lease_notify
 
     cfg = load_config(c)

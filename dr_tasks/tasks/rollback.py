@@ -100,10 +100,10 @@ def rollback(
         )
 
     # Label friction first, so a typo costs no request and runs no hook.
-    from ..ops.catalog import find_snapshot
+    from ..history import snapshot_row
     from ..ops.rollback import check_confirm_label, label_of
 
-    check_confirm_label(label_of(find_snapshot(cfg, id), id), confirm_label, id)
+    check_confirm_label(label_of(snapshot_row(cfg, id), id), confirm_label, id)
     hooks(c, cfg, "pre", "rollback")
     from .maintenance import lease_notify
 

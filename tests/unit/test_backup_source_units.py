@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dr_tasks.backup_rows import BackupDest, BackupSource
 from dr_tasks.ops.backup import _read_origin
-from dr_tasks.ops.freshness import BackupDest, BackupSource
 
 URL = "http://primary.example:9000"
 

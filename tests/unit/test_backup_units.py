@@ -6,9 +6,11 @@ from datetime import timedelta
 
 import pytest
 
+from dr_tasks.backup_rows import newest_backup_row
 from dr_tasks.errors import DrError
-from dr_tasks.ops.freshness import ago, newest_backup_row, parse_duration
+from dr_tasks.ops.freshness import ago
 from dr_tasks.ops.versioning import RULE_ID, _assess, covers_whole_bucket, our_rule
+from dr_tasks.timeparse import parse_duration
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from dr_tasks import load_config
+from dr_tasks.backup_rows import FUTURE_TOLERANCE, BackupDest, newest_backup_row
 from dr_tasks.config import DrConfig
-from dr_tasks.ops.freshness import (
-    FUTURE_TOLERANCE,
-    BackupDest,
-    FreshnessResult,
-    check_freshness,
-    newest_backup_row,
-)
+from dr_tasks.ops.freshness import FreshnessResult, check_freshness
 
 NOW = datetime(2026, 4, 16, 12, 0, tzinfo=timezone.utc)
 BUCKET = "cold-copy"

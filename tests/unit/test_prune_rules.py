@@ -7,15 +7,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dr_tasks.errors import DrError
-from dr_tasks.index import IndexRead, iso
-from dr_tasks.ops.prune import KeepRules, decide, index_pins, parse_snapshot_id, pruned_ids
+from dr_tasks.history import pruned_ids
+from dr_tasks.index import IndexRead
+from dr_tasks.layout import format_snapshot_id, parse_snapshot_id
+from dr_tasks.ops.prune import KeepRules, decide
+from dr_tasks.pins import index_pins
 
 
 def snaps(*stamps: str) -> list[tuple[str, datetime, str]]:
     out = []
     for s in stamps:
         ts = datetime.strptime(s, "%Y-%m-%d %H:%M").replace(tzinfo=timezone.utc)
-        out.append((f"{iso(ts)}-s", ts, "s"))
+        out.append((format_snapshot_id(ts, "s"), ts, "s"))
     return out
 
 
@@ -113,7 +116,7 @@ def test_pin_state_is_the_last_row_and_pruned_ids_come_from_prune_rows():
 
 def test_many_snapshots_decide_quickly():
     base = datetime(2020, 1, 1, tzinfo=timezone.utc)
-    many = [(f"{iso(base + timedelta(hours=h))}-s", base + timedelta(hours=h), "s") for h in range(20000)]
+    many = [(format_snapshot_id(base + timedelta(hours=h), "s"), base + timedelta(hours=h), "s") for h in range(20000)]
     ds = decide(many, KeepRules(last=5, daily=7, weekly=4, monthly=12), set())
     for rule, n in (("last", 5), ("daily", 7), ("weekly", 4), ("monthly", 12)):
         assert sum(any(r.split()[0] == rule for r in d.reasons) for d in ds) == n
