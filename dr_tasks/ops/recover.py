@@ -50,7 +50,8 @@ from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites, save_rewrites
 from ..s3 import S3, ObjectVersion, S3Error, StreamedObject
-from .backup import MAX_STREAMS, PART_SIZE, BackupState, backup_endpoint, read_state, whose_backup
+from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint
+from .backup_state import BackupState, read_state, whose_backup
 from .freshness import BackupSource
 from .prune import PIN_PREFIX
 
