@@ -167,14 +167,13 @@ def plan_backup(
     finally:
         pool.shutdown(wait=False)
     if dest_error is not None:
-        err = dest_error
-        if "NoSuchBucket" in err.detail:
+        if "NoSuchBucket" in dest_error.detail:
             raise DrError(
                 f"the backup bucket s3://{dest_bucket} does not exist at "
                 f"{cfg.backup.endpoint.endpoint_url if cfg.backup.endpoint else None}",
                 "create it (versioned) in the backup region, or fix dr.backup.bucket / dr.backup.endpoint_url",
             ) from None
-        raise err
+        raise dest_error
     # The state lives in the destination's listing and vouches only for what
     # is there: an empty destination (a first backup) has none, and its GET is
     # not waited for (a 404 on a fresh bucket took RGW 0.17 s here).

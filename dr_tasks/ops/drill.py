@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -75,7 +76,7 @@ class _StepFailed(Exception):
 
 def sample_state(root: Path) -> None:
     """Generate a small substrate: two units of text, JSON and binary files, and an index."""
-    units = {
+    units: dict[str, dict[str, str | bytes]] = {
         "snappy-image": {
             "README.md": "# snappy-image\n\nResizes images quickly.\n",
             "config.json": json.dumps({"quality": 85, "formats": ["png", "jpeg"]}, indent=2) + "\n",
@@ -126,7 +127,7 @@ def _live_bytes(cfg: DrConfig, s3: S3) -> dict[str, bytes]:
     return dict(done)
 
 
-def _bytes_lost(original: dict[str, bytes], now: dict[str, bytes], skip: set[str] = frozenset()) -> int:
+def _bytes_lost(original: dict[str, bytes], now: dict[str, bytes], skip: AbstractSet[str] = frozenset()) -> int:
     """Bytes of the pre-damage state that are not back exactly as they were."""
     return sum(len(data) for key, data in original.items() if key not in skip and now.get(key) != data)
 
