@@ -256,7 +256,9 @@ def run_backup(
     when a mirror would delete more than MASS_DELETE_SHARE of what the backup
     holds for this repo (unless `allow_mass_delete`), and `ForeignBackup`
     before anything is written when `backup.prefix` holds another source's
-    backup (unless `adopt`: see `bind_source`).
+    backup (unless `adopt`: see `bind_source`). With `options.if_older_than`,
+    a run that `backup_not_due` finds not due sends nothing and appends no row
+    (`result.not_due`).
 
     With `options.lease` it deals with the primary's lease itself, and takes it
     only when the run has something to write: it plans first, read-only, while
