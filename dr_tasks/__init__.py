@@ -2,7 +2,9 @@
 
 Invoke users: `from dr_tasks import dr` and add it to the host's collection.
 Python callers: every operation is a plain function taking a `DrConfig`
-(see `load_config`) and returning a result object.
+(see `load_config`) and returning a result object. Every operation that
+writes takes the bucket's lease itself; a caller that already holds it (see
+`hold_lease`) passes that `Lease` as `lease=`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .config import DrConfig
     from .config import load as load_config
     from .errors import ConfigError, DrError
-    from .lock import Lease, LockHeld, check_lease, hold_lease, read_lease
+    from .lease import Lease, LeaseLost, LockHeld, check_lease, hold_lease, read_lease
     from .ops.backup import BackupOptions, BackupResult, run_backup
     from .ops.backup_plan import MirrorNeedsApply
     from .ops.catalog import find_snapshot, list_snapshots, show_snapshot
@@ -44,8 +46,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "DrError": (".errors", "DrError"),
     "FreshnessResult": (".ops.freshness", "FreshnessResult"),
     "KeepRules": (".ops.prune", "KeepRules"),
-    "Lease": (".lock", "Lease"),
-    "LockHeld": (".lock", "LockHeld"),
+    "Lease": (".lease", "Lease"),
+    "LeaseLost": (".lease", "LeaseLost"),
+    "LockHeld": (".lease", "LockHeld"),
     "MirrorNeedsApply": (".ops.backup_plan", "MirrorNeedsApply"),
     "PinResult": (".ops.prune", "PinResult"),
     "PruneResult": (".ops.prune", "PruneResult"),
@@ -59,12 +62,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "VersioningResult": (".ops.versioning", "VersioningResult"),
     "apply_rollback": (".ops.rollback", "apply_rollback"),
     "check_freshness": (".ops.freshness", "check_freshness"),
-    "check_lease": (".lock", "check_lease"),
+    "check_lease": (".lease", "check_lease"),
     "deep_verify": (".ops.verify", "deep_verify"),
     "dr": (".tasks", "ns"),
     "enable_versioning": (".ops.versioning", "enable_versioning"),
     "find_snapshot": (".ops.catalog", "find_snapshot"),
-    "hold_lease": (".lock", "hold_lease"),
+    "hold_lease": (".lease", "hold_lease"),
     "list_snapshots": (".ops.catalog", "list_snapshots"),
     "load_config": (".config", "load"),
     "parse_ts": (".timeparse", "parse_ts"),
@@ -72,7 +75,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "plan_prune": (".ops.prune", "plan_prune"),
     "plan_rollback": (".ops.rollback", "plan_rollback"),
     "prune": (".ops.prune", "prune"),
-    "read_lease": (".lock", "read_lease"),
+    "read_lease": (".lease", "read_lease"),
     "recover_from_backup": (".ops.recover", "recover_from_backup"),
     "reindex": (".ops.reindex", "reindex"),
     "restore_at": (".ops.restore", "restore_at"),
@@ -115,6 +118,7 @@ __all__ = [
     "FreshnessResult",
     "KeepRules",
     "Lease",
+    "LeaseLost",
     "LockHeld",
     "MirrorNeedsApply",
     "PinResult",

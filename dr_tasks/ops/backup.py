@@ -58,13 +58,14 @@ from ..config import DrConfig, Endpoint, same_endpoint
 from ..crt import SMALL_OBJECT, BulkS3, CopyJob, SourceGrew, bulk_for
 from ..errors import ConfigError, DrError
 from ..index import Index, iso, utc_now
-from ..lock import Notify, check_lease, hold_lease
+from ..lease import Lease, Notify, check_lease
 from ..parallel import Failure, run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion, S3Error
 from .backup_plan import SHOWN, BackupPlan, MirrorNeedsApply, check_mirror, plan_backup, plan_writes
 from .backup_state import save_state
 from .freshness import BackupDest, newest_backup_row, parse_duration, row_time
+from .leasing import operation_lease
 
 # Objects streamed at once, whatever `concurrency` says. Their parts in memory
 # are bounded on their own (s3.STREAM_BUFFERS: about 128 MiB at 8 MiB parts);
@@ -186,7 +187,7 @@ def _warn_unversioned(dst: S3, bucket: str, warnings: list[str]) -> None:
 
 @dataclass(frozen=True)
 class BackupOptions:
-    """One run of `dr.backup`: its flags, and whether the run takes the primary's lease itself."""
+    """One run of `dr.backup`: its flags."""
 
     mirror: bool = False
     apply: bool = False
@@ -195,9 +196,7 @@ class BackupOptions:
     # Send nothing (`BackupResult.not_due`) when the last complete backup to this destination is younger: "6d".
     if_older_than: str | timedelta | None = None
     part_size: int = PART_SIZE
-    # Take the lease when the plan has something to write (see `run_backup`); False: the caller holds it, or not.
-    lease: bool = False
-    # With `lease`: take over a stale lease, whatever the plan.
+    # Take (and take over, when stale) the lease first, whatever the plan.
     break_lock: bool = False
     # The run's time (its row's `ts` and id); now when None.
     now: datetime | None = None
@@ -247,6 +246,7 @@ def run_backup(
     progress: Progress = NULL_PROGRESS,
     src: S3 | None = None,
     dst: S3 | None = None,
+    lease: Lease | None = None,
     notify: Notify | None = None,
 ) -> BackupResult:
     """Back up the primary to `backup.bucket`; returns the result (check `.partial`) after appending its row.
@@ -260,15 +260,16 @@ def run_backup(
     a run that `backup_not_due` finds not due sends nothing and appends no row
     (`result.not_due`).
 
-    With `options.lease` it deals with the primary's lease itself, and takes it
+    It deals with the primary's lease itself, and takes it
     only when the run has something to write: it plans first, read-only, while
     one request checks that nobody holds the lease (held, live or stale: the
     same `LockHeld` as taking it). A run that finds nothing changed appends its
     row without the lease's round trips (on stores that ignore If-None-Match,
     also a 0.5 s settle wait). A run that will write takes the lease and plans
     again under it, overlapping that wait. `options.break_lock` (take over a stale
-    lease) takes the lease first, whatever the plan. Without it the caller
-    holds it, or not.
+    lease) takes the lease first, whatever the plan. A caller that already
+    holds the lease passes it as `lease`: the run then plans and writes under
+    it.
 
     Why a no-change run needs no lease: it writes nothing to either bucket (the
     row goes to the local index), and its listing is as good as one taken under
@@ -284,9 +285,7 @@ def run_backup(
     # A lease taken during the run is released when run_backup returns, after
     # the row, as a caller's `with hold_lease(...)` around the whole run would be.
     with contextlib.ExitStack() as held:
-        return _run_backup(
-            cfg, options, progress=progress, src=src, dst=dst, lease=held if options.lease else None, notify=notify
-        )
+        return _run_backup(cfg, options, progress=progress, src=src, dst=dst, stack=held, lease=lease, notify=notify)
 
 
 def _run_backup(
@@ -296,7 +295,8 @@ def _run_backup(
     progress: Progress,
     src: S3 | None,
     dst: S3 | None,
-    lease: contextlib.ExitStack | None,
+    stack: contextlib.ExitStack,
+    lease: Lease | None,
     notify: Notify | None,
 ) -> BackupResult:
     ep = check_options(cfg, options)
@@ -319,10 +319,11 @@ def _run_backup(
         result.warnings.append(
             "the backup bucket is at the same endpoint as the primary: it is not a different failure domain"
         )
-    plan = _plan_with_lease(cfg, options, ep, src, dst, existing.rows, lease, notify, progress)
+    plan, held = _plan_with_lease(cfg, options, ep, src, dst, existing.rows, stack, lease, notify, progress)
     _refuse_mirror(cfg, options, ep, plan)
     _report_plan(options, ep, plan, dst, result)
 
+    _ensure(held, "nothing was copied; no backup row was written")
     checkpoint = _Checkpoint(cfg, dst, ep.bucket, plan)
     if plan.unclaimed and plan.to_copy:
         # The prefix is claimed for this primary before anything lands in it:
@@ -331,9 +332,15 @@ def _run_backup(
         checkpoint.save()
     done, failed = _copy_all(cfg, plan.to_copy, src, dst, ep.bucket, options.part_size, checkpoint, progress)
     _report_copies(result, plan, done, failed)
+    left = (
+        f"{len(done)} objects were copied to s3://{ep.bucket}/{cfg.backup.prefix} and no backup row was written "
+        "(the next `inv dr.backup` skips what is there)"
+    )
+    _ensure(held, left)
     if options.mirror and plan.deletes:
         _mirror_deletes(cfg, plan, dst, ep.bucket, checkpoint, bool(failed), result)
     if checkpoint.dirty or plan.state_pruned or plan.gone_changed or plan.rebound:
+        _ensure(held, left + (f"; {result.deleted} mirrored deletes were done" if result.deleted else ""))
         try:
             checkpoint.save()
         except S3Error as err:
@@ -348,6 +355,7 @@ def _run_backup(
     # A no-change run holds no lease, so another backup of this repo may have
     # appended a row with the same second's id since the index was read.
     result.id = _row_id(index.read().rows, ts)
+    _ensure(held, f"the backup ran ({result.copied} copied, {result.deleted} deleted) but no backup row was written")
     index.append(result.row())
     return result
 
@@ -373,12 +381,14 @@ def _plan_with_lease(
     src: S3,
     dst: S3,
     rows: list[dict[str, Any]],
-    lease: contextlib.ExitStack | None,
+    stack: contextlib.ExitStack,
+    lease: Lease | None,
     notify: Notify | None,
     progress: Progress,
-) -> BackupPlan:
-    """The plan, with the lease taken (into `lease`) as `run_backup` says: only when the plan writes."""
+) -> tuple[BackupPlan, Lease | None]:
+    """The plan, and the lease the run writes under (entered on `stack`) as `run_backup` says; None: no writes."""
     plans: list[BackupPlan] = []
+    held: list[Lease] = []
 
     def make_plan() -> None:
         progress.start("listing the primary and the backup")
@@ -388,32 +398,40 @@ def _plan_with_lease(
             progress.stop()
 
     def take_lease() -> None:
-        assert lease is not None
-        lease.enter_context(
-            hold_lease(cfg, src, "backup", break_lock=options.break_lock, notify=notify, prepare=make_plan)
+        held.append(
+            stack.enter_context(
+                operation_lease(
+                    cfg, src, "backup", lease=lease, break_lock=options.break_lock, notify=notify, prepare=make_plan
+                )
+            )
         )
 
-    if lease is not None and options.break_lock:
-        take_lease()  # the operator asked about the lease: take (and break) it whatever the plan
-        return plans[-1]
-    if lease is None:
-        make_plan()
-    else:
-        # Is the lease free? Asked alongside the listings (one request);
-        # a held one stops the run, as taking it would, before any write.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            free = pool.submit(check_lease, cfg, src, "backup", notify)
-            try:
-                make_plan()
-            finally:
-                free.result()  # LockHeld wins over a listing error, as when the lease came first
+    if lease is not None or options.break_lock:
+        # The caller holds the lease (plan under it), or the operator asked
+        # about the lease: take (and break) it whatever the plan.
+        take_lease()
+        return plans[-1], held[-1]
+    # Is the lease free? Asked alongside the listings (one request);
+    # a held one stops the run, as taking it would, before any write.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        free = pool.submit(check_lease, cfg, src, "backup", notify)
+        try:
+            make_plan()
+        finally:
+            free.result()  # LockHeld wins over a listing error, as when the lease came first
     _refuse_mirror(cfg, options, ep, plans[-1])
-    if lease is not None and plan_writes(plans[-1], options.mirror):
+    if plan_writes(plans[-1], options.mirror):
         # Planned without the lease, so planned again under it (during the
         # lease's settle wait, where the store needs one): what is copied
         # is decided while no snapshot, rollback or prune can run.
         take_lease()
-    return plans[-1]
+    return plans[-1], held[-1] if held else None
+
+
+def _ensure(held: Lease | None, left: str) -> None:
+    """Stop before a write phase when the lease was lost; `left` says what the run leaves behind."""
+    if held is not None:
+        held.ensure(left)
 
 
 def _refuse_mirror(cfg: DrConfig, options: BackupOptions, ep: Endpoint, plan: BackupPlan) -> None:

@@ -41,9 +41,10 @@ from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
 from ..index import Index, IndexRead, IndexWriteError, iso, parse_iso, utc_now
 from ..interrupt import Interrupted
-from ..lock import Notify, hold_lease
+from ..lease import Lease, Notify
 from ..s3 import S3
 from .catalog import find_snapshot
+from .leasing import operation_lease
 from .snapshot import LABEL_RULE, MANIFEST_SUFFIX, manifest_key, snapshot_dir
 
 PIN_PREFIX = META_PREFIX + "pins/"
@@ -336,12 +337,17 @@ def prune(
     break_lock: bool = False,
     notify: Notify | None = None,
     now: datetime | None = None,
+    lease: Lease | None = None,
 ) -> PruneResult:
-    """Plan a prune; with `apply`, carry it out under the lease and append a `prune` row."""
+    """Plan a prune; with `apply`, carry it out under the lease and append a `prune` row.
+
+    The lease is one taken here (`break_lock`, `notify` as for every writer),
+    or `lease`, one the caller already holds.
+    """
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     if not apply:
         return plan_prune(cfg, rules, s3=s3, now=now)
-    with hold_lease(cfg, s3, "prune", break_lock=break_lock, notify=notify):
+    with operation_lease(cfg, s3, "prune", lease=lease, break_lock=break_lock, notify=notify) as held:
         # Plan again under the lease: the world may have moved since the dry run.
         result = plan_prune(cfg, rules, s3=s3, now=now)
         doomed = [d.id for d in result.delete]
@@ -367,9 +373,14 @@ def prune(
             "run the same command again: it finishes what is left (pruned snapshots without a manifest "
             "are removed as incomplete)"
         )
+        held.ensure("nothing was deleted")
         try:
             errors = s3.delete_keys(cfg.bucket, [manifest_key(cfg, i) for i in doomed])
             if not errors:
+                held.ensure(
+                    f"the manifests of {len(doomed)} pruned snapshots were deleted, their objects are left and no "
+                    "prune row was written; the next `inv dr.prune --apply` removes them as incomplete"
+                )
                 dirs = [snapshot_dir(cfg, i) for i in [*doomed, *result.orphans]]
                 errors = s3.delete_keys(cfg.bucket, count(_keys_under(s3, cfg.bucket, dirs)))
         except DrError as err:
@@ -384,6 +395,9 @@ def prune(
                 "no prune row was written",
                 again,
             )
+        held.ensure(
+            f"{len(doomed)} snapshots were deleted ({counted + len(doomed)} objects) but no prune row was written"
+        )
         ts = iso(now or utc_now())
         row = {
             "kind": "prune",
@@ -443,15 +457,29 @@ def pin_snapshot(
     reason: str | None = None,
     s3: S3 | None = None,
     now: datetime | None = None,
+    lease: Lease | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
 ) -> PinResult:
-    """Pin (or unpin) a snapshot so prune never deletes it: a `pin` row plus a marker in the bucket."""
+    """Pin (or unpin) a snapshot so prune never deletes it: a `pin` row plus a marker in the bucket.
+
+    Looks and writes under the bucket's lease (one taken here, or `lease`, one
+    the caller holds): a prune deciding what to delete never runs meanwhile.
+    """
     reason = _check_reason(reason)
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    with operation_lease(cfg, s3, "pin", lease=lease, break_lock=break_lock, notify=notify) as held:
+        return _pin(cfg, snap_id, unpin, reason, s3, now, held)
+
+
+def _pin(
+    cfg: DrConfig, snap_id: str, unpin: bool, reason: str | None, s3: S3, now: datetime | None, lease: Lease
+) -> PinResult:
     index = Index(cfg.index_path)
     read = index.read()
     if parse_snapshot_id(snap_id) is None:
         find_snapshot(cfg, snap_id)  # raises "unknown snapshot id" with the nearest ones
         raise DrError(f"{snap_id[:80]!r} is not a snapshot id")
-    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     in_index = index_pins(read).get(snap_id, False)
     marker = s3.get_version_or_none(cfg.bucket, pin_key(snap_id), None) is not None
     if not unpin:
@@ -474,6 +502,7 @@ def pin_snapshot(
     row: dict[str, Any] = {"kind": "pin", "id": snap_id, "ts": ts, "pinned": not unpin, "by": _owner_host()}
     if reason:
         row["reason"] = reason
+    lease.ensure("nothing was written")
     if not unpin:
         s3.put_bytes(cfg.bucket, pin_key(snap_id), json.dumps(row).encode(), "application/json")
     else:
@@ -485,5 +514,6 @@ def pin_snapshot(
             errors += s3.delete_keys(cfg.bucket, [pin_key(snap_id)])
         if errors:
             raise DrError(f"could not remove the pin marker: {errors[0].message}")
+    lease.ensure(f"the pin marker of {snap_id} was {'removed' if unpin else 'written'} but no pin row was written")
     index.append(row)
     return PinResult(snap_id, not unpin, True, {"v": 1, **row})

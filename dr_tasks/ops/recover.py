@@ -26,7 +26,7 @@ backup state this repo's index knows nothing of, are refused before anything
 is read from them unless `from_other_source` says the operator means it (the
 index was lost with the laptop, say).
 
-An applying run under `lease=True` (what `inv dr.recover --apply` does) holds
+An applying run holds
 the primary's lease while it plans and copies, as every other writer does: a
 backup (which would mirror a half-recovered bucket), a snapshot or a rollback
 waits for it. The lease lives in the primary bucket, so it is taken once the
@@ -36,7 +36,6 @@ takes none.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,7 +44,7 @@ from .. import proof
 from ..config import META_PREFIX, DrConfig
 from ..errors import DrError
 from ..index import Index
-from ..lock import Notify, hold_lease
+from ..lease import Lease, Notify
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites, save_rewrites
@@ -53,6 +52,7 @@ from ..s3 import S3, ObjectVersion, S3Error, StreamedObject
 from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint
 from .backup_state import BackupState, read_state, whose_backup
 from .freshness import BackupSource
+from .leasing import operation_lease
 from .prune import PIN_PREFIX
 
 SHOWN = 10
@@ -230,15 +230,15 @@ def recover_from_backup(
     primary: S3 | None = None,
     backup: S3 | None = None,
     part_size: int = PART_SIZE,
-    lease: bool = False,
+    lease: Lease | None = None,
     break_lock: bool = False,
     notify: Notify | None = None,
 ) -> RecoverResult:
     """Plan (and with `apply`, run) the copy from the backup bucket back into the primary.
 
-    With `lease` an applying run takes the primary's lease and plans again
-    under it (see the module's docstring); without it, a caller that applies
-    holds `hold_lease(cfg, operation="recover")` itself.
+    An applying run takes the primary's lease and plans again under it (see
+    the module's docstring); a caller that already holds it passes it as
+    `lease`.
     """
     ep = backup_endpoint(cfg)
     started = time.monotonic()
@@ -312,17 +312,20 @@ def recover_from_backup(
     def copy_one(o: ObjectVersion) -> StreamedObject:
         return primary.stream_copy(backup, ep.bucket, o.key, cfg.bucket, o.key[len(bp) :], part_size)
 
-    with contextlib.ExitStack() as held:
-        if lease:
-            held.enter_context(
-                hold_lease(cfg, primary, "recover", break_lock=break_lock, notify=notify, prepare=replan)
-            )
+    with operation_lease(
+        cfg, primary, "recover", lease=lease, break_lock=break_lock, notify=notify, prepare=replan
+    ) as held:
         todo = plan()
+        held.ensure("nothing was copied back")
         progress.start(f"copying {len(todo)} objects back into s3://{cfg.bucket}", total=len(todo))
         try:
             done, failed = run_parallel(copy_one, todo, min(cfg.concurrency, MAX_STREAMS), progress)
         finally:
             progress.stop()
+        held.ensure(
+            f"{len(done)} objects were copied back into s3://{cfg.bucket}; the record of their new ETags was not "
+            "written"
+        )
         _record_rewrites(cfg, primary, bp, state.objects, rewrites, done, result.warnings)
     result.copied = len(done)
     result.bytes = sum(moved.size for _, moved in done)

@@ -17,9 +17,10 @@ from typing import Any
 from ..config import DrConfig
 from ..errors import DrError
 from ..index import BadLine, Index, IndexWriteError, iso
-from ..lock import Notify, hold_lease
+from ..lease import Lease, Notify
 from ..manifest import Manifest, ManifestError, parse_manifest
 from ..s3 import S3, ObjectVersion
+from .leasing import operation_lease
 from .prune import index_pins, list_pin_markers, parse_snapshot_id, pruned_ids
 from .snapshot import MANIFEST_SUFFIX, manifest_key, snapshot_dir
 
@@ -91,15 +92,36 @@ def _check_unpruned(cfg: DrConfig, s3: S3, snap_id: str, manifest: Manifest) -> 
         )
 
 
-def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> ReindexResult:
-    """Find the snapshot (and pin) rows the index lacks; append them when `apply`."""
+def reindex(
+    cfg: DrConfig,
+    *,
+    apply: bool = False,
+    s3: S3 | None = None,
+    lease: Lease | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
+) -> ReindexResult:
+    """Find the snapshot (and pin) rows the index lacks; append them when `apply`.
+
+    A dry run takes no lease. With `apply` it looks and appends under the
+    bucket's lease (one taken here, or `lease`, one the caller holds), so a
+    snapshot or prune in flight cannot add or remove a manifest in between.
+    """
+    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    if not apply:
+        return _reindex(cfg, s3, apply=False)
+    with operation_lease(cfg, s3, "reindex", lease=lease, break_lock=break_lock, notify=notify) as held:
+        return _reindex(cfg, s3, apply=True, lease=held)
+
+
+def _reindex(cfg: DrConfig, s3: S3, *, apply: bool, lease: Lease | None = None) -> ReindexResult:
     index = Index(cfg.index_path)
     read = index.read()
     # A snapshot a prune row names is not known: if its manifest is back (the
     # undo of a wrong prune), it gets a row again, which un-prunes it.
     pruned = pruned_ids(read)
-    known = {r["id"] for r in read.of_kind("snapshot")} - pruned
-    s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    # Only string ids: a garbage row may carry anything, even an unhashable mapping.
+    known = {r["id"] for r in read.of_kind("snapshot") if isinstance(r.get("id"), str)} - pruned
     _, objects = s3.list_prefixes(cfg.bucket, cfg.snapshot_prefix)
     result = ReindexResult(bucket=cfg.bucket, rows=[], present=0, bad_lines=read.bad)
     snapshots: list[dict[str, Any]] = []
@@ -134,6 +156,8 @@ def reindex(cfg: DrConfig, *, apply: bool = False, s3: S3 | None = None) -> Rein
     ]
     result.rows = snapshots + pins
     if apply:
+        assert lease is not None
+        lease.ensure("no row was appended")
         for row in result.rows:
             index.append(row)
         result.applied = True
@@ -197,6 +221,7 @@ def unprune(
     s3: S3 | None = None,
     break_lock: bool = False,
     notify: Notify | None = None,
+    lease: Lease | None = None,
 ) -> UnpruneResult:
     """Bring back a pruned snapshot: remove the delete markers that hide it, then append its row again."""
     if parse_snapshot_id(snap_id) is None:
@@ -212,12 +237,13 @@ def unprune(
         raise DrError(f"snapshot {snap_id} is not pruned: nothing to bring back", "see it with `inv dr.show`")
     if not apply:
         return result
-    with hold_lease(cfg, s3, "unprune", break_lock=break_lock, notify=notify):
+    with operation_lease(cfg, s3, "unprune", lease=lease, break_lock=break_lock, notify=notify) as held:
         try:
             Index(cfg.index_path).check_writable()
         except IndexWriteError as err:
             raise DrError(f"{err.message}; nothing was changed", err.hint) from None
         result.markers = _hiding_markers(cfg, s3, snap_id)
+        held.ensure("nothing was changed")
         errors = s3.delete_versions(cfg.bucket, result.markers)
         if errors:
             raise DrError(
@@ -230,6 +256,7 @@ def unprune(
         row = row_from_manifest(cfg, snap_id, manifest)
         _check_unpruned(cfg, s3, snap_id, manifest)
         if not listed():
+            held.ensure(f"the delete markers hiding snapshot {snap_id} were removed but its row was not appended")
             Index(cfg.index_path).append(row)
             result.row = row
         result.applied = True

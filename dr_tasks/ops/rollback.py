@@ -36,12 +36,14 @@ from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexWriteError, iso, utc_now
 from ..interrupt import Interrupted
+from ..lease import Lease, Notify
 from ..manifest import Manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
 from ..s3 import S3, ObjectVersion
 from .catalog import find_snapshot
+from .leasing import operation_lease
 from .snapshot import (
     LABEL_RULE,
     list_live,
@@ -494,13 +496,14 @@ def _interrupted_safety(cfg: DrConfig, safety: str, snapshot_ts: str | None) -> 
     ]
 
 
-def _take_safety(cfg: DrConfig, s3: S3, label: str, progress: Progress) -> str:
-    """The safety snapshot's id. Waits out the second when that id is already taken (a quick re-run)."""
+def _take_safety(cfg: DrConfig, s3: S3, label: str, progress: Progress, lease: Lease) -> str:
+    """The safety snapshot's id, taken under the rollback's lease. Waits out the second when that id is already
+    taken (a quick re-run)."""
     index = Index(cfg.index_path)
     deadline = time.monotonic() + 3
     while index.read().find("snapshot", snapshot_id(utc_now(), label)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return take_snapshot(cfg, label, progress=progress, s3=s3, check_label=True).id
+    return take_snapshot(cfg, label, progress=progress, s3=s3, check_label=True, lease=lease).id
 
 
 def _chunks(items: Sequence[str], n: int) -> list[list[str]]:
@@ -516,14 +519,38 @@ def apply_rollback(
     progress: Progress = NULL_PROGRESS,
     s3: S3 | None = None,
     now: datetime | None = None,
+    lease: Lease | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
 ) -> RollbackResult:
-    """Make live equal to snapshot `snap_id`. Raises DrError on any refusal or failure (then no row)."""
+    """Make live equal to snapshot `snap_id`. Raises DrError on any refusal or failure (then no row).
+
+    Plans and applies under the bucket's lease: one taken here (`break_lock`
+    takes over a stale one; `notify` hears the lease's notes), or `lease`, one
+    the caller already holds. The safety snapshot runs under the same lease.
+    """
     started = time.monotonic()
     row = find_snapshot(cfg, snap_id)
     label = label_of(row, snap_id)
     # The friction comes before any request: a wrong label costs nothing.
     check_confirm_label(label, confirm_label, snap_id)
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
+    with operation_lease(cfg, s3, "rollback", lease=lease, break_lock=break_lock, notify=notify) as held:
+        return _apply(cfg, s3, snap_id, label, row, allow_unversioned, progress, now, started, held)
+
+
+def _apply(
+    cfg: DrConfig,
+    s3: S3,
+    snap_id: str,
+    label: str,
+    row: dict[str, Any],
+    allow_unversioned: bool,
+    progress: Progress,
+    now: datetime | None,
+    started: float,
+    lease: Lease,
+) -> RollbackResult:
     plan = _plan(cfg, s3, snap_id, label, row, progress)
     if plan.needs_allow_unversioned and not allow_unversioned:
         raise DrError(
@@ -545,7 +572,7 @@ def apply_rollback(
         raise DrError(f"{err.message}; live was not touched and no safety snapshot was taken", err.hint) from None
     # The undo point: live exactly as it is before the first change.
     try:
-        safety_id = _take_safety(cfg, s3, safety, progress)
+        safety_id = _take_safety(cfg, s3, safety, progress, lease)
     except Interrupted as sig:
         sig.notes.append("live was not touched")
         raise
@@ -561,6 +588,8 @@ def apply_rollback(
             raise DrError(f"{len(errors)} of {len(keys)} deletes failed; first: {errors[0].message}")
         return len(keys)
 
+    safety_note = f"safety snapshot {safety_id} holds live as it was before; undo with `{undo}`"
+    lease.ensure(f"live was not touched; {safety_note}")
     failures: list[str] = []
     try:
         progress.start(f"copying {len(plan.copy)} objects back from snapshot {snap_id}", total=len(plan.copy))
@@ -570,6 +599,10 @@ def apply_rollback(
         finally:
             progress.stop()
         failures += [f"copy {f.item.key}: {f.error.message}" for f in failed]
+        lease.ensure(
+            f"live is partly rolled back ({len(plan.copy) - len(failed)} of {len(plan.copy)} copied back, "
+            f"none of {len(plan.delete)} deletes done) and no rollback row was written; {safety_note}"
+        )
         batches = _chunks([cfg.key_for(i.key) for i in plan.delete], _DELETE_BATCH)
         progress.start(f"deleting {len(plan.delete)} keys the snapshot lacks", total=len(batches))
         try:
@@ -618,6 +651,7 @@ def apply_rollback(
             f"as it was before that attempt (the new one, {safety_id}, holds the half-rolled-back state)"
         )
     result.seconds = round(time.monotonic() - started, 3)
+    lease.ensure(f"live was rolled back to {snap_id} but no rollback row was written; {safety_note}")
     # The commit point, last of all.
     try:
         Index(cfg.index_path).append(result.row())

@@ -21,9 +21,11 @@ from ..copies import copy_versions
 from ..errors import DrError
 from ..index import Index, IndexRead, IndexWriteError, iso, utc_now
 from ..interrupt import Interrupted, shielded
+from ..lease import Lease, Notify
 from ..manifest import Manifest, ManifestEntry, format_manifest, parse_manifest
 from ..progress import NULL_PROGRESS, Progress
 from ..s3 import S3, ObjectVersion
+from .leasing import operation_lease
 
 LABEL_RULE = "[a-z0-9][a-z0-9._-]{0,62}"
 _LABEL_RE = re.compile(LABEL_RULE)
@@ -147,7 +149,7 @@ def build_manifest(
 class SnapshotPlan:
     """What a snapshot will copy, read before anything is written.
 
-    Planning only reads, so `dr.snapshot` runs it while the lease settles
+    Planning only reads, so `take_snapshot` runs it while the lease settles
     (`hold_lease(prepare=...)`): on a store without conditional PUTs that wait
     is half a second, as long as the listing of a few thousand keys.
     """
@@ -237,17 +239,36 @@ def take_snapshot(
     now: datetime | None = None,
     check_label: bool = True,
     plan: SnapshotPlan | None = None,
+    lease: Lease | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
 ) -> SnapshotResult:
     """Take a snapshot labelled `label` and record it. Raises DrError on any refusal or failure.
 
-    `plan` is a `plan_snapshot` made under the same lease; without one the
-    snapshot plans first.
+    Holds the bucket's lease while it plans, copies and records: the one it
+    takes here (`break_lock` takes over a stale one; `notify` hears the
+    lease's notes), or `lease`, one the caller already holds. `plan` is a
+    `plan_snapshot` the caller made under that lease; without one the
+    snapshot plans under the lease, during its settle wait.
     """
+    if check_label:
+        validate_label(label)  # before any request
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
-    if plan is None:
-        plan = plan_snapshot(cfg, label, progress=progress, s3=s3, now=now, check_label=check_label)
-    elif plan.label != label:
+    if plan is not None and plan.label != label:
         raise ValueError(f"the plan is for label {plan.label!r}, not {label!r}")
+    plans = [plan] if plan is not None else []
+
+    def prepare() -> None:
+        # Read-only: the lease runs it while it settles (the last run counts).
+        plans.append(plan_snapshot(cfg, label, progress=progress, s3=s3, now=now, check_label=False))
+
+    with operation_lease(
+        cfg, s3, "snapshot", lease=lease, break_lock=break_lock, notify=notify, prepare=None if plans else prepare
+    ) as held:
+        return _take_snapshot(cfg, s3, plans[-1], progress, held)
+
+
+def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress, lease: Lease) -> SnapshotResult:
     snap_id, ts, versioned, objects, existing = plan.id, plan.ts, plan.versioned, plan.objects, plan.existing
     mkey = manifest_key(cfg, snap_id)
     dest_dir = snapshot_dir(cfg, snap_id)
@@ -255,6 +276,8 @@ def take_snapshot(
         Index(cfg.index_path).check_writable()
     except IndexWriteError as err:
         raise DrError(f"snapshot {snap_id} not taken: {err.message}; nothing was copied", err.hint) from None
+    # Each write phase starts only while the lease is ours (see Lease.ensure).
+    lease.ensure(f"snapshot {snap_id} copied nothing; no index row was written")
 
     progress.start(f"copying {len(objects)} objects to {dest_dir}", total=len(objects))
     try:
@@ -276,6 +299,11 @@ def take_snapshot(
             "run the same command again once the cause is fixed",
         )
 
+    left = (
+        f"{len(done)} copies are left under s3://{cfg.bucket}/{dest_dir} with no manifest and no index row "
+        "(no operation reads them; `inv dr.prune --apply` removes them once they are a day old)"
+    )
+    lease.ensure(left)
     copy_etags = {o.key: etag for o, _, etag in done}
     manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects, copy_etags)
     # One entry per listed object (so as many as the listing, none twice:
@@ -307,6 +335,12 @@ def take_snapshot(
             "the index has unreadable lines (" + "; ".join(b.describe() for b in existing.bad[:3]) + "); "
             "they were kept as they are"
         )
+    # The commit point, only under the lease: a run that lost it leaves a
+    # snapshot that `dr.reindex --apply` can still record.
+    lease.ensure(
+        f"snapshot {snap_id} is complete in the bucket (manifest s3://{cfg.bucket}/{mkey}) but no index row "
+        "was written; `inv dr.reindex --apply` records it"
+    )
     try:
         Index(cfg.index_path).append(result.row())
     except IndexWriteError as err:

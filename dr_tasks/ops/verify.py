@@ -43,12 +43,14 @@ from ..config import DrConfig
 from ..errors import DrError
 from ..guard import Guard
 from ..index import Index, IndexRead, iso, utc_now
-from ..manifest import format_manifest
+from ..lease import Lease, LockHeld, Notify
+from ..manifest import Manifest, ManifestError, format_manifest, parse_manifest
 from ..parallel import run_parallel
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites
 from ..s3 import S3, S3Error
 from .freshness import Check, backup_check, index_check, row_time
+from .leasing import operation_lease
 from .rollback import prove_snapshot_object, recorded_etags
 from .snapshot import load_manifest, manifest_key, snapshot_dir
 from .versioning import FIX as VERSIONING_FIX
@@ -199,6 +201,8 @@ class DeepResult:
     unchecked: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     manifest_rewritten: bool = False
+    # Why sha256s that were checked were not written into the manifest (None when they were, or none were new).
+    not_recorded: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -216,14 +220,30 @@ class DeepResult:
             "unchecked": self.unchecked,
             "errors": self.errors,
             "manifest_rewritten": self.manifest_rewritten,
+            "not_recorded": self.not_recorded,
             "ok": self.ok,
         }
 
 
 def deep_verify(
-    cfg: DrConfig, snap_id: str, s3: S3 | None = None, progress: Progress = NULL_PROGRESS, record: bool = True
+    cfg: DrConfig,
+    snap_id: str,
+    s3: S3 | None = None,
+    progress: Progress = NULL_PROGRESS,
+    record: bool = True,
+    *,
+    lease: Lease | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
 ) -> DeepResult:
-    """Read every object of snapshot `snap_id` and check its bytes; record SHA-256s the manifest lacks."""
+    """Read every object of snapshot `snap_id` and check its bytes; record SHA-256s the manifest lacks.
+
+    Reading needs no lease. Recording rewrites the manifest, so it happens
+    under the bucket's lease (one taken then, or `lease`, one the caller
+    holds), on the manifest as it is at that moment: one a prune deleted
+    meanwhile is not brought back. When another operation holds the lease
+    the sums are not recorded, and `not_recorded` says why.
+    """
     s3 = s3 or S3(cfg.endpoint, cfg.concurrency)
     manifest = load_manifest(cfg, s3, snap_id)
     entries = [e.to_dict() for e in manifest.objects]
@@ -288,14 +308,56 @@ def deep_verify(
     result.unreadable.sort()
     result.unchecked.sort()
     if record and new_sha:
-        manifest.objects = [
-            replace(e, sha256=new_sha[e.key]) if e.key in new_sha and not e.sha256 else e for e in manifest.objects
-        ]
-        manifest.extra["sha256_recorded_at"] = iso(utc_now())
-        s3.put_bytes(cfg.bucket, manifest_key(cfg, snap_id), format_manifest(manifest), "application/json")
-        result.recorded = len(new_sha)
-        result.manifest_rewritten = True
+        try:
+            with operation_lease(cfg, s3, "verify", lease=lease, break_lock=break_lock, notify=notify) as held:
+                _record_sha256(cfg, s3, snap_id, manifest, new_sha, result, held)
+        except LockHeld as err:
+            result.not_recorded = f"{len(new_sha)} new sha256 not recorded: {err.message}"
     return result
+
+
+def _record_sha256(
+    cfg: DrConfig,
+    s3: S3,
+    snap_id: str,
+    read: Manifest,
+    new_sha: dict[str, str],
+    result: DeepResult,
+    lease: Lease,
+) -> None:
+    """Write `new_sha` into the manifest as it is now (under the lease), for the very versions that were read."""
+    raw = s3.get_bytes_or_none(cfg.bucket, manifest_key(cfg, snap_id))
+    if raw is None:
+        result.not_recorded = f"{len(new_sha)} new sha256 not recorded: the manifest was deleted meanwhile (pruned)"
+        return
+    try:
+        manifest = parse_manifest(raw, snap_id, f"s3://{cfg.bucket}/{manifest_key(cfg, snap_id)}")
+    except ManifestError as err:
+        result.not_recorded = f"{len(new_sha)} new sha256 not recorded: the manifest changed: {err.message}"
+        return
+    was = {e.key: e for e in read.objects}
+    recorded = 0
+    objects = []
+    for e in manifest.objects:
+        before = was.get(e.key)
+        # Only for the object that was read: same version, size and ETag as in the manifest we read.
+        if (
+            e.key in new_sha
+            and not e.sha256
+            and before is not None
+            and (e.version_id, e.size, e.etag) == (before.version_id, before.size, before.etag)
+        ):
+            e = replace(e, sha256=new_sha[e.key])
+            recorded += 1
+        objects.append(e)
+    if not recorded:
+        return
+    manifest.objects = objects
+    manifest.extra["sha256_recorded_at"] = iso(utc_now())
+    lease.ensure("the manifest was not rewritten")
+    s3.put_bytes(cfg.bucket, manifest_key(cfg, snap_id), format_manifest(manifest), "application/json")
+    result.recorded = recorded
+    result.manifest_rewritten = True
 
 
 def _source_digest(s3: S3, bucket: str, key: str, version_id: Any) -> Any:
@@ -310,12 +372,23 @@ def _source_digest(s3: S3, bucket: str, key: str, version_id: Any) -> Any:
         raise
 
 
-def _deep_check(cfg: DrConfig, s3: S3, snap_id: str | None, progress: Progress, result: VerifyResult) -> Check:
+def _deep_check(
+    cfg: DrConfig,
+    s3: S3,
+    snap_id: str | None,
+    progress: Progress,
+    result: VerifyResult,
+    lease: Lease | None,
+    break_lock: bool,
+    notify: Notify | None,
+) -> Check:
     if snap_id is None:
         return Check("deep", False, "no snapshot to read", "take one: `inv dr.snapshot --label=...`")
-    d = deep_verify(cfg, snap_id, s3, progress)
+    d = deep_verify(cfg, snap_id, s3, progress, lease=lease, break_lock=break_lock, notify=notify)
     result.deep = d.to_dict()
     recorded = f"; recorded {d.recorded} new sha256 in {manifest_key(cfg, snap_id)}" if d.recorded else ""
+    if d.not_recorded:
+        recorded += f"; {d.not_recorded}"
     if d.ok and d.unchecked:
         return Check(
             "deep",
@@ -350,8 +423,15 @@ def run_verify(
     s3: S3 | None = None,
     progress: Progress = NULL_PROGRESS,
     now: datetime | None = None,
+    lease: Lease | None = None,
+    break_lock: bool = False,
+    notify: Notify | None = None,
 ) -> VerifyResult:
-    """Run the checklist; every check appears in the result (see `.ok`)."""
+    """Run the checklist; every check appears in the result (see `.ok`).
+
+    Only `deep` writes (the sha256s it records in the manifest), under the
+    lease: `lease`, `break_lock` and `notify` are for that (see `deep_verify`).
+    """
     now = now or utc_now()
     result = VerifyResult()
     read = Index(cfg.index_path).read()
@@ -368,5 +448,7 @@ def run_verify(
     result.checks.append(backup_check(cfg, read, now)[0])
     result.checks.append(check_restore_dir(cfg))
     if deep:
-        result.checks.append(_guarded("deep", _deep_check, cfg, s3, snap_id, progress, result))
+        result.checks.append(
+            _guarded("deep", _deep_check, cfg, s3, snap_id, progress, result, lease, break_lock, notify)
+        )
     return result

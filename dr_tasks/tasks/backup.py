@@ -76,7 +76,6 @@ def backup(
         allow_mass_delete=allow_mass_delete,
         adopt=adopt_backup,
         if_older_than=if_older_than,
-        lease=True,
         break_lock=break_lock,
     )
     not_due = backup_not_due(cfg, options)
@@ -186,15 +185,27 @@ def versioning(c: Context, enable: bool = False, json_: bool = False) -> None:
         "deep": "also re-read every object of the snapshot and check its sha256 against the manifest",
         "id": "the snapshot to check (default: the newest)",
         "json": "print the result as JSON",
+        "break-lock": "with --deep: take over a stale lease to record sha256s (expired, or its process is gone)",
     },
 )
-def verify(c: Context, deep: bool = False, id: str | None = None, json_: bool = False) -> None:
+def verify(
+    c: Context, deep: bool = False, id: str | None = None, json_: bool = False, break_lock: bool = False
+) -> None:
     """The whole "is DR working" checklist, one line per check."""
     from ..ops.verify import run_verify
+    from .maintenance import lease_notify
 
     cfg = load_config(c)
     hooks(c, cfg, "pre", "verify")
-    result = run_verify(cfg, deep=deep, snapshot_id=id, progress=render.progress_for_terminal())
+    # Only --deep writes (sha256s into the manifest), under the lease the operation takes.
+    result = run_verify(
+        cfg,
+        deep=deep,
+        snapshot_id=id,
+        progress=render.progress_for_terminal(),
+        break_lock=break_lock,
+        notify=lease_notify,
+    )
     if json_:
         render.print_json(result.to_dict())
     else:

@@ -38,16 +38,20 @@ def _program(task: str) -> str:
         "apply": "append the missing rows (without it: list them and write nothing)",
         "dry_run": "list them and write nothing, even with --apply (also: Invoke's --dry)",
         "json": "print the result as JSON",
+        "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
     },
 )
-def reindex(c: Context, apply: bool = False, json_: bool = False, dry_run: bool = False) -> None:
+def reindex(
+    c: Context, apply: bool = False, json_: bool = False, dry_run: bool = False, break_lock: bool = False
+) -> None:
     """Rebuild missing snapshot (and pin) rows of the index from the manifests in the bucket."""
     from ..ops.reindex import reindex as run_reindex
 
     cfg = load_config(c)
     if apply:
         hooks(c, cfg, "pre", "reindex")
-    result = run_reindex(cfg, apply=apply)
+    # --apply takes the lease (in the operation); a dry run reads without it.
+    result = run_reindex(cfg, apply=apply, break_lock=break_lock, notify=lease_notify)
     render.warn(b.describe() for b in result.bad_lines)
     render.warn(result.problems)
     if json_:
@@ -169,15 +173,18 @@ def _print_prune(result: Any, snapshot_prefix: str) -> None:
         "unpin": "remove the pin instead",
         "reason": "why it is pinned (one line, kept in the index)",
         "json": "print the result as JSON",
+        "break_lock": "take over a stale lease (expired, or its process is gone); never a live one",
     },
 )
-def pin(c: Context, id: str, unpin: bool = False, reason: str = "", json_: bool = False) -> None:
+def pin(
+    c: Context, id: str, unpin: bool = False, reason: str = "", json_: bool = False, break_lock: bool = False
+) -> None:
     """Pin a snapshot so prune never deletes it (`--unpin` to undo)."""
     from ..ops.prune import pin_snapshot
 
     cfg = load_config(c)
     hooks(c, cfg, "pre", "pin")
-    result = pin_snapshot(cfg, id, unpin=unpin, reason=reason or None)
+    result = pin_snapshot(cfg, id, unpin=unpin, reason=reason or None, break_lock=break_lock, notify=lease_notify)
     if json_:
         render.print_json(result.to_dict())
     else:

@@ -48,7 +48,6 @@ def recover(
         include_deleted=include_deleted,
         from_other_source=from_other_source,
         progress=render.progress_for_terminal(),
-        lease=True,
         break_lock=break_lock,
         notify=lease_notify,
     )

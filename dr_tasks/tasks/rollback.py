@@ -105,23 +105,19 @@ def rollback(
 
     check_confirm_label(label_of(find_snapshot(cfg, id), id), confirm_label, id)
     hooks(c, cfg, "pre", "rollback")
-    from ..lock import hold_lease
-    from ..s3 import S3
     from .maintenance import lease_notify
 
-    # One client for the lease and the rollback (each one more costs start-up).
-    s3 = S3(cfg.endpoint, cfg.concurrency)
-    # One operation at a time changes the bucket; the safety snapshot inside
-    # re-enters this lease. Hooks stay outside it (a post hook may take it).
-    with hold_lease(cfg, s3, operation="rollback", break_lock=break_lock, notify=lease_notify):
-        result = apply_rollback(
-            cfg,
-            id,
-            confirm_label,
-            allow_unversioned=allow_unversioned,
-            progress=render.progress_for_terminal(),
-            s3=s3,
-        )
+    # The operation takes the lease (its safety snapshot runs under it);
+    # hooks stay outside it (a post hook may take it).
+    result = apply_rollback(
+        cfg,
+        id,
+        confirm_label,
+        allow_unversioned=allow_unversioned,
+        progress=render.progress_for_terminal(),
+        break_lock=break_lock,
+        notify=lease_notify,
+    )
     render.warn(result.warnings)
     if json_:
         render.print_json(result.to_dict())

@@ -19,27 +19,17 @@ from .base import dr_task, hooks, load_config
 )
 def snapshot(c: Context, label: str, json_: bool = False, break_lock: bool = False) -> None:
     """Copy every live key, server-side, to <snapshot_prefix><id>/ and record it."""
-    from ..lock import hold_lease
-    from ..ops.snapshot import SnapshotPlan, plan_snapshot, take_snapshot, validate_label
-    from ..s3 import S3
+    from ..ops.snapshot import take_snapshot, validate_label
     from .maintenance import lease_notify
 
     validate_label(label)
     cfg = load_config(c)
     hooks(c, cfg, "pre", "snapshot")
-    # One client for the lease and the snapshot: each one more is a few ms to
-    # 0.1 s of start-up (see S3.__init__).
-    s3 = S3(cfg.endpoint, cfg.concurrency)
-    progress = render.progress_for_terminal()
-    plans: list[SnapshotPlan] = []
-
-    def prepare() -> None:
-        # Read-only: the lease runs it during its settle wait (the last run counts).
-        plans.append(plan_snapshot(cfg, label, progress=progress, s3=s3))
-
-    # Hooks stay outside the lease: a post hook such as `inv dr.backup` takes it itself.
-    with hold_lease(cfg, s3, operation="snapshot", break_lock=break_lock, notify=lease_notify, prepare=prepare):
-        result = take_snapshot(cfg, label, progress=progress, s3=s3, plan=plans[-1])
+    # Hooks stay outside the lease, which the operation takes: a post hook
+    # such as `inv dr.backup` takes it itself.
+    result = take_snapshot(
+        cfg, label, progress=render.progress_for_terminal(), break_lock=break_lock, notify=lease_notify
+    )
     render.warn(result.warnings)
     if json_:
         render.print_json(result.row())

@@ -485,7 +485,7 @@ def test_rgw_backup_region_with_its_own_credentials_and_a_multipart_object(moto_
 
 # ---------------------------------------------------------------------- lease and hooks
 def test_a_held_lease_stops_the_backup_before_anything_is_copied(moto_server, make_repo, moto2):
-    from dr_tasks.lock import hold_lease
+    from dr_tasks.lease import hold_lease
 
     bucket = new_bucket(moto_server)
     repo = make_repo(moto_server, bucket)

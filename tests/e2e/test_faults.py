@@ -41,7 +41,7 @@ import pytest
 
 from dr_tasks import KeepRules, deep_verify, list_snapshots, prune, reindex, restore_at, run_backup, take_snapshot
 from dr_tasks.index import Index
-from dr_tasks.lock import LOCK_KEY
+from dr_tasks.lease import LOCK_KEY
 from dr_tasks.timeparse import compact_utc, iso_utc
 from tests.conftest import (
     SAMPLE_FILES,

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from dr_tasks import LockHeld, hold_lease, take_snapshot
-from dr_tasks import lock as lock_mod
 from dr_tasks.config import Endpoint
 from dr_tasks.errors import DrError
-from dr_tasks.lock import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
+from dr_tasks.lease import LOCK_KEY, MODE_CONDITIONAL, MODE_READ_BACK
+from dr_tasks.lease import client as lock_mod
 from dr_tasks.s3 import S3, count_requests
 from tests.conftest import Server, assert_clean_refusal, bucket_state, new_bucket
 from tests.e2e.test_backup import backup_json, backup_rows, configure_backup, seeded
@@ -217,7 +217,7 @@ def test_changed_backup_takes_the_lease_and_plans_under_it(server, bucket, make_
 
 # ---------------------------------------------------------------------- prepare during the settle wait
 class FakeClock:
-    """Stands in for `time` in dr_tasks.lock: `prepare` advances it, `sleep` records what was left to wait."""
+    """Stands in for `time` in dr_tasks.lease.client: `prepare` advances it, `sleep` records what was left to wait."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -308,8 +308,9 @@ def test_a_conditional_lease_costs_two_listings_of_the_lease(moto_server, make_r
     bucket = new_bucket(moto_server)
     repo = make_repo(moto_server, bucket, endpoint_url=fault_proxy_moto.url)
     repo.seed()
-    with count_requests() as own:
-        take_snapshot(repo.cfg(), "uncounted")  # the snapshot's own requests, no lease
+    cfg = repo.cfg()
+    with hold_lease(cfg, operation="uncounted") as lease, count_requests() as own:
+        take_snapshot(cfg, "uncounted", lease=lease)  # the snapshot's own requests, the lease taken before
     fault_proxy_moto.clear()
     r = repo.run("dr.snapshot", "--label=counted", "--json")
     assert r.returncode == 0, r.stderr

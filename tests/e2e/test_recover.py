@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dr_tasks.lock import LOCK_KEY
+from dr_tasks.lease import LOCK_KEY
 from tests.conftest import assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.e2e.test_backup import configure_backup
 from tests.e2e.test_lock import lock_entries, plant_lease

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dr_tasks import take_snapshot
-from dr_tasks.lock import LOCK_KEY
+from dr_tasks.lease import LOCK_KEY
 from dr_tasks.ops.prune import pin_key
 from tests.conftest import assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import Rule

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dr_tasks import apply_rollback, plan_rollback, take_snapshot
+from dr_tasks import apply_rollback, hold_lease, plan_rollback, take_snapshot
 from dr_tasks.s3 import count_requests
 from tests.conftest import (
     INV,
@@ -418,8 +418,9 @@ def test_requests_are_one_listing_per_side_and_no_per_object_head(server, make_r
     assert (len(plan.copy), len(plan.delete), len(plan.unchanged)) == (15, 7, 105)
     assert dict(counts) == {"GetBucketVersioning": 1, "GetObject": 1, "ListObjectsV2": 1, "ListObjectVersions": 1}
 
-    with count_requests() as counts:
-        result = apply_rollback(cfg, snap.id, "counted")
+    # The rollback's own requests: the caller holds the lease, taken before counting.
+    with hold_lease(cfg, operation="count") as lease, count_requests() as counts:
+        result = apply_rollback(cfg, snap.id, "counted", lease=lease)
     assert (result.copied, result.deleted) == (15, 7)
     live_now = 120 - 5 + 7
     assert counts["CopyObject"] == live_now + 15  # the safety snapshot, then the copies back

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dr_tasks import take_snapshot
+from dr_tasks import hold_lease, take_snapshot
 from dr_tasks.s3 import count_requests
 from tests.conftest import SAMPLE_FILES, assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import Rule
@@ -363,8 +363,9 @@ def test_request_count_is_one_listing_page_per_thousand_keys_and_one_copy_per_ob
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: c.put_object(Bucket=bucket, Key=k, Body=k.encode()), keys))
     cfg = repo.cfg()
-    with count_requests() as counts:
-        result = take_snapshot(cfg, "counted")
+    # The snapshot's own requests: the caller holds the lease, taken before counting.
+    with hold_lease(cfg, operation="count") as lease, count_requests() as counts:
+        result = take_snapshot(cfg, "counted", lease=lease)
     assert result.objects == 1050
     assert counts["ListObjectVersions"] == 2  # no snapshots yet: the plain listing, two pages
     assert counts["CopyObject"] == 1050
@@ -377,8 +378,8 @@ def test_request_count_is_one_listing_page_per_thousand_keys_and_one_copy_per_ob
     # one '/'-delimited listing that names state/, then state/'s two pages.
     take_snapshot(cfg, "second")
     take_snapshot(cfg, "third")
-    with count_requests() as again:
-        take_snapshot(cfg, "fourth")
+    with hold_lease(cfg, operation="count") as lease, count_requests() as again:
+        take_snapshot(cfg, "fourth", lease=lease)
     assert again["ListObjectVersions"] == 4, again
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dr_tasks import lock
+from dr_tasks.lease import identity as lock
 
 
 def stat_line(pid: int, comm: str, state: str, start: int) -> str:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from ...config import DrConfig
 from ...errors import DrError
-from ...lock import pid_alive
+from ...lease import pid_alive
 
 T = TypeVar("T")
 

@@ -1,315 +1,42 @@
-"""The lease: one operation at a time changes the bucket (snapshot, prune; rollback and backup next).
-
-The lease is an object in the primary bucket, `.dr-tasks/lock.json`, whose JSON
-body names its holder: token, owner, host, pid, operation, started, expires,
-and where that pid lives (machine id, boot id, pid namespace, the process's
-start time; see `host_identity`).
-
-Taking it:
-1. HEAD the key (404: nobody holds it), else read its versions. A live
-   holder means exit 1 with "held by <owner>@<host> pid <pid> for <op>
-   since <time> (expires <time>)". A holder that is provably not running
-   (same machine id, boot and pid namespace as ours, and its pid gone or now
-   another process: `holder_gone`) is taken over at once, without a flag; a
-   hostname proves nothing. A lease that merely expired is taken over only
-   with `break_lock=True`. Either is logged (a warning and a `lock-break` row
-   in the index). A live lease is never broken: its holder renews it every
-   `ttl / 3` seconds, so a holder whose machine died goes stale within `ttl`.
-2. PutObject with `If-None-Match: *`. A 412 means someone else got there first.
-3. PutObject with `If-None-Match: *` again, same bytes: the run-time probe.
-   A store that honours the header answers 412 (the key exists); a store
-   that ignores it (Ceph RGW 16.2 on versioned buckets;
-   DigitalOcean Spaces unconfirmed) answers 200, and the lease falls back to
-   put-then-read-back, with a note. Either way the lease is ours only once
-   it reads back as ours (a 412 says the key exists, not whose version
-   counts: a create that is not atomic lets two through):
-   - versioned bucket: the OLDEST live version of the key wins. Every
-     contender has written its own version, every contender lists the same
-     versions in the same server order, so exactly one sees its own version
-     oldest; the others delete their versions (by version id, leaving no
-     delete marker) and report the winner. The winner lists once more after
-     `SETTLE_SECONDS`, so a slower write that the server orders before ours is
-     still seen.
-   - unversioned bucket: the last writer wins a read-back, which is best
-     effort only; the note says to enable versioning.
-
-Staleness is judged on the server's clock (the Date header of the listing
-against the LastModified of the holder's newest version plus its ttl, however
-many renewals came before it), so a skewed laptop clock neither breaks a live
-lease nor keeps a dead one alive.
-
-Releasing deletes exactly our versions by version id (a plain DELETE on a
-versioned bucket would leave a delete marker per run), or the object itself
-on an unversioned bucket after checking it is still ours. It lists the key
-first, to find versions of ours whose id a lost response hid, unless every
-version id is known: the lease was confirmed by a read-back after PUTs that
-were each sent once, and never renewed through a retry (see `_remove_own`). If the process dies
-(kill -9, power), the lease stays: the next run on the same machine, boot and
-pid namespace takes it over at once; anywhere else it stays until it expires,
-and the next operator sees who held it and breaks it with `--break-lock`.
-
-Within one thread the lease is re-entrant: an operation that already holds it
-(a rollback taking its safety snapshot) does not wait for itself.
-
-The settle wait is not idle time: `hold_lease(..., prepare=fn)` runs the
-operation's read-only planning (listings, state reads) while it passes, and
-only then lists the lease once more. The lease is confirmed before the `with`
-body, i.e. before the operation's first write, exactly as without `prepare`;
-a run that loses the confirmation throws its plan away (it wrote nothing), and
-a round that wins again plans again. See `_read_back`.
-"""
+"""Taking, renewing and releasing one lease: the protocol of `dr_tasks.lease`, against the bucket."""
 
 from __future__ import annotations
 
 import contextlib
-import getpass
-import json
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
-from .config import META_PREFIX, DrConfig
-from .errors import DrError
-from .index import Index, iso, utc_now
-from .s3 import S3, ObjectVersion, S3Error
-
-LOCK_KEY = META_PREFIX + "lock.json"
-# How long a lease lives without renewal. A running holder renews every
-# ttl / 3, so this bounds how long a crashed holder blocks others, not how long
-# an operation may run.
-DEFAULT_TTL = 600.0
-# The winner of a read-back race lists once more after this long.
-SETTLE_SECONDS = 0.5
-# Rounds of inspect -> put -> confirm before giving up under heavy contention.
-MAX_ROUNDS = 6
-# No Linux pid is larger (pid_max's ceiling is 2**22); anything else in a body is garbage.
-PID_MAX = 1 << 22
-
-MODE_CONDITIONAL = "conditional-put"
-MODE_READ_BACK = "read-back"
-MODE_READ_BACK_UNVERSIONED = "read-back (unversioned: best effort)"
-
-# (level, message): level is "note" or "warning". Operations never print; the
-# task passes a callback that does.
-Notify = Callable[[str, str], None]
-# Read-only work an operation needs before its first write (listings, state
-# reads); `hold_lease` runs it while the read-back settles. See `_read_back`.
-Prepare = Callable[[], object]
-
-
-def _quiet(level: str, message: str) -> None:
-    pass
-
-
-def _owner() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry (containers): getuser raises KeyError or OSError
-        return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, it is someone else's
-        return True
-    return True
-
-
-# Where this machine's identity is read from (module-level so a test can point them elsewhere).
-MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
-BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
-PID_NS_LINK = "/proc/self/ns/pid"
-PROC_DIR = "/proc"
-
-
-def _first_line(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii") as f:
-            line = f.readline().strip()
-    except (OSError, ValueError):
-        return None
-    return line or None
-
-
-def _proc_start(pid: int) -> tuple[int, str] | None:
-    """(start time in clock ticks since boot, state letter) of `pid`, or None when no such process."""
-    try:
-        with open(f"{PROC_DIR}/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: fields resume after the last ")".
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[19]), fields[0].decode("ascii", "replace")
-    except (IndexError, ValueError):
-        return None
-
-
-def host_identity() -> dict[str, Any]:
-    """What makes a pid in a lease body comparable with ours: machine, boot, pid namespace, process start.
-
-    A hostname is no identity (containers share them), so only a body whose
-    machine id, boot id and pid namespace all equal ours is judged by its pid;
-    the start time tells a reused pid from the holder. A machine without
-    /etc/machine-id (minimal containers) falls back to dbus's copy, else
-    records none: the boot id, random per kernel boot, still tells kernels
-    apart, and two bodies without a machine id match only on it.
-    """
-    machine_id = next((m for m in map(_first_line, MACHINE_ID_FILES) if m), None)
-    try:
-        pid_ns: str | None = os.readlink(PID_NS_LINK)
-        if os.readlink(f"{PROC_DIR}/self") != str(os.getpid()):
-            # This /proc was mounted for another pid namespace (unshare without
-            # a remount): its pids are not ours, so they prove nothing.
-            pid_ns = None
-    except OSError:
-        pid_ns = None
-    start = _proc_start(os.getpid())
-    return {
-        "machine_id": machine_id,
-        "boot_id": _first_line(BOOT_ID_FILE),
-        "pid_ns": pid_ns,
-        "pid_start": start[0] if start else None,
-    }
-
-
-def holder_gone(info: dict[str, Any], pid: int | None) -> str | None:
-    """Why the holder of a lease body is provably not running, or None when that cannot be proven.
-
-    Proof needs this machine, this boot and this pid namespace, all three
-    recorded in the body and equal to ours; then the pid is gone, a zombie,
-    or a process that started at another time than the holder.
-    """
-    if pid is None:
-        return None
-    ours = host_identity()
-    if not ours["boot_id"] or not ours["pid_ns"]:
-        return None  # no /proc here: nothing to compare with
-    for name in ("machine_id", "boot_id", "pid_ns"):
-        if info.get(name) != ours[name]:
-            return None
-    started = info.get("pid_start")
-    if not isinstance(started, int) or isinstance(started, bool):
-        return None
-    now = _proc_start(pid)
-    where = f"this machine (boot {str(ours['boot_id'])[:8]}, same pid namespace)"
-    if now is None:
-        return f"pid {pid} is not running on {where}"
-    if now[1] in ("Z", "X"):
-        return f"pid {pid} has exited on {where}"
-    if now[0] != started:
-        return f"pid {pid} on {where} is another process now (the holder's has exited)"
-    return None
-
-
-@dataclass(frozen=True)
-class Holder:
-    """Who holds the lease, as read from the bucket."""
-
-    token: str
-    owner: str
-    host: str
-    pid: int | None
-    operation: str
-    started: str
-    ttl: float
-    renewed: datetime
-    expires: datetime
-    version_ids: tuple[str | None, ...]
-    # None while live; else why it is stale ("expired at ...", "pid 12 is not running on h").
-    stale: str | None = None
-    # Set when the holder is provably not running (see holder_gone): it is taken over without --break-lock.
-    gone: bool = False
-
-    def describe(self) -> str:
-        pid = f" pid {self.pid}" if self.pid is not None else ""
-        return f"{self.owner}@{self.host}{pid} for {self.operation} since {self.started} (expires {iso(self.expires)})"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["renewed"] = iso(self.renewed)
-        d["expires"] = iso(self.expires)
-        d["version_ids"] = list(self.version_ids)
-        return d
-
-
-class LockHeld(DrError):
-    """Another operation holds the lease (or it is stale and --break-lock was not given)."""
-
-    def __init__(self, message: str, hint: str, holder: Holder) -> None:
-        super().__init__(message, hint)
-        self.holder = holder
-
-
-@dataclass
-class Lease:
-    """A lease we hold. `mode` says how it was won; `notes`/`warnings` what the operator should know."""
-
-    bucket: str
-    key: str
-    token: str
-    owner: str
-    host: str
-    pid: int
-    operation: str
-    started: str
-    ttl: float
-    mode: str = MODE_CONDITIONAL
-    version_ids: list[str | None] = field(default_factory=list)
-    broke: Holder | None = None
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    # Set by the renewer when someone else's version became the oldest.
-    lost: bool = False
-
-    @property
-    def versioned(self) -> bool:
-        return any(v not in (None, "null") for v in self.version_ids)
-
-    def body(self) -> bytes:
-        now = utc_now()
-        return json.dumps(
-            {
-                "v": 1,
-                "tool": "dr-tasks",
-                "token": self.token,
-                "owner": self.owner,
-                "host": self.host,
-                "pid": self.pid,
-                "operation": self.operation,
-                "started": self.started,
-                "renewed": iso(now),
-                "expires": iso(now + timedelta(seconds=self.ttl)),
-                "ttl_seconds": self.ttl,
-                **host_identity(),
-            },
-            separators=(",", ":"),
-        ).encode()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "bucket": self.bucket,
-            "key": self.key,
-            "owner": self.owner,
-            "host": self.host,
-            "pid": self.pid,
-            "operation": self.operation,
-            "started": self.started,
-            "ttl": self.ttl,
-            "mode": self.mode,
-            "broke": self.broke.to_dict() if self.broke else None,
-            "lost": self.lost,
-        }
+from ..config import DrConfig
+from ..errors import DrError
+from ..index import Index, iso, utc_now
+from ..s3 import S3, ObjectVersion, S3Error
+from .identity import _owner, holder_gone
+from .model import (
+    LOCK_KEY,
+    MAX_ROUNDS,
+    MODE_CONDITIONAL,
+    MODE_READ_BACK,
+    MODE_READ_BACK_UNVERSIONED,
+    PID_MAX,
+    SETTLE_SECONDS,
+    Holder,
+    Lease,
+    LockHeld,
+    Notify,
+    Prepare,
+    _elapsed_clocks,
+    _parse,
+    _text,
+    _token,
+    _ttl,
+    _with_stale,
+)
 
 
 class _Retry(Exception):
@@ -355,6 +82,9 @@ class _LeaseClient:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._mutex = threading.Lock()
+        # When our newest lease write was sent: the lease is live for a ttl after it.
+        self._written_at = _elapsed_clocks()
+        self.lease._confirm = self.confirm
 
     @property
     def where(self) -> str:
@@ -481,6 +211,7 @@ class _LeaseClient:
                     continue
                 raise self._held(holder)
             else:
+                self._written_at = _elapsed_clocks()
                 outcome, vid, retried = self.s3.put_if_absent(self.cfg.bucket, LOCK_KEY, self.lease.body())
                 self._put_retried |= retried
                 if outcome == "exists":
@@ -615,9 +346,9 @@ class _LeaseClient:
             # Unversioned: check the object is still the stale holder's right before deleting it
             # (an unreadable body's token is made of its version id and ETag, so list it again).
             entries, _ = self.s3.key_versions(self.cfg.bucket, LOCK_KEY)
-            current = next((e for e in entries if e.is_latest and not e.is_delete_marker), None)
-            raw = self.s3.get_version_or_none(self.cfg.bucket, LOCK_KEY, None) if current else None
-            if current is None or raw is None or _token(current, _parse(raw)) != holder.token:
+            latest = next((e for e in entries if e.is_latest and not e.is_delete_marker), None)
+            raw = self.s3.get_version_or_none(self.cfg.bucket, LOCK_KEY, None) if latest else None
+            if latest is None or raw is None or _token(latest, _parse(raw)) != holder.token:
                 return  # gone or replaced meanwhile: the next round looks again
             errors = self.s3.delete_keys(self.cfg.bucket, [LOCK_KEY])
         if errors:
@@ -671,8 +402,10 @@ class _LeaseClient:
             if holder is None or holder.token != self.lease.token:
                 self.lease.lost = True
                 who = holder.describe() if holder else "nobody"
+                self.lease.lost_to = holder.describe() if holder else None
                 self._say("warning", f"the lease {self.where} was taken over while {self.lease.operation} ran: {who}")
                 return False
+            written_at = _elapsed_clocks()
             r = self.s3.put_bytes(self.cfg.bucket, LOCK_KEY, self.lease.body(), "application/json")
             # Each renewal is one more version of ours on a versioned bucket;
             # they all go at release. Overwriting the oldest would hand the
@@ -681,7 +414,39 @@ class _LeaseClient:
             if r.get("ResponseMetadata", {}).get("RetryAttempts") or r.get("VersionId") in (None, "null"):
                 # A retried PUT may have written a version whose id we never saw.
                 self._ids_complete = False
+            self._written_at = written_at
             return True
+
+    def confirm(self) -> str | None:
+        """None while the lease is ours, else why not; `Lease.ensure` asks this.
+
+        The renewer's last result decides without a request while our newest
+        write is younger than ttl / 2 (it renews every ttl / 3, so that is the
+        normal case). Older, the lease may have expired and been broken, so
+        this renews now: a renewal looks first, and finds a takeover.
+        """
+        if self.lease.lost:
+            return self._lost_why()
+        mono, wall = _elapsed_clocks()
+        age = max(mono - self._written_at[0], wall - self._written_at[1])
+        if age < self.lease.ttl / 2:
+            return None
+        try:
+            if self.renew():
+                return None
+        except DrError as err:
+            return (
+                f"it could not be renewed ({err.message}) {age:.0f}s after it was last written "
+                f"(ttl {self.lease.ttl:.0f}s)"
+            )
+        if self.lease.lost:
+            return self._lost_why()
+        return "it was released"
+
+    def _lost_why(self) -> str:
+        if self.lease.lost_to:
+            return f"it was taken over by {self.lease.lost_to}"
+        return "it was deleted by another operation (broken as stale, then released)"
 
     # ------------------------------------------------------------------ releasing
     def release(self) -> None:
@@ -733,133 +498,3 @@ class _LeaseClient:
             errors += self.s3.delete_keys(self.cfg.bucket, [LOCK_KEY])
         if errors:
             raise DrError(f"could not delete the lease: {errors[0].message}")
-
-
-def _parse(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-        # A lone surrogate ("\ud800") parses, then can be neither printed nor logged: unreadable too.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError):  # UnicodeError is a ValueError
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _token(entry: ObjectVersion, info: dict[str, Any] | None) -> str:
-    token = (info or {}).get("token")
-    # An unreadable body is its own holder, so it is reported (and can go stale) rather than ignored.
-    return token if isinstance(token, str) and token else f"unreadable:{entry.version_id}:{entry.etag}"
-
-
-def _ttl(info: dict[str, Any]) -> float:
-    ttl = info.get("ttl_seconds")
-    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl < 7 * 86400:
-        return float(ttl)
-    return DEFAULT_TTL
-
-
-def _text(value: Any, default: str) -> str:
-    if not isinstance(value, str) or not value:
-        return default
-    # The body is anyone's bytes: keep it to one short line in messages.
-    value = value.replace("\n", " ").replace("\r", " ")
-    return value if len(value) <= 80 else value[:77] + "..."
-
-
-def _with_stale(holder: Holder, stale: str | None) -> Holder:
-    return holder if stale is None else replace(holder, stale=stale)
-
-
-# One lease per (endpoint, bucket) per thread: nested hold_lease calls reuse it.
-_local = threading.local()
-
-
-def read_lease(cfg: DrConfig, s3: S3 | None = None) -> Holder | None:
-    """Who holds the lease right now (None when free). For status displays; takes nothing."""
-    client = _LeaseClient(cfg, s3 or S3(cfg.endpoint, cfg.concurrency), "read", False, DEFAULT_TTL, _quiet)
-    for _ in range(MAX_ROUNDS):
-        try:
-            return client.inspect()
-        except _Retry:
-            continue
-    return None
-
-
-def check_lease(
-    cfg: DrConfig, s3: S3 | None = None, operation: str = "operation", notify: Notify | None = None
-) -> None:
-    """Raise `LockHeld`, as `hold_lease` would, when another operation holds the lease (live or stale); take nothing.
-
-    For a run that turns out to have nothing to write (a no-change backup): it
-    needs no lease, but it still stops, with the same message, where taking
-    the lease would have stopped it. One HEAD while the lease is free. A lease
-    left by a holder that is provably not running is removed (and logged, as
-    `hold_lease` would take it over), so the run ends where a clean one does.
-    """
-    if (cfg.endpoint.endpoint_url, cfg.bucket) in _local.__dict__.get("leases", {}):
-        return  # this thread holds it (re-entrant, as in hold_lease)
-    client = _LeaseClient(cfg, s3 or S3(cfg.endpoint, cfg.concurrency), operation, False, DEFAULT_TTL, notify or _quiet)
-    for _ in range(MAX_ROUNDS):
-        try:
-            holder = client.first_look()
-        except _Retry:
-            continue  # a holder's version vanished while we read it: look again
-        if holder is not None and holder.gone:
-            client._break(holder)
-            continue  # gone now, or replaced meanwhile: look again
-        if holder is not None:
-            raise client._held(holder)
-        return
-    # Still changing after MAX_ROUNDS looks: as read_lease, nobody to name.
-
-
-@contextlib.contextmanager
-def hold_lease(
-    cfg: DrConfig,
-    s3: S3 | None = None,
-    operation: str = "operation",
-    *,
-    break_lock: bool = False,
-    ttl: float = DEFAULT_TTL,
-    notify: Notify | None = None,
-    prepare: Prepare | None = None,
-) -> Iterator[Lease]:
-    """Hold the bucket's lease for the body of the `with`; raises `LockHeld` (a DrError) when someone else has it.
-
-    The lease is renewed in the background every `ttl / 3` seconds and released
-    on the way out, after success and after failure alike.
-
-    `prepare`, when given, is the operation's read-only planning, run before
-    the `with` body: during the read-back's settle wait on stores that need
-    one, else right after the lease is won. It may run more than once (a round
-    that loses the confirmation drops its result): the last run is the one
-    that counts, so it should store its result where the body finds it. It
-    must not write to the bucket.
-    """
-    held: dict[tuple[str | None, str], Lease] = _local.__dict__.setdefault("leases", {})
-    slot = (cfg.endpoint.endpoint_url, cfg.bucket)
-    if slot in held:
-        if prepare is not None:
-            prepare()
-        yield held[slot]
-        return
-    client = _LeaseClient(
-        cfg, s3 or S3(cfg.endpoint, cfg.concurrency), operation, break_lock, ttl, notify or _quiet, prepare
-    )
-    lease = client.acquire()
-    held[slot] = lease
-    try:
-        client.start_renewing()
-        if prepare is not None and not client.prepared:
-            # Won without a settle wait (a conditional PUT): plan under the
-            # renewed lease, as the body would.
-            prepare()
-        yield lease
-    finally:
-        del held[slot]
-        client.release()
-        if lease.lost:
-            client._say(
-                "warning",
-                f"{operation} ran without the lease for part of its run (it was taken over); check its result",
-            )
