@@ -43,7 +43,7 @@ class BackupPlan:
     rebound: bool = False
     # Keys in this repo's scope at the destination that the primary lacks but no state of ours recorded: never deleted.
     unrecorded: int = 0
-    # No readable state names this backup's origin yet: one is written before the first copy (see `_run_backup`).
+    # No readable state names this backup's origin yet: one is written before the first copy (see `backup._run_backup`).
     unclaimed: bool = False
 
     @property
