@@ -212,7 +212,7 @@ def restore(
     server: Server, hist: History, work: Path, peers: tools.Peers, unit: int | None, rclone_variants: bool = True
 ) -> Scenario | None:
     """Point-in-time restore of one unit (or of every unit) at the history's T, to a local dir."""
-    if not _exists("dr_tasks/ops/restore.py"):
+    if not (_exists("dr_tasks/ops/restore.py") or _exists("dr_tasks/ops/restore")):
         return None
     b = hist.bucket
     prefix = hist.unit_prefix(unit) if unit is not None else UNITS_ROOT

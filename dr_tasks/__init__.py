@@ -21,14 +21,15 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .errors import ConfigError, DrError
     from .internals import friendly_invoke_config_errors as friendly_config_errors
     from .lease import Lease, LeaseLost, LockHeld, check_lease, hold_lease, read_lease
-    from .ops.backup import BackupResult, MirrorNeedsApply, run_backup
+    from .ops.backup import BackupOptions, BackupResult, run_backup
+    from .ops.backup_plan import MirrorNeedsApply
     from .ops.catalog import find_snapshot, list_snapshots, show_snapshot
     from .ops.drill import run_drill
     from .ops.freshness import FreshnessResult, check_freshness
     from .ops.prune import KeepRules, PinResult, PruneResult, pin_snapshot, plan_prune, prune
     from .ops.recover import RecoverResult, recover_from_backup
     from .ops.reindex import ReindexResult, reindex
-    from .ops.restore import RestoreResult, restore_at
+    from .ops.restore import RestoreOptions, RestoreResult, restore_at, run_restore
     from .ops.rollback import RollbackPlan, RollbackResult, apply_rollback, plan_rollback
     from .ops.snapshot import SnapshotPlan, plan_snapshot, take_snapshot
     from .ops.verify import VerifyResult, deep_verify, run_verify
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
 # body; bench/README.md, findings 10 and 15).
 # name -> (module relative to this package, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
+    "BackupOptions": (".ops.backup", "BackupOptions"),
     "BackupResult": (".ops.backup", "BackupResult"),
     "ConfigError": (".errors", "ConfigError"),
     "DrConfig": (".config", "DrConfig"),
@@ -52,11 +54,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Lease": (".lease", "Lease"),
     "LeaseLost": (".lease", "LeaseLost"),
     "LockHeld": (".lease", "LockHeld"),
-    "MirrorNeedsApply": (".ops.backup", "MirrorNeedsApply"),
+    "MirrorNeedsApply": (".ops.backup_plan", "MirrorNeedsApply"),
     "PinResult": (".ops.prune", "PinResult"),
     "PruneResult": (".ops.prune", "PruneResult"),
     "RecoverResult": (".ops.recover", "RecoverResult"),
     "ReindexResult": (".ops.reindex", "ReindexResult"),
+    "RestoreOptions": (".ops.restore", "RestoreOptions"),
     "RestoreResult": (".ops.restore", "RestoreResult"),
     "RollbackPlan": (".ops.rollback", "RollbackPlan"),
     "RollbackResult": (".ops.rollback", "RollbackResult"),
@@ -83,6 +86,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "reindex": (".ops.reindex", "reindex"),
     "restore_at": (".ops.restore", "restore_at"),
     "run_backup": (".ops.backup", "run_backup"),
+    "run_restore": (".ops.restore", "run_restore"),
     "run_drill": (".ops.drill", "run_drill"),
     "run_verify": (".ops.verify", "run_verify"),
     "show_snapshot": (".ops.catalog", "show_snapshot"),
@@ -112,6 +116,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BackupOptions",
     "BackupResult",
     "ConfigError",
     "DrConfig",
@@ -126,6 +131,7 @@ __all__ = [
     "PruneResult",
     "RecoverResult",
     "ReindexResult",
+    "RestoreOptions",
     "RestoreResult",
     "RollbackPlan",
     "RollbackResult",
@@ -155,6 +161,7 @@ __all__ = [
     "restore_at",
     "run_backup",
     "run_drill",
+    "run_restore",
     "run_verify",
     "show_snapshot",
     "take_snapshot",

@@ -50,7 +50,8 @@ from ..lease import Lease, Notify
 from ..progress import NULL_PROGRESS, Progress
 from ..rewrites import read_rewrites, save_rewrites
 from ..transport import S3, CopyJob, ObjectVersion, S3Error, StreamedObject, engine_for
-from .backup import MAX_STREAMS, PART_SIZE, BackupState, backup_endpoint, read_state, whose_backup
+from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint
+from .backup_state import BackupState, read_state, whose_backup
 from .leasing import operation_lease
 
 SHOWN = 10

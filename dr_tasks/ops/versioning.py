@@ -102,7 +102,7 @@ def _assess(bucket: str, status: str | None, rules: list[dict[str, Any]], days: 
     ]
     # Prefer our own rule when it is there; otherwise any whole-bucket one.
     mine = [r for r in candidates if r.get("ID") == RULE_ID]
-    result.rule = (mine or candidates or [None])[0]
+    result.rule = next(iter(mine or candidates), None)
     result.other_rules = [str(r.get("ID") or "(no id)") for r in rules if r is not result.rule]
     if result.rule is None:
         result.problems.append(

@@ -60,45 +60,37 @@ def backup(
     break_lock: bool = False,
 ) -> None:
     """Stream the primary's live and snapshot prefixes to the backup bucket in another region."""
-    from ..backup_rows import BackupDest, newest_backup_row, row_time
-    from ..index import Index, utc_now
-    from ..ops.backup import backup_endpoint, run_backup
+    from ..ops.backup import BackupOptions, backup_endpoint, backup_not_due, run_backup
     from ..ops.freshness import ago
-    from ..timeparse import parse_duration
     from .maintenance import lease_notify
 
     cfg = load_config(c)
     backup_endpoint(cfg)  # a config error is one line, before anything is read
-    if if_older_than is not None:
-        max_age = parse_duration(if_older_than, "--if-older-than")
-        now = utc_now()
-        last = newest_backup_row(Index(cfg.index_path).read().rows, BackupDest.of(cfg), now=now)
-        at = row_time(last)
-        if last is not None and at is not None and now - at < max_age:
-            msg = (
-                f"backup not due: the last complete cross-region-backup {last.get('id')} ran {ago(now - at)}, "
-                f"within --if-older-than={if_older_than}; nothing sent"
-            )
-            if json_:
-                render.print_json({"not_due": True, "last_complete": last, "message": msg})
-            else:
-                render.lines([msg])
-            return
-    hooks(c, cfg, "pre", "backup")
     # The primary's lease: no snapshot, rollback or prune changes what is being
     # streamed. run_backup takes it once its read-only plan shows something to
     # write (a no-change run needs none: see run_backup). Hooks stay outside it
     # (a hook may take it itself).
-    result = run_backup(
-        cfg,
+    options = BackupOptions(
         mirror=mirror,
         apply=apply,
         allow_mass_delete=allow_mass_delete,
         adopt=adopt_backup,
-        progress=render.progress_for_terminal(),
+        if_older_than=if_older_than,
         break_lock=break_lock,
-        notify=lease_notify,
     )
+    not_due = backup_not_due(cfg, options)
+    if not_due is not None:
+        msg = (
+            f"backup not due: the last complete cross-region-backup {not_due.last.get('id')} ran {ago(not_due.age)}, "
+            f"within --if-older-than={if_older_than}; nothing sent"
+        )
+        if json_:
+            render.print_json({"not_due": True, "last_complete": not_due.last, "message": msg})
+        else:
+            render.lines([msg])
+        return
+    hooks(c, cfg, "pre", "backup")
+    result = run_backup(cfg, options, progress=render.progress_for_terminal(), notify=lease_notify)
     render.warn(result.warnings)
     if json_:
         render.print_json(result.to_dict())

@@ -52,23 +52,15 @@ def restore(
     inv dr.restore UNIT TS | inv dr.restore --path state/notes/ TS | inv dr.restore --all TS
     (TS: 2026-04-15T18:00:00Z or 2026-04-15T18:00:00+02:00)
     """
-    from ..ops.restore import restore_at
+    from ..ops.restore import RestoreOptions, run_restore
 
     if (path or all_) and unit and not ts:
         # `inv dr.restore TS --all`: the bare TS came before the flag, so it filled UNIT.
         unit, ts = None, unit
     cfg = load_config(c)
     hooks(c, cfg, "pre", "restore")
-    result = restore_at(
-        cfg,
-        ts or "",
-        unit=unit or None,
-        path=path or None,
-        all_=all_,
-        force=force,
-        full=full,
-        progress=render.progress_for_terminal(),
-    )
+    options = RestoreOptions(ts or "", unit=unit or None, path=path or None, all_=all_, force=force, full=full)
+    result = run_restore(cfg, options, progress=render.progress_for_terminal())
     render.warn(result.warnings)
     if json_:
         render.print_json(result.to_dict())

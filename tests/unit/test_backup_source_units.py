@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dr_tasks.backup_rows import BackupDest, BackupSource
-from dr_tasks.ops.backup import _read_origin
+from dr_tasks.ops.backup_state import read_origin
 
 URL = "http://primary.example:9000"
 
 
 def test_a_state_names_its_origin_or_the_older_source_string() -> None:
     doc = {"origin": {"endpoint_url": URL, "bucket": "a", "prefix": "repo/"}, "source": f"{URL}/a"}
-    assert _read_origin(doc) == BackupSource(URL, "a", "repo/")
-    assert _read_origin({"source": f"{URL}/a"}) == BackupSource(URL, "a", None)
-    assert _read_origin({"source": "aws/a"}) == BackupSource(None, "a", None)
+    assert read_origin(doc) == BackupSource(URL, "a", "repo/")
+    assert read_origin({"source": f"{URL}/a"}) == BackupSource(URL, "a", None)
+    assert read_origin({"source": "aws/a"}) == BackupSource(None, "a", None)
     for bad in ({}, {"source": 5}, {"source": "aws/"}, {"origin": {"bucket": "a"}}, {"origin": [1]}):
-        assert _read_origin(bad) is None
+        assert read_origin(bad) is None
 
 
 def test_one_source_is_one_server_bucket_and_prefix() -> None:
@@ -41,17 +41,17 @@ def test_a_mirror_may_delete_up_to_half_of_what_the_backup_holds() -> None:
     import pytest
 
     from dr_tasks import load_config
-    from dr_tasks.ops.backup import BackupPlan, MirrorWouldEmpty, _check_mirror
+    from dr_tasks.ops.backup_plan import BackupPlan, MirrorWouldEmpty, check_mirror
 
     cfg = load_config({"bucket": "primary"}, ".")
 
     def plan(present: int, deletes: int) -> BackupPlan:
         return BackupPlan([], [], 0, [f"k{i}" for i in range(deletes)], {}, present=present)
 
-    _check_mirror(cfg, plan(5, 5), True, "s3://cold/", False)  # exactly half
-    _check_mirror(cfg, plan(5, 6), False, "s3://cold/", False)  # no mirror: nothing is deleted
+    check_mirror(cfg, plan(5, 5), True, "s3://cold/", False)  # exactly half
+    check_mirror(cfg, plan(5, 6), False, "s3://cold/", False)  # no mirror: nothing is deleted
     with pytest.raises(MirrorWouldEmpty, match="would delete 6 of the 11 objects"):
-        _check_mirror(cfg, plan(5, 6), True, "s3://cold/", False)
+        check_mirror(cfg, plan(5, 6), True, "s3://cold/", False)
     with pytest.raises(MirrorWouldEmpty, match="would delete all 1 objects"):
-        _check_mirror(cfg, plan(0, 1), True, "s3://cold/", False)
-    _check_mirror(cfg, plan(0, 1), True, "s3://cold/", True)  # --allow-mass-delete
+        check_mirror(cfg, plan(0, 1), True, "s3://cold/", False)
+    check_mirror(cfg, plan(0, 1), True, "s3://cold/", True)  # --allow-mass-delete

@@ -18,7 +18,7 @@ from dr_tasks.errors import DrError
 from dr_tasks.gitignore import gitignore_covers
 from dr_tasks.ops.restore import (
     DIFF_LINE_CAP,
-    _Decisions,
+    Decisions,
     diff_file,
     resolve_scope,
     restore_at,
@@ -338,7 +338,7 @@ def test_a_name_is_written_only_once_nothing_can_be_below_it(cfg: Any) -> None:
             seen_when[e.key[len(p) :]] = list(emitted)
             yield e
 
-    d = _Decisions(cfg, scope, T)
+    d = Decisions(cfg, scope, T)
     d.decide(listing(), lambda item: emitted.append(item[0]))
     assert emitted == ["a-b", "a.txt", "a/c", "b", "d/e/f", "g", "h", "z"]
     assert sorted(r.key[len(p) :] for r in d.refused) == ["a", "d", "d/e"]
@@ -360,7 +360,7 @@ def test_a_listing_that_fails_half_way_fails_the_stream(cfg: Any) -> None:
 
     got: list[str] = []
     with pytest.raises(S3Error, match="SlowDown"):
-        for name, _ in _Decisions(cfg, scope, T).stream(listing):
+        for name, _ in Decisions(cfg, scope, T).stream(listing):
             got.append(name)
     # "a" went out once "b" was decided (when "c" was read); "b" waited for "c", which never was
     assert got == ["a"]

@@ -1,0 +1,145 @@
+"""What a restore returns and what its receipt records."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .versions import OrderAmbiguity
+
+SYMLINK_NOTE = "live is a symlink; not followed"
+
+
+@dataclass(frozen=True)
+class RestoredFile:
+    name: str  # relative to the holding dir (and to the live dir it is diffed against)
+    key: str
+    version_id: str | None
+    size: int
+    etag: str
+    last_modified: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RefusedKey:
+    key: str
+    reason: str
+
+
+@dataclass
+class FileDiff:
+    """How one modified file differs: lines are unified diff (text) or `~ + -` changes (structured)."""
+
+    name: str
+    kind: str  # "text", "structured" or "binary"
+    lines: list[str] = field(default_factory=list)
+    # Lines left out because of the cap (`full` shows them).
+    truncated: int = 0
+    format: str | None = None  # json / yaml / ndjson for structured diffs
+    live: dict[str, Any] | None = None  # {"size", "sha256"}
+    restored: dict[str, Any] | None = None
+    note: str | None = None
+
+
+@dataclass
+class DiffResult:
+    """Live -> restored: `added` exist only in the restore, `removed` only live."""
+
+    live_dir: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    files: list[FileDiff] = field(default_factory=list)
+    # Live files the guard would never push (outside SYNC_ALLOW or in SYNC_DENY): not compared.
+    ignored_live: list[str] = field(default_factory=list)
+    # Live symlinks (files or directories; "" is the live dir itself): shown as
+    # links, never followed, so a link out of the repo never puts what it points
+    # at into the report.
+    live_symlinks: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "removed": len(self.removed),
+            "modified": len(self.modified),
+            "unchanged": len(self.unchanged),
+        }
+
+
+@dataclass
+class RestoreResult:
+    scope: str  # "unit", "path" or "all"
+    unit: str | None
+    path: str | None
+    ts: str
+    ts_input: str
+    future: bool
+    bucket: str
+    key_prefix: str
+    versioned: bool
+    holding_dir: str  # root-relative, with a trailing "/"
+    holding_path: str  # absolute
+    receipt: str  # root-relative
+    restored: list[RestoredFile]
+    deleted_at_ts: list[str]
+    born_after_ts: list[str]
+    directory_markers: list[str]
+    refused: list[RefusedKey]
+    diff: DiffResult
+    replaced_existing: bool = False
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    # Keys whose version at TS the server's order decided against their timestamps (see `versions_at`).
+    ambiguous: list[OrderAmbiguity] = field(default_factory=list)
+    # [first key, later key] pairs whose names are one file where case or
+    # Unicode normalization is ignored (macOS, Windows): reported wherever
+    # they are restored; on such a file system the later key is refused.
+    name_collisions: list[list[str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.restored)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "restored": len(self.restored),
+            "bytes": self.bytes,
+            "deleted_at_ts": len(self.deleted_at_ts),
+            "born_after_ts": len(self.born_after_ts),
+            "refused": len(self.refused),
+            **self.diff.counts(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok, "counts": self.counts()}
+
+    def receipt_dict(self, created: str) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "kind": "restore",
+            "created": created,
+            "scope": self.scope,
+            "unit": self.unit,
+            "path": self.path,
+            "ts": self.ts,
+            "ts_input": self.ts_input,
+            "future": self.future,
+            "bucket": self.bucket,
+            "key_prefix": self.key_prefix,
+            "versioned": self.versioned,
+            "holding_dir": self.holding_dir,
+            "live_dir": self.diff.live_dir,
+            "counts": self.counts(),
+            "versions": [asdict(f) for f in self.restored],
+            "deleted_at_ts": self.deleted_at_ts,
+            "born_after_ts": self.born_after_ts,
+            "refused": [asdict(r) for r in self.refused],
+            "ambiguous": [asdict(a) for a in self.ambiguous],
+            "name_collisions": self.name_collisions,
+        }
