@@ -11,7 +11,10 @@ from dr_tasks import dr
 
 @task(help={"k": "only tests matching this expression", "fast": "skip the RGW end-to-end tests"})
 def test(c: Context, k: str = "", fast: bool = False) -> None:
-    """Run the whole test suite (unit, and end to end against moto's server and Ceph RGW)."""
+    """ruff and mypy, then the whole test suite (unit, and end to end against moto's server and Ceph RGW)."""
+    # The venv's own tools (CI calls .venv/bin/inv without activating the venv).
+    c.run(f"{sys.executable} -m ruff check .", pty=False)
+    c.run(f"{sys.executable} -m mypy dr_tasks", pty=False)
     args = ["-q"]
     if k:
         args += ["-k", repr(k)]
