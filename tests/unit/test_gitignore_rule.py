@@ -8,7 +8,7 @@ import pytest
 
 from dr_tasks import load_config
 from dr_tasks.errors import DrError
-from dr_tasks.ops.restore import _check_restore_dir
+from dr_tasks.ops.restore.scope import check_restore_dir as _check_restore_dir
 from dr_tasks.ops.verify import check_restore_dir
 
 CASES = {
