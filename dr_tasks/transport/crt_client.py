@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .. import internals
+from ..interrupt import shielded
 from . import counting
 from .client import S3Base
 from .errors import S3Error, error_hint, unreachable_hint
@@ -236,27 +237,30 @@ class CrtClient:
         window: int,
     ) -> Iterator[tuple[Any, Any]]:
         inflight = 0
-        try:
-            for job in jobs:
-                while inflight >= window:
-                    completed = done.get()
-                    inflight -= 1
-                    outcome = finish(completed)
-                    if outcome is None:
-                        inflight += 1  # the same job went out again (a retry or its next phase)
-                    else:
-                        yield outcome
-                call = start(job, 1)
-                if call is None:
-                    continue
-                inflight += 1
-            while inflight:
-                completed = done.get()
+
+        def settle(completed: _Call) -> tuple[Any, Any] | None:
+            nonlocal inflight
+            # A signal waits until the count matches what is in flight (finish
+            # may send the same job again): the wait below relies on it.
+            with shielded():
                 inflight -= 1
                 outcome = finish(completed)
                 if outcome is None:
-                    inflight += 1
-                else:
+                    inflight += 1  # the same job went out again (a retry or its next phase)
+            return outcome
+
+        try:
+            for job in jobs:
+                while inflight >= window:
+                    outcome = settle(done.get())
+                    if outcome is not None:
+                        yield outcome
+                with shielded():
+                    if start(job, 1) is not None:
+                        inflight += 1
+            while inflight:
+                outcome = settle(done.get())
+                if outcome is not None:
                     yield outcome
         except BaseException:
             # Interrupted (a signal, or the consumer stopped): wait for what is
