@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import queue
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -88,6 +89,33 @@ class _Call:
         request = self.keep
         if request is not None:  # None only in the instant before make_request returns
             request.cancel()
+
+
+class Completions:
+    """Where awscrt's threads hand finished calls to the main thread, counting every one that landed.
+
+    The count is kept by the threads that put, not by the main thread that
+    takes: an interrupted run waits until as many calls landed as it sent,
+    whatever it had taken when the signal came (see `CrtClient._pump`).
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._landed = 0
+        self._cv = threading.Condition()
+
+    def put(self, call: _Call) -> None:
+        with self._cv:
+            self._landed += 1
+            self._cv.notify_all()
+        self._queue.put(call)
+
+    def get(self) -> _Call:
+        return self._queue.get()
+
+    def wait_landed(self, count: int) -> None:
+        with self._cv:
+            self._cv.wait_for(lambda: self._landed >= count)
 
 
 class CrtClient:
@@ -165,7 +193,7 @@ class CrtClient:
     def _submit(
         self,
         call: _Call,
-        done: queue.SimpleQueue[_Call],
+        done: Completions,
         request_type: Any,
         request: Any,
         op: str,
@@ -213,7 +241,7 @@ class CrtClient:
     def _drive(
         self,
         jobs: Iterable[Any],
-        done: queue.SimpleQueue[_Call],
+        done: Completions,
         start: Callable[[Any, int], _Call | None],
         finish: Callable[[_Call], tuple[Any, Any] | None],
     ) -> Iterator[tuple[Any, Any]]:
@@ -231,22 +259,25 @@ class CrtClient:
     @staticmethod
     def _pump(
         jobs: Iterable[Any],
-        done: queue.SimpleQueue[_Call],
+        done: Completions,
         start: Callable[[Any, int], _Call | None],
         finish: Callable[[_Call], tuple[Any, Any] | None],
         window: int,
     ) -> Iterator[tuple[Any, Any]]:
-        inflight = 0
+        # `inflight` (sent, not yet taken) keeps the window; `sent` counts every
+        # request and phase sent, for the wait after an interruption. A signal
+        # waits out each step that sends and counts (`shielded`), so `sent`
+        # never misses a request; `done` counts what landed on its own.
+        inflight = sent = 0
 
         def settle(completed: _Call) -> tuple[Any, Any] | None:
-            nonlocal inflight
-            # A signal waits until the count matches what is in flight (finish
-            # may send the same job again): the wait below relies on it.
+            nonlocal inflight, sent
             with shielded():
                 inflight -= 1
                 outcome = finish(completed)
-                if outcome is None:
-                    inflight += 1  # the same job went out again (a retry or its next phase)
+                if outcome is None:  # the same job went out again (a retry or its next phase)
+                    inflight += 1
+                    sent += 1
             return outcome
 
         try:
@@ -258,16 +289,15 @@ class CrtClient:
                 with shielded():
                     if start(job, 1) is not None:
                         inflight += 1
+                        sent += 1
             while inflight:
                 outcome = settle(done.get())
                 if outcome is not None:
                     yield outcome
         except BaseException:
-            # Interrupted (a signal, or the consumer stopped): wait for what is
-            # in flight, so a cleanup after this sees every write it made.
-            while inflight > 0:
-                inflight -= 1
-                done.get()
+            # Interrupted (a signal, or the consumer stopped): wait until every
+            # request sent has landed, so a cleanup after this sees every write.
+            done.wait_landed(sent)
             raise
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import queue
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +18,7 @@ from urllib.parse import quote
 
 from ..errors import DrError
 from . import checks
-from .crt_client import CrtClient, _Call, _parse_copy_result
+from .crt_client import Completions, CrtClient, _Call, _parse_copy_result
 from .errors import S3Error, error_hint
 from .jobs import CopyJob, GetJob, ServerCopyJob, SourceGrew, WriteFailed
 from .model import StreamedObject
@@ -39,7 +38,7 @@ class BulkS3(CrtClient):
         The same checks as `S3.download_version`: the size the listing gave,
         the MD5 where the ETag is one, the version id the server sent.
         """
-        done: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        done = Completions()
         # File creation is system time that can be long (ext4 searching for a
         # free inode right after a mass delete took 0.5 ms a file here): a few
         # threads do it, off the GIL, while the requests go on.
@@ -54,7 +53,7 @@ class BulkS3(CrtClient):
         finally:
             writers.shutdown(wait=True)
 
-    def _start_get(self, job: GetJob[Any], attempt: int, done: queue.SimpleQueue[_Call]) -> _Call:
+    def _start_get(self, job: GetJob[Any], attempt: int, done: Completions) -> _Call:
         call = _Call(job, attempt)
         if job.size == 0:
             # Nothing to fetch: the listing names an immutable empty version.
@@ -87,7 +86,7 @@ class BulkS3(CrtClient):
         return call
 
     @staticmethod
-    def _write(call: _Call, data: bytes, done: queue.SimpleQueue[_Call]) -> None:
+    def _write(call: _Call, data: bytes, done: Completions) -> None:
         job: GetJob[Any] = call.job
         try:
             _write_file(job.dest, data, job.mtime)
@@ -114,7 +113,7 @@ class BulkS3(CrtClient):
             )
         return job, call.sha.hexdigest()
 
-    def _finish_get(self, call: _Call, done: queue.SimpleQueue[_Call], writers: ThreadPoolExecutor) -> _Outcome | None:
+    def _finish_get(self, call: _Call, done: Completions, writers: ThreadPoolExecutor) -> _Outcome | None:
         job: GetJob[Any] = call.job
         if call.phase == "written":
             return self._written(call)
@@ -144,7 +143,7 @@ class BulkS3(CrtClient):
                 return None  # its outcome comes back through `done` once written
         return self._again(call, S3Error("GetObject", job.bucket, what, problem), done)
 
-    def _again(self, call: _Call, err: S3Error, done: queue.SimpleQueue[_Call]) -> _Outcome | None:
+    def _again(self, call: _Call, err: S3Error, done: Completions) -> _Outcome | None:
         """Send `call`'s job again, or, past the attempts, give up with `err` (naming the attempts made)."""
         attempts = self.config.body_attempts
         if call.attempt >= attempts:
@@ -167,12 +166,12 @@ class BulkS3(CrtClient):
         CopyObjectResult carrying an ETag: the rule botocore applies on the
         classic path (an <Error> body or one that is no XML is retried).
         """
-        done: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        done = Completions()
         yield from self._drive(
             jobs, done, lambda job, attempt: self._start_copy(job, attempt, done), lambda c: self._finish_copy(c, done)
         )
 
-    def _start_copy(self, job: ServerCopyJob[Any], attempt: int, done: queue.SimpleQueue[_Call]) -> _Call:
+    def _start_copy(self, job: ServerCopyJob[Any], attempt: int, done: Completions) -> _Call:
         call = _Call(job, attempt, phase="copy")
         source = "/" + quote(job.src_bucket) + "/" + quote(job.src_key, safe="/~")
         if job.version_id:
@@ -181,7 +180,7 @@ class BulkS3(CrtClient):
         self._submit(call, done, self._crt_s3.S3RequestType.DEFAULT, request, "CopyObject")
         return call
 
-    def _finish_copy(self, call: _Call, done: queue.SimpleQueue[_Call]) -> _Outcome | None:
+    def _finish_copy(self, call: _Call, done: Completions) -> _Outcome | None:
         job: ServerCopyJob[Any] = call.job
         where = f"{job.dst_key} (from {job.src_key})"
         if call.error is not None:
@@ -198,7 +197,7 @@ class BulkS3(CrtClient):
             call, S3Error("CopyObject", job.dst_bucket, where, detail, error_hint(code, self._section)), done
         )
 
-    def _again_plain(self, call: _Call, err: S3Error, done: queue.SimpleQueue[_Call]) -> _Outcome | None:
+    def _again_plain(self, call: _Call, err: S3Error, done: Completions) -> _Outcome | None:
         """Send a copy again, or, past the attempts, give up with `err` as it is."""
         if call.attempt >= self.config.body_attempts:
             return call.job, err
@@ -215,7 +214,7 @@ class BulkS3(CrtClient):
         checks Content-MD5, and the bytes read are checked (`checks`) before
         anything is written.
         """
-        done: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        done = Completions()
         yield from self._drive(
             jobs,
             done,
@@ -223,7 +222,7 @@ class BulkS3(CrtClient):
             lambda call: self._finish_small(src, call, done),
         )
 
-    def _start_small(self, src: BulkS3, job: CopyJob[Any], attempt: int, done: queue.SimpleQueue[_Call]) -> _Call:
+    def _start_small(self, src: BulkS3, job: CopyJob[Any], attempt: int, done: Completions) -> _Call:
         # Listed as small, read whole into memory: capped, so an object
         # replaced by a big one since the listing is never buffered whole.
         call = _Call(job, attempt, cap=self.config.small_object)
@@ -231,7 +230,7 @@ class BulkS3(CrtClient):
         src._submit(call, done, self._crt_s3.S3RequestType.GET_OBJECT, request, "GetObject")
         return call
 
-    def _put_small(self, call: _Call, data: bytes, done: queue.SimpleQueue[_Call]) -> None:
+    def _put_small(self, call: _Call, data: bytes, done: Completions) -> None:
         job: CopyJob[Any] = call.job
         md5_b64 = base64.b64encode(call.md5.digest()).decode()
         headers = [("Content-MD5", md5_b64)]
@@ -244,7 +243,7 @@ class BulkS3(CrtClient):
         request = self._request("PUT", job.dst_bucket, job.dst_key, headers=headers, body=data)
         self._submit(nxt, done, self._crt_s3.S3RequestType.PUT_OBJECT, request, "PutObject")
 
-    def _finish_small(self, src: BulkS3, call: _Call, done: queue.SimpleQueue[_Call]) -> _Outcome | None:
+    def _finish_small(self, src: BulkS3, call: _Call, done: Completions) -> _Outcome | None:
         job: CopyJob[Any] = call.job
         if call.phase == "put":
             # awscrt retried it already; a refusal here is the destination's answer.

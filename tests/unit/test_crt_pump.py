@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import threading
 import time
@@ -12,10 +11,10 @@ from typing import Any
 import pytest
 
 from dr_tasks.interrupt import Interrupted, signals_raise
-from dr_tasks.transport.crt_client import CrtClient
+from dr_tasks.transport.crt_client import Completions, CrtClient
 
 
-def _slow_start(done: queue.SimpleQueue[Any], landed: list[int]) -> Any:
+def _slow_start(done: Completions, landed: list[int]) -> Any:
     def start(job: int, attempt: int) -> object:
         call = object()
 
@@ -33,7 +32,7 @@ def _slow_start(done: queue.SimpleQueue[Any], landed: list[int]) -> Any:
 
 
 def test_a_signal_while_a_request_starts_waits_for_that_request() -> None:
-    done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    done = Completions()
     landed: list[int] = []
     with signals_raise(), pytest.raises(Interrupted):
         list(CrtClient._pump(iter([7]), done, _slow_start(done, landed), lambda c: ("done", c), 4))
@@ -42,7 +41,7 @@ def test_a_signal_while_a_request_starts_waits_for_that_request() -> None:
 
 
 def test_a_signal_while_a_retry_goes_out_waits_for_the_retry() -> None:
-    done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    done = Completions()
     landed: list[int] = []
     retry = _slow_start(done, landed)
     settled: list[object] = []
@@ -62,3 +61,30 @@ def test_a_signal_while_a_retry_goes_out_waits_for_the_retry() -> None:
     with signals_raise(), pytest.raises(Interrupted):
         list(CrtClient._pump(iter([8]), done, start, finish, 4))
     assert landed == [8]
+
+
+def test_a_signal_right_after_a_completion_is_taken_does_not_wait_for_it_again() -> None:
+    class SignalOnTake(Completions):
+        def get(self) -> Any:
+            call = super().get()
+            # The signal lands after the queue gave the call, before the pump counted it.
+            os.kill(os.getpid(), signal.SIGINT)
+            return call
+
+    done = SignalOnTake()
+
+    def start(job: int, attempt: int) -> object:
+        call = object()
+        done.put(call)  # answered at once
+        return call
+
+    # Were the pump to wait for that call again, only this would end the wait.
+    rescue = threading.Timer(5, done.put, [object()])
+    rescue.start()
+    started = time.monotonic()
+    try:
+        with signals_raise(), pytest.raises(Interrupted):
+            list(CrtClient._pump(iter([1, 2]), done, start, lambda c: ("done", c), 4))
+    finally:
+        rescue.cancel()
+    assert time.monotonic() - started < 3
