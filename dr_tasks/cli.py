@@ -11,7 +11,7 @@ from pathlib import Path
 
 from invoke import Program
 
-from . import internals, tasks
+from . import internals, render, tasks
 
 try:
     from importlib.metadata import version as _version
@@ -41,6 +41,9 @@ program = DrProgram(namespace=tasks.ns, name="dr", binary="dr", version=VERSION)
 
 
 def main() -> None:
-    # Our own program: Invoke's config errors may become one-line messages here.
+    # Our own program: Invoke's config errors may become one-line messages
+    # here, and its --list or --help into a closed pipe a quiet exit 141.
     internals.friendly_invoke_config_errors()
+    # Hints name commands as `dr <task>` (render.commands).
+    render.use_program("dr")
     program.run()

@@ -77,6 +77,8 @@ RELIED_ON: dict[str, Callable[[], bool]] = {
     "invoke.env.Environment._prefix": lambda: _instance_has("invoke.env", "Environment", "_prefix"),
     "invoke.config.Config._project_prefix": lambda: _instance_has("invoke.config", "Config", "_project_prefix"),
     "invoke.parser.Argument.value": _attr("invoke.parser", "Argument", "value"),
+    "invoke.executor.Executor.execute: local `call`": lambda: _executor_keeps_call(),
+    "invoke.program.Program.parse_cleanup": _attr("invoke.program", "Program", "parse_cleanup"),
     "botocore.loaders.Loader.list_available_services": _attr("botocore.loaders", "Loader", "list_available_services"),
     "botocore.loaders.Loader.load_data_with_path": _attr("botocore.loaders", "Loader", "load_data_with_path"),
     "botocore.loaders.JSONFileLoader._load_file": _attr("botocore.loaders", "JSONFileLoader", "_load_file"),
@@ -103,6 +105,12 @@ def _instance_has(module: str, cls: str, attr: str) -> bool:
         obj = owner()
         obj.set_project_location("/nowhere")
     return attr in vars(obj)
+
+
+def _executor_keeps_call() -> bool:
+    from invoke.executor import Executor
+
+    return "call" in Executor.execute.__code__.co_varnames
 
 
 def _signer_has_credentials() -> bool:
@@ -248,6 +256,59 @@ def friendly_invoke_config_errors() -> None:
             ) from None
 
     ie.Environment._path_set = _path_set  # type: ignore[method-assign]
+    _quiet_closed_stdout()
+
+
+def _quiet_closed_stdout() -> None:
+    """`inv --list | head -1`: Invoke's own output into a closed pipe exits 141, quietly, not with a traceback.
+
+    Invoke prints --list, --help and --version in `Program.parse_cleanup`
+    (after tasks.py is imported, so a host's opt-in is in time) and leaves
+    them in stdout's buffer: the broken pipe shows at the flush at exit, as
+    a traceback. Flushing here turns it into Invoke's own `Exit`.
+    """
+    import invoke.program as ip
+    from invoke.exceptions import Exit
+
+    from .render import STDOUT_CLOSED, stdout_gone
+
+    if not _all_present("invoke.program.Program.parse_cleanup"):
+        return
+    cleanup = ip.Program.parse_cleanup
+
+    def parse_cleanup(self: Any) -> None:
+        try:
+            try:
+                cleanup(self)
+            finally:
+                sys.stdout.flush()
+        except BrokenPipeError:
+            stdout_gone()
+            raise Exit(code=STDOUT_CLOSED) from None
+
+    ip.Program.parse_cleanup = parse_cleanup  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------------- the name a task was called under
+def called_as(body: Callable[..., Any]) -> str | None:
+    """The name Invoke's executor runs the task with this body under ("disaster.rollback"); None: not known.
+
+    Invoke hands a task no trace of the name it was called by (the host's
+    mount, an alias): its Executor keeps it in the `Call` it is running, a
+    local of `Executor.execute`. Without it (switched off, or gone) hints
+    name the default mount, `inv dr.<task>`.
+    """
+    if not enabled() or not _all_present("invoke.executor.Executor.execute: local `call`"):
+        return None
+    from invoke.tasks import Call
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        call = frame.f_locals.get("call")
+        if isinstance(call, Call) and getattr(call.task, "body", None) is body:
+            return call.called_as
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 # ---------------------------------------------------------------------- restore's optional positional

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,13 +20,118 @@ if TYPE_CHECKING:
 # start, and a task whose output is one line or JSON never needs it.
 
 
+# ---------------------------------------------------------------------- commands as the user types them
+# Operations and tasks write every command they suggest in one form,
+# `inv dr.<task>`; the task layer says how it was called (`called_as`) and
+# everything shown to the operator goes through `commands`, so a collection
+# mounted as `disaster` says `inv disaster.<task>` and the `dr` program
+# says `dr <task>`. User data (keys, diffs) is never rewritten.
+CANONICAL = "inv dr."
+_CANONICAL = re.compile(r"(?<![\w./-])inv dr\.(?=[A-Za-z])")
+_call = {"program": "inv", "prefix": CANONICAL}
+
+
+def use_program(program: str) -> None:
+    """The program running the tasks: "inv" (the default) or "dr"."""
+    _call["program"] = program
+    _call["prefix"] = CANONICAL if program == "inv" else f"{program} "
+
+
+def called_as(name: str | None) -> None:
+    """The task's name as Invoke called it ("disaster.rollback"); None: not known, keep the default mount."""
+    program = _call["program"]
+    if name is None:
+        collection = "dr." if program == "inv" else ""
+    else:
+        collection = name.rpartition(".")[0] + "." if "." in name else ""
+    _call["prefix"] = f"{program} {collection}"
+
+
+def command(task: str) -> str:
+    """The command that runs `task` here: `inv dr.backup`, `inv disaster.backup`, `dr backup`."""
+    return _call["prefix"] + task
+
+
+def task_label(task: str) -> str:
+    """How a task names itself in its messages: `dr.backup`, `disaster.backup`, `dr backup`."""
+    shown = command(task)
+    return shown[len("inv ") :] if _call["program"] == "inv" else shown
+
+
+def commands(text: str) -> str:
+    """`text` with each `inv dr.<task>` it suggests as the command that runs it here."""
+    prefix = _call["prefix"]
+    return text if prefix == CANONICAL else _CANONICAL.sub(lambda _: prefix, text)
+
+
+# ---------------------------------------------------------------------- a closed stdout
+# `dr.list | head -1`: the reader went away. A task finishes what it was doing
+# (its writes, its index row, its post hooks) and drops the rest of its
+# output, then exits 141 (128 + SIGPIPE, what a tool killed by SIGPIPE
+# reports), with no traceback.
+STDOUT_CLOSED = 141
+_stdout = {"closed": False}
+
+
+def stdout_gone() -> None:
+    """Send the rest of stdout to /dev/null (also what Python flushes at exit) and remember it."""
+    _stdout["closed"] = True
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a test's capture): nothing is flushed to it
+        pass
+
+
+def stdout_closed() -> bool:
+    return _stdout["closed"]
+
+
+def _write(text: str) -> None:
+    if _stdout["closed"]:
+        return
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_gone()
+
+
+class _Stdout:
+    """sys.stdout for rich: a closed pipe ends the output, not the task."""
+
+    def write(self, text: str) -> int:
+        _write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        _write("")
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+
 def stdout() -> Console:
     from rich.console import Console
 
     # soft_wrap and a wide page when piped keep ids and keys on one line for
     # grep and copy-paste. emoji=False: rich would turn a key such as
     # `notes/:fire:.md` into an emoji even with markup off.
-    return Console(soft_wrap=True, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 240)
+    return Console(
+        file=_Stdout(),  # type: ignore[arg-type]
+        soft_wrap=True,
+        highlight=False,
+        emoji=False,
+        width=None if sys.stdout.isatty() else 240,
+    )
 
 
 def stderr() -> Console:
@@ -40,13 +147,11 @@ def lines(text: Iterable[str]) -> None:
     (one per restored file; bench/README.md, finding 13), and rich reads
     `[...]` as markup and `:name:` as an emoji code.
     """
-    sys.stdout.write("".join(line + "\n" for line in text))
-    sys.stdout.flush()
+    _write("".join(line + "\n" for line in text))
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+    _write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 def escape(text: str) -> str:
@@ -64,7 +169,7 @@ def warn(lines: Iterable[str]) -> None:
     for line in lines:
         # Lines carry user data (index lines, keys): escape them, or "[/]" in a
         # garbage line is read as markup and crashes the task.
-        err.print(f"[yellow]warning:[/yellow] {escape(line)}", markup=True, highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(commands(line))}", markup=True, highlight=False)
 
 
 def note(lines: Iterable[str]) -> None:
@@ -73,7 +178,21 @@ def note(lines: Iterable[str]) -> None:
         return
     err = stderr()
     for line in lines:
-        err.print(f"note: {line}", markup=False, highlight=False)
+        err.print(f"note: {commands(line)}", markup=False, highlight=False)
+
+
+def human_bytes(n: Any) -> str:
+    """A byte count for people: 1023 bytes, 2.0 KiB, 1.5 MiB (`--json` keeps the integer)."""
+    if not isinstance(n, int) or isinstance(n, bool):
+        return "" if n is None else str(n)
+    if abs(n) < 1024:
+        return f"{n} bytes" if n != 1 else "1 byte"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        size /= 1024
+        if abs(size) < 1024 or unit == "PiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

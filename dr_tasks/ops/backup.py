@@ -252,7 +252,7 @@ def run_backup(
     """Back up the primary to `backup.bucket`; returns the result (check `.partial`) after appending its row.
 
     Raises DrError before anything is sent on a config problem,
-    `MirrorNeedsApply` when `mirror` is set without `apply`, `MirrorWouldEmpty`
+    `MirrorNeedsApply` when `mirror` would delete and `apply` is not set, `MirrorWouldEmpty`
     when a mirror would delete more than MASS_DELETE_SHARE of what the backup
     holds for this repo (unless `allow_mass_delete`), and `ForeignBackup`
     before anything is written when `backup.prefix` holds another source's
@@ -435,9 +435,12 @@ def _ensure(held: Lease | None, left: str) -> None:
 
 
 def _refuse_mirror(cfg: DrConfig, options: BackupOptions, ep: Endpoint, plan: BackupPlan) -> None:
-    """`MirrorWouldEmpty` past the share, `MirrorNeedsApply` without `apply`: both before anything is sent."""
+    """`MirrorWouldEmpty` past the share, `MirrorNeedsApply` for deletes without `apply`: before anything is sent.
+
+    A mirror that would delete nothing is a plain copy: it runs without `apply`.
+    """
     check_mirror(cfg, plan, options.mirror, f"s3://{ep.bucket}/{cfg.backup.prefix}", options.allow_mass_delete)
-    if options.mirror and not options.apply:
+    if options.mirror and not options.apply and plan.deletes:
         raise MirrorNeedsApply(plan, f"s3://{ep.bucket}/")
 
 

@@ -82,18 +82,18 @@ class MirrorWouldEmpty(DrError):
 
 
 class MirrorNeedsApply(DrError):
-    """`--mirror` without `--apply`: the deletes are shown, nothing is sent."""
+    """`--mirror` would delete, without `--apply`: the deletes are shown, nothing is sent.
+
+    A mirror that would delete nothing runs as a plain copy and never raises it.
+    """
 
     def __init__(self, plan: BackupPlan, dest: str) -> None:
         shown = "\n".join(f"  delete {dest}{k}" for k in plan.deletes[:SHOWN])
         more = f"\n  ... and {len(plan.deletes) - SHOWN} more" if len(plan.deletes) > SHOWN else ""
         super().__init__(
             f"--mirror would copy {len(plan.to_copy)} objects and delete {len(plan.deletes)} at the destination "
-            f"that the primary no longer has:\n{shown}{more}\nrefusing without --apply; nothing was copied or deleted"
-            if plan.deletes
-            else f"--mirror would copy {len(plan.to_copy)} objects and delete nothing; refusing without --apply; "
-            "nothing was copied",
-            "run it again with --mirror --apply",
+            f"that the primary no longer has:\n{shown}{more}\nrefusing without --apply; nothing was copied or deleted",
+            "to apply it, run: inv dr.backup --mirror --apply",
         )
         self.plan = plan
 

@@ -17,21 +17,27 @@ def _print_checks(checks: Iterable[Any]) -> None:
     out = render.stdout()
     for c in checks:
         mark = "[green]PASS[/green]" if c.ok else "[red]FAIL[/red]"
-        out.print(f"{mark}  {c.name:<12} {render.escape(c.detail)}", markup=True, highlight=False)
+        out.print(f"{mark}  {c.name:<12} {render.escape(render.commands(c.detail))}", markup=True, highlight=False)
         if not c.ok and c.fix:
-            out.print(f"      {'':<12} fix: {c.fix}", markup=False, highlight=False)
+            out.print(f"      {'':<12} fix: {render.commands(c.fix)}", markup=False, highlight=False)
 
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def _failed(task: str, checks: list[Any]) -> Exit:
-    # The failures again on stderr, in full: cron mails and monitors often keep only that.
+def _failed(task: str, checks: list[Any], shown: bool) -> Exit:
+    """Exit 1 naming the failed checks.
+
+    `shown`: the checklist went to stdout with each failure's detail and fix,
+    so stderr names them once more, without repeating them; with `--json` it
+    carries them in full (the JSON is for the program reading stdout).
+    """
     bad = [c for c in checks if not c.ok]
     lines = [f"dr.{task}: {len(bad)} of {len(checks)} checks failed: " + ", ".join(c.name for c in bad)]
-    for c in bad:
-        lines.append(f"  {c.name}: {c.detail}" + (f"\n    fix: {c.fix}" if c.fix else ""))
+    if not shown:
+        for c in bad:
+            lines.append(f"  {c.name}: {c.detail}" + (f"\n    fix: {c.fix}" if c.fix else ""))
     return Exit("\n".join(lines), code=1)
 
 
@@ -133,7 +139,7 @@ def freshness(c: Context, max_snapshot_age: str | None = None, json_: bool = Fal
     else:
         _print_checks(result.checks)
     if not result.ok:
-        raise _failed("freshness", result.checks)
+        raise _failed("freshness", result.checks, shown=not json_)
     hooks(c, cfg, "post", "freshness", result)
 
 
@@ -211,7 +217,7 @@ def verify(
     else:
         _print_checks(result.checks)
     if not result.ok:
-        raise _failed("verify", result.checks)
+        raise _failed("verify", result.checks, shown=not json_)
     hooks(c, cfg, "post", "verify", result)
 
 

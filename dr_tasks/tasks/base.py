@@ -1,4 +1,8 @@
-"""What every task shares: config from `c.config.dr`, hooks, and DrError -> exit 1."""
+"""What every task shares: config from `c.config.dr`, hooks, and the exit codes (README: "Exit codes").
+
+DrError -> 1, SIGINT/SIGTERM -> 130/143, stdout closed by its reader -> 141;
+every message names commands as the user calls them here (`render.commands`).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from .. import render
 from ..config import DrConfig
 from ..errors import DrError
 from ..hooks import run_hooks
-from ..internals import caching_own_bytecode, freeze_heap_at_exit, project_prefix
+from ..internals import caching_own_bytecode, called_as, freeze_heap_at_exit, project_prefix
 from ..interrupt import Interrupted, signals_raise
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,16 +73,17 @@ def invoke_dry(c: Context) -> bool:
 def _dry_mode(c: Context, name: str, writes: str | Writes | None, kw: dict[str, Any]) -> None:
     """Plan instead of apply under --dry or --dry-run; refuse a task that cannot help writing."""
     dry = invoke_dry(c)
+    label = render.task_label(name)
     if writes == "apply":
         if kw.get("dry_run") and kw.get("apply"):
-            render.note([f"dr.{name}: --dry-run wins over --apply: this is the plan, nothing is written"])
+            render.note([f"{label}: --dry-run wins over --apply: this is the plan, nothing is written"])
             kw["apply"] = False
         elif dry and kw.get("apply"):
-            render.note([f"dr.{name}: Invoke's dry mode (--dry) is on: this is the plan, nothing is written"])
+            render.note([f"{label}: Invoke's dry mode (--dry) is on: this is the plan, nothing is written"])
             kw["apply"] = False
     elif dry and writes is not None and (writes == "always" or (callable(writes) and writes(kw))):
         raise DrError(
-            f"Invoke's dry mode (--dry) is on and dr.{name} writes to the bucket or the index: nothing was done",
+            f"Invoke's dry mode (--dry) is on and {label} writes to the bucket or the index: nothing was done",
             "run it without --dry to do it (`inv --dry` promises that nothing runs)",
         )
 
@@ -99,32 +104,46 @@ def dr_task(*args: Any, writes: str | Writes | None = None, **kwargs: Any) -> Ca
             freeze_heap_at_exit()
             from .. import index
 
+            render.called_as(called_as(wrapper))
+            label = render.task_label(name)
             rows_before = len(index.APPENDED)
             try:
                 _dry_mode(c, name, writes, kw)
                 # The operation's modules load here, lazily: let them keep their .pyc.
                 with caching_own_bytecode(), signals_raise():
-                    return fn(c, *a, **kw)
+                    result = fn(c, *a, **kw)
             except Interrupted as sig:
                 written = index.APPENDED[rows_before:]
                 notes = sig.notes or [
                     f"it had written {', '.join(written)} to the index" if written else "no index row was written"
                 ]
                 raise Exit(
-                    f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: interrupted by {sig.name}: " + "; ".join(notes),
-                    code=sig.exit_code,
+                    render.commands(f"{label}: interrupted by {sig.name}: " + "; ".join(notes)), code=sig.exit_code
                 ) from None
             except DrError as err:
-                raise Exit(f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: {err}", code=1) from None
+                raise Exit(render.commands(f"{label}: {err}"), code=1) from None
+            except Exit as err:
+                # A task's own verdict (a failed check, a partial run), named as it was called.
+                message = err.message
+                if message and message.startswith(f"dr.{name}: "):
+                    message = label + message[len(f"dr.{name}") :]
+                raise Exit(render.commands(message) if message else message, code=err.code) from None
+            except BrokenPipeError:
+                # Written past render (a hook's print): the same quiet end.
+                render.stdout_gone()
+                raise Exit(code=render.STDOUT_CLOSED) from None
             except OSError as err:
                 # The local disk said no (full, read-only, permissions): the
                 # operator can act on that without a traceback.
                 where = f" ({err.filename})" if err.filename else ""
                 raise Exit(
-                    f"dr.{fn.__name__.rstrip('_').replace('_', '-')}: {err.strerror or err}{where}\n"
+                    f"{label}: {err.strerror or err}{where}\n"
                     "  fix: check the disk and permissions under dr.root, then run again",
                     code=1,
                 ) from None
+            if render.stdout_closed():
+                raise Exit(code=render.STDOUT_CLOSED)
+            return result
 
         kwargs.setdefault("klass", DrTask)
         return task(*args, **kwargs)(wrapper)

@@ -23,13 +23,6 @@ def lease_notify(level: str, message: str) -> None:
         render.warn([message])
 
 
-def _program(task: str) -> str:
-    import sys
-    from pathlib import Path
-
-    return f"dr {task}" if Path(sys.argv[0]).name == "dr" else f"inv dr.{task}"
-
-
 # ---------------------------------------------------------------------- reindex
 @dr_task(
     writes="apply",
@@ -74,7 +67,8 @@ def reindex(
             out.print(f"appended {len(result.rows)} rows to {cfg.index}", markup=False)
         else:
             out.print(
-                f"dry run: nothing was written; `{_program('reindex')} --apply` appends these {len(result.rows)} rows",
+                f"dry run: nothing was written; `{render.command('reindex')} --apply` "
+                f"appends these {len(result.rows)} rows",
                 markup=False,
             )
     if apply:
@@ -229,7 +223,7 @@ def unprune(
             )
         else:
             out.print(f"snapshot {result.id}: {n} delete markers hide it in s3://{result.bucket}", markup=False)
-            out.print(f"dry run: nothing was changed; `{_program('unprune')} {result.id} --apply` brings it back")
+            out.print(f"dry run: nothing was changed; `{render.command('unprune')} {result.id} --apply` brings it back")
     if apply:
         hooks(c, cfg, "post", "unprune", result)
 

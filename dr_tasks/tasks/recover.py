@@ -89,7 +89,7 @@ def recover(
             if len(result.differs) > 10:
                 report.append(f"  ... and {len(result.differs) - 10} more kept (--json lists all)")
             flags = " --create-bucket" if any("--apply creates it" in w for w in result.warnings) else ""
-            report.append(f"dry run: nothing was copied; run `inv dr.recover --apply{flags}` to copy")
+            report.append(f"dry run: nothing was copied; run `{render.command('recover')} --apply{flags}` to copy")
             render.lines(report)
         else:
             render.lines(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from invoke import Context
@@ -17,11 +15,6 @@ if TYPE_CHECKING:
 
 # Names shown per group in the text plan; `--json` lists all of them.
 NAMES_SHOWN = 10
-
-
-def _program() -> str:
-    """How the user called us, so the command we print can be pasted back as it is."""
-    return "dr rollback" if Path(sys.argv[0]).name == "dr" else "inv dr.rollback"
 
 
 def _group(title: str, items: list[PlanItem], detail: str = "", show_names: bool = True) -> list[str]:
@@ -84,19 +77,26 @@ def rollback(
         plan = plan_rollback(cfg, id, progress=render.progress_for_terminal())
         if json_:
             data = plan.to_dict()
-            data["apply_command"] = plan.apply_command(_program())
+            # The command as the user types it here (the mount's name, or the `dr` program).
+            data["apply_command"] = render.commands(plan.apply_command())
             render.print_json(data)
         else:
             render.lines(plan_lines(plan))
         render.warn(plan.warnings)
         if plan.needs_allow_unversioned:
             render.warn([UNVERSIONED_LOUD])
-        if plan.changes:
-            what = f"that was the plan ({len(plan.copy)} to copy back, {len(plan.delete)} to delete)"
-        else:
-            what = f"live already equals snapshot {plan.snapshot} (preserved paths aside)"
+        if not plan.changes:
+            # Nothing to do is not a refusal: exit 0, and no command to apply.
+            if not json_:
+                render.lines(
+                    [f"nothing to change: live already equals snapshot {plan.snapshot} (preserved paths aside)"]
+                )
+            return
+        # A plan with changes exits 1 on purpose: `inv dr.rollback ID && ...` must not read as done.
         raise DrError(
-            f"not applied: {what}; nothing was changed", f"to apply it, run: {plan.apply_command(_program())}"
+            f"not applied: that was the plan ({len(plan.copy)} to copy back, {len(plan.delete)} to delete); "
+            "nothing was changed",
+            f"to apply it, run: {plan.apply_command()}",
         )
 
     # Label friction first, so a typo costs no request and runs no hook.
@@ -120,13 +120,15 @@ def rollback(
     )
     render.warn(result.warnings)
     if json_:
-        render.print_json(result.to_dict())
+        data = result.to_dict()
+        data["undo_command"] = render.commands(result.undo_command())
+        render.print_json(data)
     else:
         render.lines(
             [
                 f"rolled back to {result.snapshot}: {result.copied} copied back, {result.deleted} deleted, "
                 f"{result.unchanged} unchanged, {result.preserved} preserved ({result.seconds:.2f}s)",
-                f"undo with: {result.undo_command(_program())}",
+                render.commands(f"undo with: {result.undo_command()}"),
             ]
         )
     hooks(c, cfg, "post", "rollback", result)

@@ -55,8 +55,11 @@ def list_(c: Context, json_: bool = False, all_: bool = False) -> None:
         return
     render.table(
         f"{len(result.snapshots)} snapshots",
-        ["id", "label", "objects", "bytes", "dest"],
-        ([r.get("id"), r.get("label"), r.get("objects"), r.get("bytes"), r.get("dest")] for r in result.snapshots),
+        ["id", "label", "objects", "size", "dest"],
+        (
+            [r.get("id"), r.get("label"), r.get("objects"), render.human_bytes(r.get("bytes")), r.get("dest")]
+            for r in result.snapshots
+        ),
     )
     if result.pruned and not all_:
         render.stdout().print(f"{len(result.pruned)} pruned snapshots not shown (--all lists them)", markup=False)

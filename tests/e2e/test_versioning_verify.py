@@ -153,7 +153,9 @@ def test_verify_passes_then_fails_for_each_check_in_turn(server, make_repo, moto
     c.delete_bucket_lifecycle(Bucket=repo.bucket)
     r, marks = verify(repo)
     only_failing(marks, "versioning")
-    assert "fix: inv dr.versioning --enable" in r.stderr
+    # each failure is printed once: detail and fix on stdout, its name on stderr
+    assert "fix: inv dr.versioning --enable" in r.stdout and "checks failed: versioning" in r.stderr
+    assert r.stdout.count("fix: inv dr.versioning --enable") == 1 and "fix:" not in r.stderr
     assert repo.run("dr.versioning", "--enable").returncode == 0
 
     # snapshot: an object of the snapshot lost, another overwritten, one extra
@@ -184,7 +186,7 @@ def test_verify_passes_then_fails_for_each_check_in_turn(server, make_repo, moto
     repo.write_config(backup={**repo.config["backup"], "max_age_days": 0.00001})
     r, marks = verify(repo)
     only_failing(marks, "backup")
-    assert "stale" in r.stdout and "fix: run `inv dr.backup`" in r.stderr
+    assert "stale" in r.stdout and "fix: run `inv dr.backup`" in r.stdout
     repo.write_config(backup={**repo.config["backup"], "max_age_days": 7})
 
     # restore-dir: not gitignored, then not in sync_deny
