@@ -7,6 +7,7 @@ directory) and the same `INVOKE_DR_*` environment variables.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke import Program
@@ -46,4 +47,13 @@ def main() -> None:
     internals.friendly_invoke_config_errors()
     # Hints name commands as `dr <task>` (render.commands).
     render.use_program("dr")
-    program.run()
+    try:
+        try:
+            program.run()
+        finally:
+            # What Invoke printed itself (--version) is still buffered: a
+            # closed pipe shows here, not as a traceback at exit.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        render.stdout_gone()
+        sys.exit(render.STDOUT_CLOSED)
