@@ -77,7 +77,7 @@ RELIED_ON: dict[str, Callable[[], bool]] = {
     "invoke.env.Environment._prefix": lambda: _instance_has("invoke.env", "Environment", "_prefix"),
     "invoke.config.Config._project_prefix": lambda: _instance_has("invoke.config", "Config", "_project_prefix"),
     "invoke.parser.Argument.value": _attr("invoke.parser", "Argument", "value"),
-    "invoke.executor.Executor.execute: local `call`": lambda: _executor_keeps_call(),
+    "invoke.executor.Executor.execute": lambda: _executor_keeps_call(),
     "invoke.program.Program.parse_cleanup": _attr("invoke.program", "Program", "parse_cleanup"),
     "botocore.loaders.Loader.list_available_services": _attr("botocore.loaders", "Loader", "list_available_services"),
     "botocore.loaders.Loader.load_data_with_path": _attr("botocore.loaders", "Loader", "load_data_with_path"),
@@ -108,6 +108,9 @@ def _instance_has(module: str, cls: str, attr: str) -> bool:
 
 
 def _executor_keeps_call() -> bool:
+    """`Executor.execute` still runs each task with its `Call` in a local named `call` (see `called_as`)."""
+    if not _attr("invoke.executor", "Executor", "execute")():
+        return False
     from invoke.executor import Executor
 
     return "call" in Executor.execute.__code__.co_varnames
@@ -298,7 +301,7 @@ def called_as(body: Callable[..., Any]) -> str | None:
     local of `Executor.execute`. Without it (switched off, or gone) hints
     name the default mount, `inv dr.<task>`.
     """
-    if not enabled() or not _all_present("invoke.executor.Executor.execute: local `call`"):
+    if not enabled() or not _all_present("invoke.executor.Executor.execute"):
         return None
     from invoke.tasks import Call
 

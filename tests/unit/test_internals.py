@@ -162,6 +162,27 @@ def test_frozen_heap_leaves_a_heap_someone_else_froze_frozen():
         gc.unfreeze()
 
 
+# ---------------------------------------------------------------------- the name a task was called under
+def _switched_off_body(c: Any) -> None:
+    pass
+
+
+def test_a_task_learns_the_name_the_executor_runs_it_under():
+    from invoke import Collection, Context, Executor, task
+
+    seen: list[str | None] = []
+
+    def body(c: Context) -> None:
+        seen.append(internals.called_as(body))
+
+    mounted = Collection()
+    mounted.add_collection(Collection("dr", task(body, name="rollback", aliases=("undo",))), name="disaster")
+    Executor(mounted).execute("disaster.rollback")
+    Executor(mounted).execute("disaster.undo")
+    assert seen == ["disaster.rollback", "disaster.undo"]
+    assert internals.called_as(body) is None  # outside a run: not known
+
+
 # ---------------------------------------------------------------------- the off switch
 def test_switched_off_every_trick_is_skipped(monkeypatch: pytest.MonkeyPatch):
     from botocore.utils import parse_timestamp
@@ -170,6 +191,7 @@ def test_switched_off_every_trick_is_skipped(monkeypatch: pytest.MonkeyPatch):
     assert not internals.enabled()
     assert internals.timestamp_parser() is parse_timestamp
     assert internals.project_prefix(type("C", (), {"_project_prefix": "/x"})()) is None
+    assert internals.called_as(_switched_off_body) is None  # hints then name the default mount
     with internals.frozen_heap():
         assert gc.get_freeze_count() == 0
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
