@@ -41,3 +41,15 @@ def test_a_unit_name_too_long_for_the_file_system_is_refused(moto_server, make_r
     r = repo.run("dr.restore", "u" * 10_000, "2026-04-15T18:00:00Z")
     assert r.returncode == 1 and "longer than 200 bytes" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr) < 1000
+
+
+def test_list_shows_sizes_for_people_and_json_keeps_the_byte_count(moto_server, make_repo):
+    repo = make_repo(moto_server, new_bucket(moto_server))
+    repo.seed({"state/skills/big/blob.bin": bytes(1536 * 1024), "state/skills/small/a.txt": b"x" * 100})
+    snap = json.loads(repo.run("dr.snapshot", "--label=sized", "--json").stdout)
+    assert snap["bytes"] == 1536 * 1024 + 100
+    table = repo.run("dr.list")
+    assert table.returncode == 0, table.stderr
+    assert "1.5 MiB" in table.stdout and str(snap["bytes"]) not in table.stdout
+    listed = json.loads(repo.run("dr.list", "--json").stdout)
+    assert listed["snapshots"][0]["bytes"] == 1536 * 1024 + 100  # raw, for scripts
