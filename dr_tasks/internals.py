@@ -16,8 +16,9 @@ it is the contract's `dr.restore --all TS` form, built on Invoke's public
 
 Nothing here runs at import: importing `dr_tasks` changes nothing in the
 host's Invoke or interpreter. Invoke's config errors become one-line
-messages only in the `dr` program and in a host `tasks.py` that calls
-`dr_tasks.friendly_config_errors()` itself.
+messages (and its --list into a closed pipe a quiet exit) only in the `dr`
+program and in a host `tasks.py` that calls `dr_tasks.friendly_config_errors()`
+itself.
 """
 
 from __future__ import annotations
@@ -183,7 +184,9 @@ def _conflict(base: Any, updates: Any, path: tuple[str, ...] = ()) -> tuple[tupl
 def friendly_invoke_config_errors() -> None:
     """Make Invoke's config loading fail with a one-line message instead of a traceback. Idempotent.
 
-    Call it before Invoke loads the config: in a host's tasks.py, at its top.
+    Also makes Invoke's own --list / --help into a closed pipe a quiet exit
+    141 (`_quiet_closed_stdout`). Call it before Invoke loads the config: in a
+    host's tasks.py, at its top.
     """
     import invoke.config as ic
     import invoke.env as ie
