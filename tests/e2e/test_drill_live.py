@@ -135,6 +135,7 @@ def test_tampered_cold_object_fails_naming_the_key(server, bucket, make_repo, mo
 def test_freshness_and_verify_want_a_recent_passing_drill(server, bucket, make_repo, moto2):
     repo = make_repo(server, bucket)
     cold = configure_backup(repo, moto2, drill={"max_age_days": 7})
+    ok(repo.run("dr.versioning", "--enable"))
     snap = snapshot_and_backup(repo)
 
     before = repo.run("dr.freshness")
@@ -142,6 +143,7 @@ def test_freshness_and_verify_want_a_recent_passing_drill(server, bucket, make_r
     assert "no drill row" in before.stdout + before.stderr
     verify = repo.run("dr.verify")
     assert verify.returncode == 1 and "no drill row" in verify.stdout + verify.stderr
+    assert [line.split()[1] for line in verify.stdout.splitlines() if line.startswith("FAIL")] == ["drill"]
 
     ok(repo.run("dr.drill", "--live"))
     ok(repo.run("dr.freshness"))
