@@ -16,7 +16,8 @@ from html import escape
 from pathlib import Path
 from typing import Protocol
 
-WIDTH, LABEL_W, ROW_H, PAD = 900, 230, 26, 14
+# The plot leaves RIGHT_W on its right for the last bar's seconds and the last tick.
+WIDTH, LABEL_W, ROW_H, PAD, RIGHT_W = 860, 230, 26, 14, 80
 PASS_COLOR, FAIL_COLOR, BYTES_COLOR = "#2e7d32", "#c62828", "#1565c0"
 
 
@@ -57,7 +58,7 @@ def timeline_svg(result: ReportResult, recovery: Collection[str] = ()) -> str:
     """The steps on a time axis, then the bytes recovered over the same axis."""
     steps = list(result.steps)
     total = max(sum(s.seconds for s in steps), 1e-3)
-    plot_w = WIDTH - LABEL_W - PAD * 2
+    plot_w = WIDTH - LABEL_W - RIGHT_W
     scale = plot_w / total
     top = PAD + 16
     bytes_h = 90
@@ -67,6 +68,8 @@ def timeline_svg(result: ReportResult, recovery: Collection[str] = ()) -> str:
         f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="drill timeline" '
         'font-family="sans-serif" font-size="12">',
         f'<text x="{LABEL_W}" y="{PAD}" font-weight="bold">time (s) →</text>',
+        f'<text x="{LABEL_W + plot_w}" y="{PAD}" text-anchor="end">outlined: the recovery steps, '
+        f"RTO {result.rto_seconds:.2f}s</text>",
     ]
     start = 0.0
     for i, s in enumerate(steps):
@@ -81,7 +84,7 @@ def timeline_svg(result: ReportResult, recovery: Collection[str] = ()) -> str:
             f'<rect class="step {"pass" if s.ok else "fail"}" x="{x:.1f}" y="{y + 4}" width="{w:.1f}" '
             f'height="{ROW_H - 8}" fill="{color}"{outline}><title>{escape(s.detail)}</title></rect>'
         )
-        tx = min(x + w + 4, WIDTH - PAD - 60)
+        tx = min(x + w + 4, WIDTH - RIGHT_W + 10)
         out.append(f'<text x="{tx:.1f}" y="{y + 17}" fill="{color}">{mark} {s.seconds:.2f}s</text>')
         start += s.seconds
     axis_y = top + ROW_H * len(steps) + 4
@@ -89,12 +92,12 @@ def timeline_svg(result: ReportResult, recovery: Collection[str] = ()) -> str:
     for k in range(5):
         t = total * k / 4
         out.append(f'<text x="{LABEL_W + t * scale:.1f}" y="{axis_y + 14}" text-anchor="middle">{t:.2f}</text>')
-    out.extend(_bytes_curve(steps, scale, axis_y + 30, bytes_h))
+    out.extend(_bytes_curve(steps, scale, plot_w, axis_y + 30, bytes_h))
     out.append("</svg>")
     return "\n".join(out)
 
 
-def _bytes_curve(steps: list[ReportStep], scale: float, y0: float, h: float) -> list[str]:
+def _bytes_curve(steps: list[ReportStep], scale: float, plot_w: float, y0: float, h: float) -> list[str]:
     """Cumulative bytes recovered, reaching each step's count at its end."""
     most = max(sum(s.bytes for s in steps), 1)
     base = y0 + h
@@ -106,7 +109,7 @@ def _bytes_curve(steps: list[ReportStep], scale: float, y0: float, h: float) -> 
         points.append(f"{LABEL_W + at * scale:.1f},{base - h * got / most:.1f}")
     return [
         f'<text class="step-label" x="{LABEL_W - 8}" y="{y0 + h / 2}" text-anchor="end">bytes recovered</text>',
-        f'<line x1="{LABEL_W}" y1="{base}" x2="{LABEL_W + (WIDTH - LABEL_W - PAD * 2)}" y2="{base}" stroke="#555"/>',
+        f'<line x1="{LABEL_W}" y1="{base}" x2="{LABEL_W + plot_w}" y2="{base}" stroke="#555"/>',
         f'<polyline fill="none" stroke="{BYTES_COLOR}" stroke-width="2" points="{" ".join(points)}"/>',
         f'<text x="{LABEL_W + 4}" y="{y0 + 10}" fill="{BYTES_COLOR}">{_size(got)}</text>',
     ]
