@@ -188,3 +188,13 @@ def test_refusals_write_nothing(moto_server, make_repo, moto2):
     assert r.returncode == 1 and "gitignore" in r.stderr, r.stderr
     assert repo.index_bytes() == rows
     assert restore_leftovers(repo) == []
+
+
+def test_embedded_drill_writes_the_report_too(moto_server, make_repo, tmp_path: Path):
+    repo = make_repo(moto_server, new_bucket(moto_server))
+    repo.seed()
+    report = tmp_path / "embedded.html"
+    r = ok(repo.run("dr.drill", f"--report={report}", timeout=300))
+    assert f"report written to {report}" in r.stdout
+    html = report.read_text(encoding="utf-8")
+    assert 'id="verdict">PASS<' in html and "recover it from the backup" in html and "<svg" in html
