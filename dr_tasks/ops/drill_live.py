@@ -28,6 +28,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -205,7 +206,7 @@ def run_live_drill(
     *,
     s3: S3 | None = None,
     source_s3: S3 | None = None,
-    on_step: Any = None,
+    on_step: Callable[[Step], None] | None = None,
 ) -> LiveDrillResult:
     """Run the drill (see the module's docstring); the row is appended whatever the verdict."""
     now = (options.now or utc_now()).replace(microsecond=0)
@@ -239,7 +240,13 @@ class _LiveDrill:
     """The steps of one live drill, in order, and what each hands the next."""
 
     def __init__(
-        self, plan: _Plan, options: LiveDrillOptions, s3: S3, source_s3: S3, result: LiveDrillResult, on_step: Any
+        self,
+        plan: _Plan,
+        options: LiveDrillOptions,
+        s3: S3,
+        source_s3: S3,
+        result: LiveDrillResult,
+        on_step: Callable[[Step], None] | None,
     ) -> None:
         self.plan, self.options, self.s3, self.source_s3 = plan, options, s3, source_s3
         self.result, self.on_step = result, on_step
@@ -260,7 +267,7 @@ class _LiveDrill:
             if not self._step(name, fn):
                 break
 
-    def _step(self, name: str, fn: Any) -> bool:
+    def _step(self, name: str, fn: Callable[[], tuple[str, int]]) -> bool:
         t0 = time.monotonic()
         nbytes = 0
         try:
