@@ -198,3 +198,31 @@ def test_embedded_drill_writes_the_report_too(moto_server, make_repo, tmp_path: 
     assert f"report written to {report}" in r.stdout
     html = report.read_text(encoding="utf-8")
     assert 'id="verdict">PASS<' in html and "recover it from the backup" in html and "<svg" in html
+
+
+def test_multipart_object_is_proven_by_its_bytes_never_its_etag(server, bucket, make_repo, moto2):
+    repo = make_repo(server, bucket)
+    cold = configure_backup(repo, moto2)
+    repo.seed()
+    key = "state/skills/beta/big.bin"
+    part = 5 * 1024 * 1024
+    c = server.client()
+    up = c.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    for n, fill in ((1, b"a"), (2, b"b")):
+        etag = c.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=n, Body=fill * part)["ETag"]
+        parts.append({"PartNumber": n, "ETag": etag})
+    c.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
+    ok(repo.run("dr.snapshot", "--label=mp"))
+    ok(repo.run("dr.backup"))
+    (snap,) = [r["id"] for r in repo.index_rows() if r["kind"] == "snapshot"]
+
+    out = json.loads(ok(repo.run("dr.drill", "--live", "--json")).stdout)
+    assert out["ok"] is True and out["checked"] == 6 and out["bytes"] >= 2 * part
+
+    # Same size, other bytes, in the cold copy: its ETag is the new bytes' own MD5, which proves nothing.
+    cold_key = f"snapshots/{snap}/{key}"
+    moto2.client().put_object(Bucket=cold, Key=cold_key, Body=b"b" * part + b"a" * part)
+    r = repo.run("dr.drill", "--live")
+    assert r.returncode == 1 and key in r.stderr, (r.stdout, r.stderr)
+    assert drill_rows(repo)[-1]["failed"] == [key]
