@@ -115,8 +115,17 @@ def _bytes_curve(steps: list[ReportStep], scale: float, plot_w: float, y0: float
     ]
 
 
-def render_report(result: ReportResult, title: str, recovery: Collection[str] = ()) -> str:
-    """The whole HTML page for `result`."""
+def _failed_list(failed: Sequence[tuple[str, str]]) -> str:
+    if not failed:
+        return ""
+    items = "\n".join(f"<li><code>{escape(key)}</code>: {escape(why)}</li>" for key, why in failed)
+    return f'<h2>Did not come back ({len(failed)})</h2>\n<ul id="failed">\n{items}\n</ul>'
+
+
+def render_report(
+    result: ReportResult, title: str, recovery: Collection[str] = (), failed: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The whole HTML page for `result`; `failed` names the keys that did not come back, and why."""
     verdict = "PASS" if result.ok else "FAIL"
     color = PASS_COLOR if result.ok else FAIL_COLOR
     rows = "\n".join(
@@ -139,14 +148,21 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 <table><tr><th>step</th><th>result</th><th>seconds</th><th>bytes</th><th>detail</th></tr>
 {rows}
 </table>
+{_failed_list(failed)}
 </body></html>
 """
 
 
-def write_report(path: Path, result: ReportResult, title: str, recovery: Collection[str] = ()) -> Path:
+def write_report(
+    path: Path,
+    result: ReportResult,
+    title: str,
+    recovery: Collection[str] = (),
+    failed: Sequence[tuple[str, str]] = (),
+) -> Path:
     """Write the page to `path` whole (a temp file renamed over it); returns `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(render_report(result, title, recovery), encoding="utf-8")
+    tmp.write_text(render_report(result, title, recovery, failed), encoding="utf-8")
     os.replace(tmp, path)
     return path

@@ -52,7 +52,7 @@ def drill(
         project_dir(c) / (raw.get("root") or "."), raw, keep=keep, on_step=None if json_ else _print_step
     )
     if report:
-        _write_report(c, report, result, "embedded recovery drill", RECOVERY_STEPS, json_)
+        _write_report(report, result, "embedded recovery drill", RECOVERY_STEPS, json_)
     if json_:
         render.print_json(result.to_dict())
     else:
@@ -97,7 +97,8 @@ def _live(
     options = LiveDrillOptions(snap_id, source, sample, seed, keep)
     result = run_live_drill(cfg, options, on_step=None if json_ else _print_step)
     if report:
-        _write_report(c, report, result, result.title, RECOVERY_STEPS, json_)
+        failed = [(f.key, f.why) for f in result.failed]
+        _write_report(report, result, result.title, RECOVERY_STEPS, json_, failed)
     if json_:
         render.print_json(result.to_dict())
     else:
@@ -125,11 +126,20 @@ def _live(
         )
 
 
-def _write_report(c: Context, path: str, result: Any, title: str, recovery: tuple[str, ...], json_: bool) -> None:
+def _write_report(
+    path: str,
+    result: Any,
+    title: str,
+    recovery: tuple[str, ...],
+    json_: bool,
+    failed: list[tuple[str, str]] | None = None,
+) -> None:
     from ..report_html import write_report
 
     target = Path(path)
-    written = write_report(target if target.is_absolute() else Path.cwd() / target, result, title, recovery)
+    written = write_report(
+        target if target.is_absolute() else Path.cwd() / target, result, title, recovery, failed or []
+    )
     if not json_:
         render.stdout().print(f"report written to {written}", highlight=False)
 

@@ -86,7 +86,7 @@ def test_live_drill_passes_and_changes_nothing(server, bucket, make_repo, moto2,
     assert any(n.startswith("point in time") for n in names), names
     assert all(isinstance(s["seconds"], (int, float)) for s in row["steps"])
     html = report.read_text(encoding="utf-8")
-    assert "<svg" in html and snap in html and "PASS" in html
+    assert "<svg" in html and snap in html and "PASS" in html and "Did not come back" not in html
 
 
 def test_dr_program_source_primary_sample_and_keep(moto_server, make_repo, moto2):
@@ -108,7 +108,7 @@ def test_dr_program_source_primary_sample_and_keep(moto_server, make_repo, moto2
     assert json.loads(again.stdout)["checked"] == row["checked"]
 
 
-def test_tampered_cold_object_fails_naming_the_key(server, bucket, make_repo, moto2):
+def test_tampered_cold_object_fails_naming_the_key(server, bucket, make_repo, moto2, tmp_path: Path):
     repo = make_repo(server, bucket)
     cold = configure_backup(repo, moto2)
     snap = snapshot_and_backup(repo)
@@ -120,9 +120,12 @@ def test_tampered_cold_object_fails_naming_the_key(server, bucket, make_repo, mo
     c.put_object(Bucket=cold, Key=key, Body=tampered)
     primary_before, cold_before = bucket_state(server, bucket), bucket_state(moto2, cold)
 
-    r = repo.run("dr.drill", "--live")
+    report = tmp_path / "failed.html"
+    r = repo.run("dr.drill", "--live", f"--report={report}")
 
     assert r.returncode == 1, (r.stdout, r.stderr)
+    html = report.read_text(encoding="utf-8")
+    assert 'id="verdict">FAIL<' in html and "<code>state/skills/alpha/a.txt</code>" in html
     assert "Traceback" not in r.stdout + r.stderr
     assert "state/skills/alpha/a.txt" in r.stderr, r.stderr
     (row,) = drill_rows(repo)

@@ -65,8 +65,11 @@ def test_the_page_is_self_contained_and_escapes_names() -> None:
 
 
 def test_live_report_renders_in_a_browser(browser: str, tmp_path: Path) -> None:
-    page = write_report(tmp_path / "live.html", live_result(ok=False), "live drill of x", LIVE_RECOVERY)
+    result = live_result(ok=False)
+    failed = [(f.key, f.why) for f in result.failed]
+    page = write_report(tmp_path / "live.html", result, "live drill of x", LIVE_RECOVERY, failed)
     dom = dump_dom(browser, page)
+    assert "<code>state/skills/alpha/a.txt</code>: sha256 differs" in dom
     svg = dom[dom.index("<svg") : dom.index("</svg>")]
     for name in ("read the manifest", "bring back", "check every byte", "bytes recovered"):
         assert name in svg, name
