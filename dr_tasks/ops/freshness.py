@@ -276,10 +276,16 @@ def drill_check(cfg: DrConfig, read: IndexRead, now: datetime) -> Check | None:
     summary = f"newest drill {row.id} of snapshot {row.snapshot} from the {row.source} ({ago(now - at)})"
     if row.ok is not True:
         shown = ", ".join(row.failed[:5]) + (" ..." if (row.failed_count or 0) > 5 else "")
+        steps = ", ".join(s.name for s in row.steps if not s.ok) or "-"
+        what = (
+            f"{row.failed_count or len(row.failed)} object(s) did not come back as recorded ({shown})"
+            if row.failed
+            else f"step {steps} failed"
+        )
         return Check(
             "drill",
             False,
-            f"{summary} failed: {row.failed_count or 0} object(s) did not come back as recorded ({shown or '-'})",
+            f"{summary} failed: {what}",
             "find out why (`inv dr.verify --deep`, `inv dr.backup`), then " + DRILL_FIX,
         )
     if now - at > timedelta(days=limit):
