@@ -54,7 +54,7 @@ for path in sorted(pkg.rglob("*.py")):
                 continue
             entry = found.setdefault(top, {"dists": dists.get(top, []), "files": []})
             entry["files"].append(path.relative_to(pkg).as_posix())
-print(json.dumps({"package_dir": str(pkg), "prefix": sys.prefix, "py_typed": (pkg / "py.typed").is_file(), "imports": found}))
+print(json.dumps({"package_dir": str(pkg), "py_typed": (pkg / "py.typed").is_file(), "imports": found}))
 """
 
 
@@ -134,7 +134,8 @@ def test_the_built_wheel_installs_in_a_fresh_venv_and_runs_dr_and_the_drill(tmp_
         assert task in listing.stdout, listing.stdout
 
     # The extra the README's first command picks: the drill on its embedded S3 server.
-    _run([py, "-m", "pip", "install", "-q", "--no-compile", f"dr-tasks[embedded] @ {wheel.as_uri()}"], run_dir, PIP_TIMEOUT)
+    embedded_req = f"dr-tasks[embedded] @ {wheel.as_uri()}"
+    _run([py, "-m", "pip", "install", "-q", "--no-compile", embedded_req], run_dir, PIP_TIMEOUT)
     drill = _run([dr, "drill"], run_dir)
     assert "drill PASS" in drill.stdout, drill.stdout
     assert "bytes lost (RPO): 0" in drill.stdout
