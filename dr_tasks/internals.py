@@ -239,6 +239,15 @@ def friendly_invoke_config_errors() -> None:
         except (ValueError, TypeError, UncastableEnvVar):
             var = (self._prefix or "") + self._to_env_var(key_path)
             old = self._path_get(key_path)
+            if isinstance(old, (list, tuple)) and list(key_path[:1]) == ["dr"]:
+                # A dr list key that invoke.yaml set: pass the text on, as Invoke
+                # does for a key declared null; dr reads it as a JSON list
+                # (config.from_invoke) and names the variable if it is not one.
+                target = self.data
+                for key in key_path[:-1]:
+                    target = target.setdefault(key, {})
+                target[key_path[-1]] = value
+                return
             kind = {int: "a whole number", float: "a number", list: "a list", tuple: "a list"}.get(
                 type(old), f"a {type(old).__name__}"
             )
