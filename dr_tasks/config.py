@@ -414,6 +414,19 @@ def check_keys(raw: Mapping[str, Any]) -> None:
     hook = re.fullmatch(r"(pre|post)_(\w+)", name) if path[:-1] == ("hooks",) else None
     if hook and hook.group(2) in NO_HOOK_TASKS:
         raise ConfigError(key, f"dr.{hook.group(2)} runs no hooks, so this one would never run{also}", "remove it")
+    # A flat `backup_bucket:` meant `bucket:` under the `backup:` section.
+    nested = [
+        f"{sub}.{name[len(sub) + 1 :]}"
+        for sub, keys in known.items()
+        if isinstance(keys, dict) and name.startswith(f"{sub}_") and name[len(sub) + 1 :] in keys
+    ]
+    if nested:
+        sub, inner = nested[0].split(".")
+        raise ConfigError(
+            key,
+            f"unknown key in section {section} (did you mean {section}.{nested[0]}?){also}",
+            f"put it under the `{sub}:` section as `{inner}:`",
+        )
     close = difflib.get_close_matches(name, [str(k) for k in known], n=1)
     if close:
         raise ConfigError(

@@ -57,6 +57,11 @@ TYPOS: dict[str, tuple[dict[str, Any], str]] = {
         {"drill": {"max_age": 7}},
         "config dr.drill.max_age: unknown key in section dr.drill (did you mean dr.drill.max_age_days?)",
     ),
+    # Invoke itself trips on this one (two keys, one INVOKE_DR_BACKUP_BUCKET) before dr runs.
+    "flat-backup-bucket": (
+        {"backup_bucket": "cold-bucket"},
+        "config dr.backup_bucket: unknown key in section dr (did you mean dr.backup.bucket?)",
+    ),
     "nothing-close": (
         {"zzz": 1},
         "config dr.zzz: unknown key in section dr; fix: remove it (known keys: bucket, prefix",

@@ -64,6 +64,8 @@ def test_list_keys_are_declared_null_so_invoke_passes_their_variable_through():
             "dr.hooks.post_snapshot",
         ),
         ({"hooks": {"pre-rollback": []}}, "config dr.hooks.pre-rollback: unknown key", "dr.hooks.pre_rollback"),
+        ({"backup_bucket": "x"}, "config dr.backup_bucket: unknown key in section dr", "dr.backup.bucket"),
+        ({"hooks_post_snapshot": []}, "config dr.hooks_post_snapshot: unknown key", "dr.hooks.post_snapshot"),
         (
             {"drill": {"max_age": 3}},
             "config dr.drill.max_age: unknown key in section dr.drill",
