@@ -532,8 +532,9 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
                 f"{snapshot_prefix!r} covers the live keys of {what} {prefix + rel!r}",
                 "keep snapshots apart from live state, e.g. the default `snapshots/`",
             )
-    allow = _patterns(merged, "sync_allow", ["state/**"])
-    deny = _patterns(merged, "sync_deny", [])
+    # Null is "unset" here: list keys are declared null (see LIST_KEYS).
+    allow = _patterns(merged, "sync_allow", DEFAULTS["sync_allow"])
+    deny = _patterns(merged, "sync_deny", DEFAULTS["sync_deny"])
     _refuse_snapshot_prefix_over_pushed_paths(prefix, snapshot_prefix, allow, deny, restore_dir)
     # The index is always preserved, whatever else is listed: a rollback that
     # copied back an old index would drop the rows written since (its own too).

@@ -46,6 +46,14 @@ def test_list_keys_are_declared_null_so_invoke_passes_their_variable_through():
     assert DECLARED["backup"] == DEFAULTS["backup"] and DECLARED["concurrency"] == DEFAULTS["concurrency"]
 
 
+def test_the_declared_defaults_load_as_the_defaults(tmp_path: Path):
+    """What Invoke hands over when invoke.yaml leaves list keys unset (null) means their defaults."""
+    declared = load_config(from_invoke({**DECLARED, "bucket": "ok-bucket"}, {}), tmp_path)
+    assert declared == load_config({"bucket": "ok-bucket"}, tmp_path)
+    assert declared.sync_deny == ("_restore/**",) and declared.sync_allow == ("state/**",)
+    assert declared.hooks["post_snapshot"] == ()
+
+
 @pytest.mark.parametrize(
     ("raw", "start", "suggestion"),
     [
