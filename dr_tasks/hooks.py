@@ -65,10 +65,20 @@ def _run_one(c: Any, entry: str, where: str, result: Any) -> None:
         except Exception as err:  # a host's hook can raise anything; report it, do not crash
             raise HookError(f"{where} raised {type(err).__name__}: {err}") from None
     else:
-        r = c.run(entry, warn=True, hide=False, pty=False, env={"PATH": hook_path()})
+        r = c.run(entry, warn=True, hide=False, pty=False, env=_command_env(c))
         if r is None or r.failed:
             code = getattr(r, "exited", "?")
             raise HookError(f"{where} exited {code}", "fix the hook command or remove it from dr.hooks")
+
+
+def _command_env(c: Any) -> dict[str, str]:
+    """The host's `run.env` (an `env=` given to `c.run` replaces it), with the hook PATH."""
+    try:
+        env = {str(k): str(v) for k, v in (c.config.run.env or {}).items()}
+    except AttributeError:
+        env = {}
+    env["PATH"] = hook_path(env.get("PATH"))
+    return env
 
 
 def _committed(task: str, result: Any) -> str:

@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from tests.conftest import INV, new_bucket
 
 CRON_PATH = "/usr/bin:/bin"
@@ -53,16 +55,18 @@ def test_an_inv_hook_runs_under_cron_path(server, make_repo):
     assert (repo.path / "pushed.out").read_text() == "pushed\n"
 
 
-def test_a_hook_command_keeps_the_rest_of_path(server, make_repo):
+def test_a_hook_command_keeps_the_rest_of_path_and_the_host_run_env(server, make_repo):
     repo = make_repo(server, new_bucket(server))
     repo.seed(FILES)
-    repo.write_config(hooks={"pre_snapshot": ['echo "$PATH" > path.out']})
+    repo.write_config(hooks={"pre_snapshot": ['echo "$PATH $HOST_VAR" > path.out']})
+    config = yaml.safe_load((repo.path / "invoke.yaml").read_text())
+    (repo.path / "invoke.yaml").write_text(yaml.safe_dump({**config, "run": {"env": {"HOST_VAR": "kept"}}}))
     r = repo.run("dr.snapshot", "--label=path", env={"PATH": CRON_PATH})
     assert r.returncode == 0, r.stderr
-    path = (repo.path / "path.out").read_text().strip().split(os.pathsep)
+    path, host_var = (repo.path / "path.out").read_text().split()
     # Not resolved through symlinks: a venv's python is a symlink to the base interpreter.
-    assert path[0] == str(Path(sys.executable).parent)
-    assert path[1:] == CRON_PATH.split(":")
+    assert path.split(os.pathsep) == [str(Path(sys.executable).parent), *CRON_PATH.split(":")]
+    assert host_var == "kept"
 
 
 def test_a_failing_post_hook_says_the_snapshot_is_committed_and_what_to_rerun(server, make_repo):
