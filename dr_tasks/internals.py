@@ -246,6 +246,7 @@ def friendly_invoke_config_errors() -> None:
     ic.Config._load_json = guarded(ic.Config._load_json, "JSON")  # type: ignore[method-assign]
 
     _guard_environment()
+    _quiet_closed_stdout()
 
 
 def _guard_environment() -> None:
@@ -279,7 +280,28 @@ def _guard_environment() -> None:
             ) from None
 
     ie.Environment._path_set = _path_set  # type: ignore[method-assign]
-    _quiet_closed_stdout()
+
+    env_load = ie.Environment.load
+
+    def load(self: Any) -> Any:
+        try:
+            return env_load(self)
+        except AmbiguousEnvVar as err:
+            # Two keys map to one variable, e.g. a flat `backup_bucket:` beside
+            # the `backup:` section: most likely a typo, which dr's key check names.
+            from . import config
+
+            try:
+                section = self._path_get(["dr"])
+            except KeyError:
+                section = {}
+            try:
+                config.check_keys(_plain(section))
+            except config.ConfigError as bad:
+                raise Exit(str(bad), code=1) from None
+            raise Exit(f"config: {err}; fix: rename one of the keys that map to that variable", code=1) from None
+
+    ie.Environment.load = load  # type: ignore[method-assign]
 
 
 def _quiet_closed_stdout() -> None:
@@ -332,28 +354,6 @@ def called_as(body: Callable[..., Any]) -> str | None:
             return call.called_as
         frame = frame.f_back  # type: ignore[assignment]
     return None
-
-    env_load = ie.Environment.load
-
-    def load(self: Any) -> Any:
-        try:
-            return env_load(self)
-        except AmbiguousEnvVar as err:
-            # Two keys map to one variable, e.g. a flat `backup_bucket:` beside
-            # the `backup:` section: most likely a typo, which dr's key check names.
-            from . import config
-
-            try:
-                section = self._path_get(["dr"])
-            except KeyError:
-                section = {}
-            try:
-                config.check_keys(_plain(section))
-            except config.ConfigError as bad:
-                raise Exit(str(bad), code=1) from None
-            raise Exit(f"config: {err}; fix: rename one of the keys that map to that variable", code=1) from None
-
-    ie.Environment.load = load  # type: ignore[method-assign]
 
 
 def _plain(value: Any) -> Any:
