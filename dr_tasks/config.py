@@ -64,10 +64,6 @@ DEFAULTS: dict[str, Any] = {
     # null: dr.freshness and dr.verify do not ask for a drill row.
     "drill": {"max_age_days": None},
     "hooks": {},
-    # Read by the live drill (issue 19); unset: not checked.
-    "drill": {
-        "max_age_days": None,
-    },
 }
 
 # The tasks that run `pre_<task>` / `post_<task>` hooks.
