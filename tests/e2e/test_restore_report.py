@@ -1,0 +1,101 @@
+"""`inv dr.restore`'s report, said from the operator's side: what changed in live since TS, and what the restore did.
+
+The first report read from the restore's side: "added prompts/system.txt"
+meant the file had been *deleted* since TS. These tests delete one live file,
+create one and change one, then check each line of the report and the keys of
+`--json` that say the same.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from dr_tasks.timeparse import compact_utc, iso_utc
+from tests.conftest import HostRepo, local_tree
+from tests.e2e.test_restore import put, wait_past
+
+UNIT = "snappy"
+U = f"state/skills/{UNIT}/"
+AT_TS: dict[str, bytes] = {
+    "prompts/system.txt": b"You are a careful assistant.\n",
+    "config.json": json.dumps({"quality": 85, "debug": False}).encode(),
+    "README.md": b"# snappy\n",
+}
+
+
+def _seeded(repo: HostRepo) -> datetime:
+    """AT_TS in the bucket and live; returns TS, the newest LastModified the server gave them."""
+    for name, data in AT_TS.items():
+        put(repo.server, repo.bucket, U + name, data)
+        p = repo.path / U / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    listing = repo.server.client().list_object_versions(Bucket=repo.bucket, Prefix=U)
+    ts: datetime = max(v["LastModified"] for v in listing["Versions"])
+    return ts
+
+
+def _damaged_day(repo: HostRepo) -> datetime:
+    """Keys at TS in the bucket; live then loses one file, gains one and changes one. Returns TS."""
+    ts = _seeded(repo)
+    wait_past(repo.server, ts)
+    (repo.path / U / "prompts/system.txt").unlink()
+    (repo.path / U / "notes.md").write_bytes(b"written after TS\n")
+    (repo.path / U / "config.json").write_bytes(json.dumps({"quality": 90, "debug": False}).encode())
+    return ts
+
+
+def test_the_report_says_what_changed_since_ts_and_what_the_restore_did(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    ts = _damaged_day(repo)
+    live_before = {k: v for k, v in local_tree(repo.path).items() if not k.startswith("_restore/")}
+
+    r = repo.run("dr.restore", UNIT, iso_utc(ts))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert f"live {U} since TS ({iso_utc(ts)}): 1 deleted, 1 created, 1 changed, 1 unchanged" in out, r.stdout
+    assert "  prompts/system.txt: deleted since TS -> restored into the holding dir" in out, r.stdout
+    assert "  notes.md: created since TS -> not in the holding dir (absent at TS); the live file stays" in out, r.stdout
+    assert "  config.json: changed since TS (JSON, structural) -> restored as at TS into the holding dir" in out, (
+        r.stdout
+    )
+    assert "what changed, file by file (- live now, + as at TS):" in out
+    assert "  ~ root['quality']: 90 -> 85" in out
+    # the words of the first report, which read backwards, are gone
+    assert not [line for line in out if line.startswith(("  added ", "  removed ", "  modified "))], r.stdout
+    assert "README.md:" not in r.stdout  # unchanged files are counted, not listed
+
+    hold = repo.path / "_restore" / f"{UNIT}-{compact_utc(ts)}"
+    assert local_tree(hold) == AT_TS
+    assert {k: v for k, v in local_tree(repo.path).items() if not k.startswith("_restore/")} == live_before
+
+
+def test_the_json_report_has_keys_that_say_the_same(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    ts = _damaged_day(repo)
+
+    r = repo.run("dr.restore", UNIT, iso_utc(ts), "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    d = res["diff"]
+    assert d["deleted_since_ts"] == ["prompts/system.txt"]
+    assert d["created_since_ts"] == ["notes.md"]
+    assert d["changed_since_ts"] == ["config.json"]
+    assert d["unchanged"] == ["README.md"]
+    counts = res["counts"]
+    assert (counts["deleted_since_ts"], counts["created_since_ts"], counts["changed_since_ts"]) == (1, 1, 1)
+    # the first names stay, with their first meaning, for scripts written against them (docs/DESIGN.md)
+    assert (d["added"], d["removed"], d["modified"]) == (["prompts/system.txt"], ["notes.md"], ["config.json"])
+    assert (counts["added"], counts["removed"], counts["modified"]) == (1, 1, 1)
+    receipt = json.loads((repo.path / "_restore" / f"{UNIT}-{compact_utc(ts)}.json").read_text())
+    assert receipt["counts"] == counts
+
+
+def test_a_restore_of_an_unchanged_unit_says_nothing_changed(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    ts = _seeded(repo)
+    r = repo.run("dr.restore", UNIT, iso_utc(ts))
+    assert r.returncode == 0, r.stderr
+    assert f"0 deleted, 0 created, 0 changed, {len(AT_TS)} unchanged" in r.stdout
+    assert "since TS ->" not in r.stdout and "file by file" not in r.stdout
