@@ -44,7 +44,7 @@ def _failed(task: str, checks: list[Any]) -> Exit:
         "apply": "with --mirror: really delete",
         "allow_mass_delete": "with --mirror: allow deleting more than half of what the backup holds for this repo",
         "adopt_backup": "continue a backup that backup.prefix holds from another primary (this repo's, moved)",
-        "if_older_than": "do nothing (exit 0, no request) when the last complete backup is newer, e.g. 6d or 12h",
+        "if_older_than": "do nothing (exit 0, no request) when the last complete backup is newer: 6d, 1w, 1d12h, 90m",
         "json": "print the result as JSON",
         "break-lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
     },
@@ -117,7 +117,7 @@ def backup(
 # ---------------------------------------------------------------------- freshness
 @dr_task(
     help={
-        "max_snapshot_age": "also fail when the newest snapshot is older than this, e.g. 2d or 36h",
+        "max_snapshot_age": "also fail when the newest snapshot is older than this, e.g. 2d, 1w or 1d12h",
         "json": "print the result as JSON (for monitors)",
     }
 )

@@ -29,7 +29,7 @@ class RestoreTask(Task):
     positional=["unit", "ts"],
     help={
         "unit": "the unit: a directory under dr.units (state/skills/ by default)",
-        "ts": "the instant, ISO 8601 with a timezone: 2026-04-15T18:00:00Z or 2026-04-15T18:00:00+02:00",
+        "ts": "ISO 8601 with a timezone (2026-04-15T18:00:00Z, 2026-04-15T18:00:00+02:00) or a snapshot id",
         "path": "restore this root-relative path instead of a unit, e.g. state/notes/",
         "all": "restore the whole substrate instead of a unit",
         "force": "replace an existing holding dir for the same unit and time",
@@ -50,7 +50,7 @@ def restore(
     """Write a unit as it was at TS into the holding dir and diff it against live; nothing live changes.
 
     inv dr.restore UNIT TS | inv dr.restore --path state/notes/ TS | inv dr.restore --all TS
-    (TS: 2026-04-15T18:00:00Z or 2026-04-15T18:00:00+02:00)
+    (TS: 2026-04-15T18:00:00Z, 2026-04-15T18:00:00+02:00, or a snapshot id from dr.list)
     """
     from ..ops.restore import RestoreOptions, run_restore
 

@@ -9,10 +9,12 @@ create one and change one, then check each line of the report and the keys of
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import math
+import time
+from datetime import datetime, timedelta, timezone
 
 from dr_tasks.timeparse import compact_utc, iso_utc
-from tests.conftest import HostRepo, local_tree
+from tests.conftest import HostRepo, assert_clean_refusal, local_tree
 from tests.e2e.test_restore import put, wait_past
 
 UNIT = "snappy"
@@ -99,3 +101,39 @@ def test_a_restore_of_an_unchanged_unit_says_nothing_changed(server, bucket, mak
     assert r.returncode == 0, r.stderr
     assert f"0 deleted, 0 created, 0 changed, {len(AT_TS)} unchanged" in r.stdout
     assert "since TS ->" not in r.stdout and "file by file" not in r.stdout
+
+
+# ---------------------------------------------------------------------- a snapshot id where a TS is expected
+def test_a_snapshot_id_restores_at_the_instant_the_index_records(server, bucket, make_repo):
+    repo = make_repo(server, bucket)
+    seeded_at = _seeded(repo)
+    # snapshot ids are whole seconds: take it in a later second than the writes it holds
+    time.sleep(max(0.0, math.floor(seeded_at.timestamp()) + 1.05 - time.time()))
+    snap = repo.run("dr.snapshot", "--label=good")
+    assert snap.returncode == 0, snap.stderr
+    row = repo.index_rows()[-1]
+    assert row["kind"] == "snapshot"
+    snap_id, snap_ts = row["id"], datetime.strptime(row["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    wait_past(server, snap_ts + timedelta(seconds=1))
+    # the bad day, in the bucket this time
+    put(server, bucket, U + "config.json", b'{"quality": 10}')
+    server.client().delete_object(Bucket=bucket, Key=U + "prompts/system.txt")
+    put(server, bucket, U + "later.txt", b"after the snapshot\n")
+
+    r = repo.run("dr.restore", UNIT, snap_id, "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["ts"] == row["ts"] and res["ts_input"] == snap_id
+    assert res["born_after_ts"] == ["later.txt"]
+    assert local_tree(repo.path / "_restore" / f"{UNIT}-{compact_utc(snap_ts)}") == AT_TS
+    assert f"restoring at the instant snapshot {snap_id} was taken" in r.stderr
+
+    # an id the index does not have: refused before any request, naming the ids it has
+    before = repo.index_bytes()
+    missing = snap_id.replace("-good", "-goood")
+    bad = repo.run("dr.restore", UNIT, missing)
+    assert_clean_refusal(bad, f"unknown snapshot id {missing!r}", snap_id, "inv dr.list")
+    assert repo.index_bytes() == before
+    assert sorted(p.name for p in (repo.path / "_restore").iterdir()) == sorted(
+        [f"{UNIT}-{compact_utc(snap_ts)}", f"{UNIT}-{compact_utc(snap_ts)}.json"]
+    )

@@ -20,13 +20,18 @@ from dr_tasks.timeparse import parse_duration
         ("12h", timedelta(hours=12)),
         ("90m", timedelta(minutes=90)),
         ("1.5d", timedelta(hours=36)),
+        ("1w", timedelta(weeks=1)),
+        ("1d12h", timedelta(hours=36)),
+        ("2h30m", timedelta(minutes=150)),
+        ("1w2d3h4m", timedelta(days=9, hours=3, minutes=4)),
+        ("6 d", timedelta(days=6)),
     ],
 )
 def test_parse_duration(text: str, want: timedelta) -> None:
     assert parse_duration(text, "--x") == want
 
 
-@pytest.mark.parametrize("text", ["", "6", "6 days", "d", "-1d", "0d", "6w", "6D"])
+@pytest.mark.parametrize("text", ["", "6", "6 days", "d", "-1d", "0d", "6x", "6D", "1h1d", "1d1d", "0w0d", "w"])
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(DrError, match="--x"):
         parse_duration(text, "--x")

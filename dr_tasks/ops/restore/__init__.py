@@ -35,6 +35,8 @@ from pathlib import Path
 
 from ...config import DrConfig
 from ...errors import DrError
+from ...history import snapshot_row
+from ...layout import parse_snapshot_id
 from ...progress import NULL_PROGRESS, Progress
 from ...timeparse import compact_utc, iso_utc, parse_ts
 from ...transport import S3
@@ -115,7 +117,9 @@ class RestorePlan:
         return iso_utc(self.ts)
 
 
-def _instant(ts: str | datetime, now: datetime) -> datetime:
+def _instant(cfg: DrConfig, ts: str | datetime, now: datetime) -> datetime:
+    if isinstance(ts, str) and parse_snapshot_id(ts.strip()) is not None:
+        return _snapshot_instant(cfg, ts.strip())
     if isinstance(ts, str):
         return parse_ts(ts, now)
     if ts.tzinfo is None:
@@ -123,10 +127,26 @@ def _instant(ts: str | datetime, now: datetime) -> datetime:
     return ts.astimezone(timezone.utc)
 
 
+def _snapshot_instant(cfg: DrConfig, snap_id: str) -> datetime:
+    """The instant snapshot `snap_id` was taken, as its index row records it.
+
+    A pruned snapshot's instant still names the versions live had then (they
+    are the bucket's history, not the snapshot's copies), so it is accepted.
+    """
+    row = snapshot_row(cfg, snap_id, allow_pruned=True)
+    at = row.at
+    if at is None:
+        raise DrError(
+            f"the index row of snapshot {snap_id} has no readable ts",
+            "pass the instant instead, e.g. the time in the snapshot's id: " + snap_id.split("Z-", 1)[0] + "Z",
+        )
+    return at
+
+
 def plan_restore(cfg: DrConfig, options: RestoreOptions) -> RestorePlan:
     """Step 1: parse TS and refuse, before any request, what cannot end well (see the module's docstring)."""
     now = options.now or datetime.now(timezone.utc)
-    ts = _instant(options.ts, now)
+    ts = _instant(cfg, options.ts, now)
     scope = resolve_scope(cfg, options.unit, options.path, options.all_)
     name = f"{scope.stem}-{compact_utc(ts)}"
     holding = cfg.restore_path / name
@@ -143,6 +163,11 @@ def plan_restore(cfg: DrConfig, options: RestoreOptions) -> RestorePlan:
         options.force,
         options.full,
     )
+    if isinstance(options.ts, str) and parse_snapshot_id(options.ts.strip()) is not None:
+        plan.warnings.append(
+            f"restoring at the instant snapshot {options.ts.strip()} was taken ({plan.ts_iso}, whole seconds): a write "
+            "earlier in that same second is not included; the snapshot's own copies come back with `inv dr.rollback`"
+        )
     if plan.future:
         plan.warnings.append(
             f"{plan.ts_iso} is in the future (now {iso_utc(now.replace(microsecond=0))}): restoring the current state"
