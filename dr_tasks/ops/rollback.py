@@ -340,7 +340,7 @@ def _plan(cfg: DrConfig, s3: S3, snap_id: str, label: str, row: SnapshotRow, pro
             lambda: read_rewrites(cfg, s3),
         )
         progress.start("listing live keys")
-        live = list_live(cfg, s3, versioned)
+        live = list_live(cfg, s3, versioned, progress)
     finally:
         progress.stop()
     return build_plan(cfg, snap_id, label, row.ts, versioned, objects, present, live)

@@ -135,3 +135,15 @@ def test_a_word_is_neither_a_timestamp_nor_a_snapshot_id() -> None:
         parse_ts("last tuesday", now=AT)
     assert "not an ISO 8601 timestamp or a snapshot id" in err.value.message
     assert "snapshot id from `inv dr.list`" in err.value.hint
+
+
+# ---------------------------------------------------------------------- what a progress bar shows beside itself
+def test_progress_count_text() -> None:
+    from dr_tasks.progress import count_text
+
+    assert count_text(0, None, 0, 1.0) == "listing"
+    assert count_text(0, None, 1000, 2.0) == "1,000 listed"
+    assert count_text(340, None, 1000, 2.0) == "1,000 listed, 340 done"
+    assert count_text(0, 1001, 1001, 0.0) == "0/1,001, ETA ?"
+    assert count_text(500, 1000, 1000, 10.0) == "500/1,000, 50/s, ETA 0:00:10"
+    assert count_text(3, 10, 10, 2.0) == "3/10, 1.5/s, ETA 0:00:05"

@@ -37,7 +37,7 @@ from ...config import DrConfig
 from ...errors import DrError
 from ...history import snapshot_row
 from ...layout import parse_snapshot_id
-from ...progress import NULL_PROGRESS, Progress
+from ...progress import NULL_PROGRESS, Progress, counted
 from ...timeparse import compact_utc, iso_utc, parse_ts
 from ...transport import S3
 from .decide import Decisions, fold_name, folds_names, refuse_empty
@@ -230,10 +230,15 @@ def _apply(cfg: DrConfig, plan: RestorePlan, s3: S3, progress: Progress) -> Rest
     # its own while 3. downloads what is decided. The probe is looked up here,
     # at run time, so a test can stand in for the file system.
     decisions = Decisions(cfg, scope, plan.ts, probe=folds_names)
-    items = decisions.stream(lambda: s3.iter_versions(cfg.bucket, scope.key_prefix, skip=cfg.reserved_prefixes()))
+    # The bar starts before the listing does: it counts versions as they are
+    # listed, and gets its total (files to write) once the listing is through.
+    progress.start(f"restoring from s3://{cfg.bucket}/{scope.key_prefix} as at {plan.ts_iso}")
+    items = decisions.stream(
+        lambda: counted(s3.iter_versions(cfg.bucket, scope.key_prefix, skip=cfg.reserved_prefixes()), progress),
+        on_decided=progress.set_total,
+    )
     staging = Staging(cfg.restore_path, plan.name)
     refused: list[RefusedKey] = []
-    progress.start(f"restoring from s3://{cfg.bucket}/{scope.key_prefix} as at {plan.ts_iso}")
     try:
         try:
             restored = download_all(cfg, s3, staging.path, staging.made_at_first(items), refused, progress)
