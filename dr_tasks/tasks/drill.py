@@ -26,7 +26,11 @@ def drill(c: Context, keep: bool = False, json_: bool = False) -> None:
     # such as `inv sync.push` would act on the real repo.
     raw = raw_config(c)
     result = run_drill(
-        project_dir(c) / (raw.get("root") or "."), raw, keep=keep, on_step=None if json_ else _print_step
+        project_dir(c) / (raw.get("root") or "."),
+        raw,
+        keep=keep,
+        on_step=None if json_ else _print_step,
+        progress=render.progress_for_terminal(),
     )
     if json_:
         render.print_json(result.to_dict())

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 from dr_tasks.timeparse import iso_utc
-from tests.conftest import INV, HostRepo, new_bucket
+from tests.conftest import HOST_TASKS, INV, HostRepo, Server, new_bucket
 from tests.support.faultproxy import Rule
 
 UNIT = "many"
@@ -103,3 +103,19 @@ def test_progress_stays_quiet_when_stderr_is_not_a_terminal(moto_server, make_re
     assert r.returncode == 0, r.stderr
     assert "40 files" in r.stdout
     assert r.stderr == ""  # no bar, no count, no escape codes in a log
+
+
+def test_the_drills_steps_show_their_own_progress_on_a_terminal(tmp_path):
+    # The drill needs no bucket: it runs on embedded servers and a scratch copy (sample data here).
+    root = tmp_path / "host"
+    root.mkdir()
+    (root / "tasks.py").write_text(HOST_TASKS)
+    repo = HostRepo(root, Server("none", "", "", ""), "", {})
+    code, out, tty = run_on_tty(repo, "dr.drill")
+    assert code == 0, out + tty
+    assert "drill" in out and "PASS" in out
+    # the steps' own phases, each with its count and, at the end of each, done/total with a rate and an ETA
+    for phase in ("copying", "restoring from s3://", "reading"):
+        assert phase in tty, tty[-3000:]
+    assert re.search(r"\d[\d,]*/[\d,]+, [\d.,]+/s, ETA \d+:\d\d:\d\d", tty), tty[-3000:]
+    assert "/?" not in tty
