@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,7 @@ class RichProgress:
         self._progress: Progress | None = None
         self._task: Any = None
         self._listed = 0
+        self._lock = threading.Lock()
 
     def start(self, description: str, total: int | None = None) -> None:
         import time
@@ -139,8 +141,9 @@ class RichProgress:
             self._progress.advance(self._task, n)
 
     def listed(self, n: int = 1) -> None:
-        # Read by the column at each refresh; no lock: one thread lists.
-        self._listed += n
+        # Two listings may count at once (a backup lists both regions).
+        with self._lock:
+            self._listed += n
 
     def set_total(self, total: int) -> None:
         if self._progress is not None:

@@ -393,7 +393,7 @@ def _plan_with_lease(
     def make_plan() -> None:
         progress.start("listing the primary and the backup")
         try:
-            plans.append(plan_backup(cfg, src, dst, ep.bucket, rows=rows, adopt=options.adopt))
+            plans.append(plan_backup(cfg, src, dst, ep.bucket, rows=rows, adopt=options.adopt, progress=progress))
         finally:
             progress.stop()
 
