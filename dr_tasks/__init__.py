@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .ops.backup_plan import MirrorNeedsApply
     from .ops.catalog import find_snapshot, list_snapshots, show_snapshot
     from .ops.drill import run_drill
+    from .ops.drill_live import LiveDrillOptions, LiveDrillResult, run_live_drill
     from .ops.freshness import FreshnessResult, check_freshness
     from .ops.prune import KeepRules, PinResult, PruneResult, pin_snapshot, plan_prune, prune
     from .ops.recover import RecoverResult, recover_from_backup
@@ -88,6 +89,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "run_backup": (".ops.backup", "run_backup"),
     "run_restore": (".ops.restore", "run_restore"),
     "run_drill": (".ops.drill", "run_drill"),
+    "run_live_drill": (".ops.drill_live", "run_live_drill"),
+    "LiveDrillOptions": (".ops.drill_live", "LiveDrillOptions"),
+    "LiveDrillResult": (".ops.drill_live", "LiveDrillResult"),
     "run_verify": (".ops.verify", "run_verify"),
     "show_snapshot": (".ops.catalog", "show_snapshot"),
     "take_snapshot": (".ops.snapshot", "take_snapshot"),
@@ -125,6 +129,8 @@ __all__ = [
     "KeepRules",
     "Lease",
     "LeaseLost",
+    "LiveDrillOptions",
+    "LiveDrillResult",
     "LockHeld",
     "MirrorNeedsApply",
     "PinResult",
@@ -161,6 +167,7 @@ __all__ = [
     "restore_at",
     "run_backup",
     "run_drill",
+    "run_live_drill",
     "run_restore",
     "run_verify",
     "show_snapshot",

@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
         "secret_access_key": None,
         "max_age_days": 7,
     },
+    # null: dr.freshness and dr.verify do not ask for a drill row.
+    "drill": {"max_age_days": None},
     "hooks": {},
 }
 
@@ -194,6 +196,8 @@ class DrConfig:
     backup: BackupConfig
     hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     transfer_client: str = "crt"
+    # drill.max_age_days: how old the newest `dr.drill --live` row may be (None: not checked).
+    drill_max_age_days: float | None = None
 
     @property
     def bucket(self) -> str:
@@ -422,7 +426,26 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
         backup=_backup(merged),
         hooks=_hooks(merged),
         transfer_client=_transfer_client(merged),
+        drill_max_age_days=_drill_max_age(merged),
     )
+
+
+def _drill_max_age(raw: Mapping[str, Any]) -> float | None:
+    d = raw.get("drill") or {}
+    if not isinstance(d, Mapping):
+        raise ConfigError("drill", "must be a mapping", "use `drill: {max_age_days: 7}`")
+    age = d.get("max_age_days")
+    if age is None:
+        return None
+    try:
+        days = float(age)
+    except (TypeError, ValueError):
+        days = math.nan
+    if isinstance(age, bool) or not math.isfinite(days) or days <= 0:
+        raise ConfigError(
+            "drill.max_age_days", f"must be a positive number of days, got {age!r}", "set e.g. `max_age_days: 7`"
+        )
+    return days
 
 
 _GLOB_CHARS = "*?[\\"

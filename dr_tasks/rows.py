@@ -159,3 +159,115 @@ def parse_rows(raws: Iterable[dict[str, Any]]) -> list[Row]:
         if row is not None:
             out.append(row)
     return out
+
+
+# ------------------------------------------------------------------ drill
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True)
+class DrillStepRow:
+    name: str
+    seconds: float
+    ok: bool
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class DrillRow:
+    """A `dr.drill --live` run: the snapshot it brought back, from where, and whether every byte matched.
+
+    `failed` names at most FAILED_SHOWN keys (`failed_count` says how many);
+    `steps` time each step, `rto_seconds` those that bring the data back.
+    """
+
+    id: str
+    ts: str | None
+    snapshot: str | None
+    source: str | None
+    objects: int | None
+    bytes: int | None
+    ok: bool | None
+    failed: tuple[str, ...]
+    failed_count: int | None
+    checked: int | None
+    sample: int | None
+    seed: int | None
+    ttfb_seconds: float | None
+    rto_seconds: float | None
+    seconds: float | None
+    steps: tuple[DrillStepRow, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    FAILED_SHOWN = 20
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> DrillRow | None:
+        did = _str(raw.get("id"))
+        if did is None:
+            return None
+        listed = raw.get("steps")
+        steps = tuple(
+            DrillStepRow(s["name"], _num(s.get("seconds")) or 0.0, s.get("ok") is True, _int(s.get("bytes")) or 0)
+            for s in (listed if isinstance(listed, list) else [])
+            if isinstance(s, dict) and isinstance(s.get("name"), str)
+        )
+        return cls(
+            did,
+            _str(raw.get("ts")),
+            _str(raw.get("snapshot")),
+            _str(raw.get("source")),
+            _int(raw.get("objects")),
+            _int(raw.get("bytes")),
+            _bool(raw.get("ok")),
+            _strs(raw.get("failed")),
+            _int(raw.get("failed_count")),
+            _int(raw.get("checked")),
+            _int(raw.get("sample")),
+            _int(raw.get("seed")),
+            _num(raw.get("ttfb_seconds")),
+            _num(raw.get("rto_seconds")),
+            _num(raw.get("seconds")),
+            steps,
+            raw,
+        )
+
+    def format(self) -> dict[str, Any]:
+        """The row as the index stores it (`Index.append` adds `v`); `parse(format())` gives it back."""
+        return {
+            "kind": "drill",
+            "id": self.id,
+            "ts": self.ts,
+            "snapshot": self.snapshot,
+            "source": self.source,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "ok": self.ok,
+            "failed": list(self.failed[: self.FAILED_SHOWN]),
+            "failed_count": self.failed_count,
+            "checked": self.checked,
+            "sample": self.sample,
+            "seed": self.seed,
+            "ttfb_seconds": self.ttfb_seconds,
+            "rto_seconds": self.rto_seconds,
+            "seconds": self.seconds,
+            "steps": [{"name": s.name, "seconds": s.seconds, "ok": s.ok, "bytes": s.bytes} for s in self.steps],
+        }
+
+    @property
+    def at(self) -> datetime | None:
+        try:
+            return parse_iso(self.ts) if self.ts is not None else None
+        except ValueError:
+            return None
+
+
+def drill_rows(raws: Iterable[dict[str, Any]]) -> list[DrillRow]:
+    """The `drill` rows of `raws`, typed, in line order."""
+    out: list[DrillRow] = []
+    for raw in raws:
+        row = DrillRow.parse(raw) if raw.get("kind") == "drill" else None
+        if row is not None:
+            out.append(row)
+    return out

@@ -68,6 +68,8 @@ class _LeaseClient:
         self._ids_complete = False
         # True once a PUT of ours was sent more than once (see _read_back).
         self._put_retried = False
+        # The version ids of the lease object's live versions at the last `inspect`.
+        self._live_ids: set[str | None] = set()
         self.host = socket.gethostname()
         self.lease = Lease(
             bucket=cfg.bucket,
@@ -111,6 +113,7 @@ class _LeaseClient:
             if e.is_delete_marker:
                 break
             live.append(e)
+        self._live_ids = {e.version_id for e in live}
         if not live:
             return None
         first = live[-1]
@@ -406,6 +409,17 @@ class _LeaseClient:
                 self.lease.lost_to = holder.describe() if holder else None
                 self._say("warning", f"the lease {self.where} was taken over while {self.lease.operation} ran: {who}")
                 return False
+            if self._first_gone():
+                # A renewal that was on its way when the lease, stale, was broken (and
+                # maybe taken and released) landed after: it reads as ours, but others
+                # may have written since. Only our first version's survival says not.
+                self.lease.lost = True
+                self._say(
+                    "warning",
+                    f"the lease {self.where} was broken while {self.lease.operation} ran "
+                    "(a renewal landed after the break)",
+                )
+                return False
             written_at = _elapsed_clocks()
             r = self.s3.put_bytes(self.cfg.bucket, LOCK_KEY, self.lease.body(), "application/json")
             # Each renewal is one more version of ours on a versioned bucket;
@@ -417,6 +431,11 @@ class _LeaseClient:
                 self._ids_complete = False
             self._written_at = written_at
             return True
+
+    def _first_gone(self) -> bool:
+        """Whether the first version we wrote (never deleted while we hold the lease) left the listing."""
+        real = [v for v in self.lease.version_ids if v not in (None, "null")]
+        return bool(real) and real[0] not in self._live_ids
 
     def confirm(self) -> str | None:
         """None while the lease is ours, else why not; `Lease.ensure` asks this.

@@ -50,6 +50,8 @@ class Step:
     seconds: float
     ok: bool
     detail: str = ""
+    # Bytes the step brought back (what the report draws); 0 for steps that bring nothing back.
+    bytes: int = 0
 
 
 @dataclass
@@ -170,14 +172,18 @@ def run_drill(
     return result
 
 
-def _run_step(result: DrillResult, name: str, fn: Callable[[], str], on_step: Callable[[Step], None] | None) -> bool:
+def _run_step(
+    result: DrillResult, name: str, fn: Callable[[], str | tuple[str, int]], on_step: Callable[[Step], None] | None
+) -> bool:
     """Time one step and record it; False when it failed (the drill stops there)."""
     t0 = time.monotonic()
+    nbytes = 0
     try:
-        detail, ok = fn(), True
+        out, ok = fn(), True
+        detail, nbytes = out if isinstance(out, tuple) else (out, 0)
     except (DrError, _StepFailed) as err:
         detail, ok = str(err), False
-    s = Step(name, round(time.monotonic() - t0, 3), ok, detail)
+    s = Step(name, round(time.monotonic() - t0, 3), ok, detail, nbytes)
     result.steps.append(s)
     if on_step:
         on_step(s)
@@ -236,7 +242,7 @@ class _Drill:
         self.overwritten: list[str] = []
         self.deleted: list[str] = []
 
-    def steps(self) -> list[tuple[str, Callable[[], str]]]:
+    def steps(self) -> list[tuple[str, Callable[[], str | tuple[str, int]]]]:
         return [
             ("prepare scratch state", self.prepare),
             ("seed bucket", self.seed),
@@ -329,7 +335,7 @@ class _Drill:
             raise _StepFailed(f"{lost} bytes differ between the snapshot and the pre-damage state")
         return f"every byte of {len(original)} objects matches the pre-damage state"
 
-    def restore_unit(self) -> str:
+    def restore_unit(self) -> str | tuple[str, int]:
         cfg, original = self.cfg, self.original
         damaged_units = sorted(
             {u for u in (_unit_of(cfg, k) for k in self.overwritten + self.deleted) if u is not None}
@@ -351,9 +357,11 @@ class _Drill:
         lost = self._lost(sum(len(original[k]) for k in unit_keys if got.get(k) != original[k]))
         if lost or set(got) != unit_keys:
             raise _StepFailed(f"restore of unit {unit} differs from the pre-damage state ({lost} bytes)")
-        return f"unit {unit}: {len(got)} files as at {r.ts}, byte-identical; live untouched"
+        return f"unit {unit}: {len(got)} files as at {r.ts}, byte-identical; live untouched", sum(
+            map(len, got.values())
+        )
 
-    def rollback(self) -> str:
+    def rollback(self) -> tuple[str, int]:
         cfg, s3 = self.cfg, self.s3
         r = apply_rollback(cfg, self._snapshot().id, self._snapshot().label, s3=s3, progress=self.progress)
         live = _live_bytes(cfg, s3)
@@ -361,7 +369,10 @@ class _Drill:
         extra = set(live) - set(self.original)
         if lost or extra:
             raise _StepFailed(f"after rollback {lost} bytes differ and {len(extra)} extra keys remain")
-        return f"copied {r.copied}, deleted {r.deleted}; live equals the snapshot (safety {r.safety_snapshot})"
+        return (
+            f"copied {r.copied}, deleted {r.deleted}; live equals the snapshot (safety {r.safety_snapshot})",
+            sum(len(self.original[k]) for k in self.overwritten + self.deleted),
+        )
 
     def backup(self) -> str:
         cfg = self.cfg
@@ -381,7 +392,7 @@ class _Drill:
         s3.call("DeleteBucket", cfg.bucket, None, s3.client.delete_bucket, Bucket=cfg.bucket)
         return f"deleted {len(versions)} versions and the bucket itself"
 
-    def recover(self) -> str:
+    def recover(self) -> tuple[str, int]:
         cfg, s3 = self.cfg, self.s3
         r = recover_from_backup(cfg, apply=True, create_bucket=True, primary=s3, progress=self.progress)
         if not r.ok:
@@ -393,7 +404,7 @@ class _Drill:
         lost = self._lost(_bytes_lost(self.original, live, skip={cfg.key_for(cfg.index)}))
         if lost:
             raise _StepFailed(f"{lost} bytes of live state did not come back")
-        return f"{r.copied} objects ({r.bytes} bytes) back from the backup; live byte-identical"
+        return f"{r.copied} objects ({r.bytes} bytes) back from the backup; live byte-identical", r.bytes
 
     def verify(self) -> str:
         r = run_verify(self.cfg, deep=True, s3=self.s3, progress=self.progress)

@@ -11,7 +11,9 @@ It reads only the local index (no request is sent) and flags:
   clock, until a correctly dated row follows it: a clock was skewed, and such
   a row would look fresh long after the backup stopped;
 - unreadable index lines (garbled, or a torn last line from a crash);
-- with `max_snapshot_age`, a newest `snapshot` row older than that, or none.
+- with `max_snapshot_age`, a newest `snapshot` row older than that, or none;
+- with `drill.max_age_days`, no `drill` row (`dr.drill --live`), a newest one
+  that failed, or one older than that (`drill_check`, also in `dr.verify`).
 Each finding names what is missing and when the last one ran.
 """
 
@@ -33,6 +35,7 @@ from ..backup_rows import (
 from ..config import DrConfig
 from ..history import newest_snapshot
 from ..index import Index, IndexRead, utc_now
+from ..rows import DrillRow, drill_rows
 from ..timeparse import iso_utc, parse_duration
 
 
@@ -246,6 +249,52 @@ def snapshot_age_check(read: IndexRead, max_age: timedelta, now: datetime) -> tu
     return Check("snapshot", True, f"{detail}, within {limit}"), newest.raw
 
 
+DRILL_FIX = "run `inv dr.drill --live` (weekly from cron or a systemd timer: see README.md)"
+
+
+def drill_check(cfg: DrConfig, read: IndexRead, now: datetime) -> Check | None:
+    """Is the newest `drill` row a pass younger than drill.max_age_days? None when that key is unset.
+
+    The newest by date (of equal dates, the one appended last), as the backup
+    rule reads its rows; a row dated ahead of this machine's clock by more
+    than FUTURE_TOLERANCE never counts.
+    """
+    limit = cfg.drill_max_age_days
+    if limit is None:
+        return None
+    horizon = now + FUTURE_TOLERANCE
+    best: tuple[datetime, DrillRow] | None = None
+    for row in drill_rows(read.rows):
+        at = row.at
+        if at is not None and at <= horizon and (best is None or at >= best[0]):
+            best = (at, row)
+    if best is None:
+        return Check(
+            "drill", False, f"no drill row in {cfg.index}: a restore from the backup was never tried", DRILL_FIX
+        )
+    at, row = best
+    summary = f"newest drill {row.id} of snapshot {row.snapshot} from the {row.source} ({ago(now - at)})"
+    if row.ok is not True:
+        shown = ", ".join(row.failed[:5]) + (" ..." if (row.failed_count or 0) > 5 else "")
+        steps = ", ".join(s.name for s in row.steps if not s.ok) or "-"
+        what = (
+            f"{row.failed_count or len(row.failed)} object(s) did not come back as recorded ({shown})"
+            if row.failed
+            else f"step {steps} failed"
+        )
+        return Check(
+            "drill",
+            False,
+            f"{summary} failed: {what}",
+            "find out why (`inv dr.verify --deep`, `inv dr.backup`), then " + DRILL_FIX,
+        )
+    if now - at > timedelta(days=limit):
+        return Check("drill", False, f"stale: {summary}, older than drill.max_age_days={_days(limit)}", DRILL_FIX)
+    return Check(
+        "drill", True, f"{summary} passed ({row.objects} objects, RTO {row.rto_seconds}s), within {_days(limit)}"
+    )
+
+
 def check_freshness(
     cfg: DrConfig, *, max_snapshot_age: str | timedelta | None = None, now: datetime | None = None
 ) -> FreshnessResult:
@@ -259,6 +308,9 @@ def check_freshness(
     read = Index(cfg.index_path).read()
     backup, last = backup_check(cfg, read, now)
     checks = [backup, index_check(cfg, read)]
+    drill = drill_check(cfg, read, now)
+    if drill is not None:
+        checks.append(drill)
     result = FreshnessResult(
         checks,
         last_backup=last,

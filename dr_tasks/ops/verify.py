@@ -6,7 +6,8 @@ Checks, each independent (one failing or erroring never hides the others):
   snapshot dir; size and ETag of every object; nothing missing, nothing extra);
 - index: every line of the index reads clean;
 - backup: the newest complete cross-region-backup row is within backup.max_age_days;
-- restore-dir: `<restore_dir>/` is in .gitignore and denied by `sync_deny`.
+- restore-dir: `<restore_dir>/` is in .gitignore and denied by `sync_deny`;
+- drill (with `drill.max_age_days`): the newest `dr.drill --live` row passed, within that age.
 
 `--deep` re-reads every object of a snapshot (the newest, or `--id`) and checks
 its SHA-256 against the manifest. Where the manifest has no SHA-256 yet (the
@@ -51,7 +52,7 @@ from ..rewrites import read_rewrites
 from ..stored_snapshot import load_manifest, prove_snapshot_object, recorded_etags
 from ..timeparse import iso_utc
 from ..transport import S3, S3Error
-from .freshness import Check, backup_check, index_check
+from .freshness import Check, backup_check, drill_check, index_check
 from .leasing import operation_lease
 from .versioning import FIX as VERSIONING_FIX
 from .versioning import versioning_status
@@ -432,6 +433,9 @@ def run_verify(
     result.checks.append(index_check(cfg, read))
     result.checks.append(backup_check(cfg, read, now)[0])
     result.checks.append(check_restore_dir(cfg))
+    drill = drill_check(cfg, read, now)
+    if drill is not None:
+        result.checks.append(drill)
     if deep:
         result.checks.append(
             _guarded("deep", _deep_check, cfg, s3, snap_id, progress, result, lease, break_lock, notify)

@@ -569,3 +569,29 @@ def test_lock_held_is_a_dr_error_for_python_callers(moto_server, make_repo):
         pass
     assert isinstance(info.value, LockHeld)
     assert info.value.holder.owner == "ghost" and info.value.holder.stale is None
+
+
+def test_a_renewal_that_lands_after_a_break_does_not_bring_the_lease_back(server, bucket, make_repo, fault_proxy):
+    """A renewal stalled on the way past the ttl; the stale lease is broken, used and released; then the
+    renewal lands, the only version left, and would read as ours. The holder must count it as lost."""
+    from dr_tasks import LeaseLost
+
+    mine = make_repo(server, bucket, endpoint_url=fault_proxy.url).cfg()
+    theirs = make_repo(server, bucket).cfg()  # straight to the server: not slowed
+    notes: list[str] = []
+    with hold_lease(mine, operation="slow", ttl=2, notify=lambda lv, m: notes.append(m)) as lease:
+        taken = time.monotonic()
+        first = [v for v in lease.version_ids if v not in (None, "null")]
+        fault_proxy.add(Rule(op="PutObject", key=LOCK_KEY, fault=None, delay=6))  # every renewal stalls 6 s
+        time.sleep(max(0.0, taken + 3 - time.monotonic()))  # expired: no renewal has landed for the ttl
+        with hold_lease(theirs, operation="other", break_lock=True):
+            pass  # broke ours, held it, released it
+        fault_proxy.rules.clear()  # the stalled renewal goes on; later ones are not slowed
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(
+            vid not in first for _, vid, _, _ in lock_entries(server, bucket)
+        ):
+            time.sleep(0.2)  # the stalled renewal landed: a version of ours nobody broke
+        assert [e for e in lock_entries(server, bucket) if e[1] in first] == []  # the break removed our first
+        with pytest.raises(LeaseLost, match="lease lost; nothing more written"):
+            lease.ensure("nothing was written")

@@ -36,6 +36,8 @@ OPS_HELPERS: dict[str, str] = {
 OPS_PARTS: dict[str, str] = {
     "backup_plan": "backup",
     "backup_state": "backup",
+    "drill_live": "drill",
+    "drill_proof": "drill",
 }
 
 

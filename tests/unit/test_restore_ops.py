@@ -411,11 +411,14 @@ def _s3_with(responses: list[dict[str, Any]]) -> Any:
     stub = Stubber(s3.client)
     for r in responses:
         body = r.pop("data")
+        head = r.pop("head", None)
         stub.add_response(
             "get_object",
             {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentLength": len(body), **r},
             {"Bucket": "bkt", "Key": "k", "VersionId": "v1"},
         )
+        if head is not None:  # the part-layout question a multipart ETag asks (transport/parts.py)
+            stub.add_response("head_object", head, {"Bucket": "bkt", "Key": "k", "VersionId": "v1", "PartNumber": 1})
     stub.activate()
     return s3
 
@@ -435,7 +438,14 @@ def test_download_checks_size_and_md5_and_retries(tmp_path: Path) -> None:
     with pytest.raises(S3Error, match="asked for version v1"):
         s3.download_version("bkt", obj, tmp_path / "f")
 
-    # a multipart ETag is no MD5: size alone is checked
-    multi = ObjectVersion("k", "v1", len(good), '"0123456789abcdef0123456789abcdef-2"', T)
+    # a multipart ETag is a hash of the bytes cut into its parts: one part of these bytes proves them
+    one_part = ObjectVersion("k", "v1", len(good), f'"{hashlib.md5(hashlib.md5(good).digest()).hexdigest()}-1"', T)
     s3 = _s3_with([{"data": good, "VersionId": "v1"}])
-    assert s3.download_version("bkt", multi, tmp_path / "f") == hashlib.sha256(good).hexdigest()
+    assert s3.download_version("bkt", one_part, tmp_path / "f") == hashlib.sha256(good).hexdigest()
+
+    # ... and one no cut of them reproduces (the server does not tell its parts) is read again, then refused:
+    # never accepted on its size
+    multi = ObjectVersion("k", "v1", len(good), '"0123456789abcdef0123456789abcdef-2"', T)
+    s3 = _s3_with([{"data": good, "VersionId": "v1", "head": {"ContentLength": len(good)}} for _ in range(3)])
+    with pytest.raises(S3Error, match=r"do not hash to the multipart ETag .*\(3 tries\)"):
+        s3.download_version("bkt", multi, tmp_path / "f")

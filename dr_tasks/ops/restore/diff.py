@@ -95,10 +95,8 @@ def _text(data: bytes) -> str | None:
 
 
 def _load_yaml(text: str) -> Any:
-    try:
-        import yaml
-    except ImportError:  # Invoke carries its own copy; it reads invoke.yaml with it
-        from invoke.vendor import yaml  # type: ignore[no-redef]
+    import yaml
+
     docs = list(yaml.safe_load_all(text))
     return docs[0] if len(docs) == 1 else docs
 

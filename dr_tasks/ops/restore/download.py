@@ -135,6 +135,22 @@ def download_all(
     return [r for _, r in done if r is not None]
 
 
+def fetch_each(
+    cfg: DrConfig,
+    s3: S3,
+    staging: Path,
+    present: Iterable[Item],
+    refused: list[RefusedKey],
+    progress: Progress,
+) -> tuple[list[RestoredFile], list[Failure[Item]]]:
+    """`download_all` for a caller that reports each failed key itself (the live drill): nothing raised for them."""
+    writer = _Writer(staging, _name_max(cfg.restore_path), refused)
+    done, failed = _download_bulk(
+        engine_for(s3, cfg.transfer_client, cfg.concurrency), cfg.bucket, present, writer, progress
+    )
+    return [r for _, r in done if r is not None], failed
+
+
 def _download_bulk(
     engine: Engine,
     bucket: str,
