@@ -1,18 +1,21 @@
 """One typed, validated config object built from Invoke's `dr` config section.
 
-Defaults live in `DEFAULTS` and are declared on the collection with
-`ns.configure`, so every key exists (null where unset) and Invoke's
-`INVOKE_DR_<KEY>` environment variables can override any of them.
-Validation happens here, before any request is sent, and each problem is one
-line naming the key and the fix.
+Defaults live in `DEFAULTS`; `DECLARED` is what the collection declares with
+`ns.configure`, so every key exists and Invoke's `INVOKE_DR_<KEY>` environment
+variables can override any of them. Validation happens here, before any
+request is sent, and each problem is one line naming the key and the fix: a
+key dr does not know (a typo such as `endpoint` for `endpoint_url`) is refused
+first, with the nearest known key.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -63,26 +66,52 @@ DEFAULTS: dict[str, Any] = {
     "hooks": {},
 }
 
+# The tasks that run `pre_<task>` / `post_<task>` hooks.
 TASK_NAMES = (
     "snapshot",
-    "list",
-    "show",
     "restore",
     "rollback",
     "backup",
     "freshness",
     "versioning",
     "verify",
-    "drill",
     "reindex",
     "prune",
     "pin",
     "recover",
     "unprune",
 )
+# Tasks that run no hooks: a hook named for one of them would never run.
+NO_HOOK_TASKS = ("list", "show", "drill")
 for _task in TASK_NAMES:
     DEFAULTS["hooks"][f"pre_{_task}"] = []
     DEFAULTS["hooks"][f"post_{_task}"] = []
+
+# Keys whose value is a list of strings. Invoke casts an INVOKE_DR_<KEY>
+# variable by the declared value's type and cannot make a list of a string,
+# so these are declared null (their defaults apply when unset) and the
+# variable's text reaches `from_invoke`, which reads it as JSON.
+LIST_KEYS = (
+    ("sync_allow",),
+    ("sync_deny",),
+    ("preserve",),
+    *(("hooks", name) for name in DEFAULTS["hooks"]),
+)
+ENV_PREFIX = "INVOKE_"
+
+
+def _declared() -> dict[str, Any]:
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
+    for path in LIST_KEYS:
+        section = out
+        for part in path[:-1]:
+            section = section[part]
+        section[path[-1]] = None
+    return out
+
+
+# What the collection declares: every key of DEFAULTS, list keys null.
+DECLARED = _declared()
 
 # S3 bucket naming rules (the subset every provider accepts).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -355,12 +384,118 @@ def _backup(raw: Mapping[str, Any]) -> BackupConfig:
     return BackupConfig(endpoint=endpoint, prefix=_prefix(b, "prefix", "backup.prefix"), max_age_days=max_age)
 
 
+def _unknown(
+    raw: Mapping[str, Any], known: Mapping[str, Any], section: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Mapping[str, Any]]]:
+    """(key path, the keys its section knows) of every key in `raw` that `known` lacks, sections included."""
+    for key, value in raw.items():
+        name = str(key)
+        if name not in known:
+            yield (*section, name), known
+        elif isinstance(known[name], dict) and isinstance(value, Mapping):
+            yield from _unknown(value, known[name], (*section, name))
+
+
+def check_keys(raw: Mapping[str, Any]) -> None:
+    """Refuse a key dr does not know (under `dr:` or one of its sections), naming the nearest known one.
+
+    A typo is otherwise silently ignored: `endpoint` for `endpoint_url` sends
+    every request to AWS, a hook named `post_snaphot` never runs.
+    """
+    # Keys of `dr:` itself first: a section's typo is easier to read after them.
+    found = sorted(_unknown(raw, DEFAULTS), key=lambda f: len(f[0]))
+    if not found:
+        return
+    path, known = found[0]
+    key, name = ".".join(path), path[-1]
+    section = ".".join(("dr", *path[:-1]))
+    others = [".".join(("dr", *p)) for p, _ in found[1:]]
+    also = f" (also unknown: {', '.join(others)})" if others else ""
+    hook = re.fullmatch(r"(pre|post)_(\w+)", name) if path[:-1] == ("hooks",) else None
+    if hook and hook.group(2) in NO_HOOK_TASKS:
+        raise ConfigError(key, f"dr.{hook.group(2)} runs no hooks, so this one would never run{also}", "remove it")
+    # A flat `backup_bucket:` meant `bucket:` under the `backup:` section.
+    nested = [
+        f"{sub}.{name[len(sub) + 1 :]}"
+        for sub, keys in known.items()
+        if isinstance(keys, dict) and name.startswith(f"{sub}_") and name[len(sub) + 1 :] in keys
+    ]
+    if nested:
+        sub, inner = nested[0].split(".")
+        raise ConfigError(
+            key,
+            f"unknown key in section {section} (did you mean {section}.{nested[0]}?){also}",
+            f"put it under the `{sub}:` section as `{inner}:`",
+        )
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1)
+    if close:
+        raise ConfigError(
+            key,
+            f"unknown key in section {section} (did you mean {section}.{close[0]}?){also}",
+            f"rename it to `{close[0]}`, or remove it",
+        )
+    if path[:-1] == ("hooks",):
+        fix = f"remove it, or name it pre_<task> or post_<task> for one of: {', '.join(TASK_NAMES)}"
+    else:
+        fix = f"remove it (known keys: {', '.join(str(k) for k in known)})"
+    raise ConfigError(key, f"unknown key in section {section}{also}", fix)
+
+
+_LIST_EXAMPLES = {"sync_allow": '["state/**"]', "sync_deny": '["tmp/**", "*.log"]', "preserve": '["state/keep/**"]'}
+
+
+def env_var(path: tuple[str, ...]) -> str:
+    """The environment variable Invoke reads for a `dr` key, e.g. INVOKE_DR_HOOKS_POST_SNAPSHOT."""
+    return ENV_PREFIX + "_".join(("dr", *path)).upper()
+
+
+def _json_list(path: tuple[str, ...], text: str) -> list[str]:
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    var = env_var(path)
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    example = _LIST_EXAMPLES.get(path[-1], '["inv sync.push"]')
+    raise ConfigError(
+        ".".join(path),
+        f"${var} must be a JSON list of strings, got {shown!r}",
+        f"e.g. {var}='{example}', or {var}='[]' for none",
+    )
+
+
+def from_invoke(raw: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Invoke's `dr` section (plain dicts), checked for unknown keys, with list keys set from the environment decoded.
+
+    A list key's `INVOKE_DR_<KEY>` reaches here as the variable's text (see
+    `LIST_KEYS`); it is recognised by being exactly what the variable holds,
+    and must be a JSON list (`'[]'` switches e.g. a hook off for one run).
+    A string set in invoke.yaml keeps meaning a one-item list.
+    """
+    check_keys(raw)
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in raw.items()}
+    for path in LIST_KEYS:
+        section: Any = out
+        for part in path[:-1]:
+            section = section.get(part)
+            if not isinstance(section, dict):
+                break
+        else:
+            value = section.get(path[-1])
+            if isinstance(value, str) and environ.get(env_var(path)) == value:
+                section[path[-1]] = _json_list(path, value)
+    return out
+
+
 def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: Any) -> DrConfig:
     """Build a `DrConfig` from the `dr` section (a mapping) plus flag overrides.
 
     `base` is where a relative `root` is resolved from: the host project's
     directory when run through Invoke, the working directory otherwise.
     """
+    check_keys(raw or {})
     merged: dict[str, Any] = {**DEFAULTS, **dict(raw or {})}
     merged.update({k: v for k, v in overrides.items() if v is not None})
 
@@ -397,8 +532,9 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
                 f"{snapshot_prefix!r} covers the live keys of {what} {prefix + rel!r}",
                 "keep snapshots apart from live state, e.g. the default `snapshots/`",
             )
-    allow = _patterns(merged, "sync_allow", ["state/**"])
-    deny = _patterns(merged, "sync_deny", [])
+    # Null is "unset" here: list keys are declared null (see LIST_KEYS).
+    allow = _patterns(merged, "sync_allow", DEFAULTS["sync_allow"])
+    deny = _patterns(merged, "sync_deny", DEFAULTS["sync_deny"])
     _refuse_snapshot_prefix_over_pushed_paths(prefix, snapshot_prefix, allow, deny, restore_dir)
     # The index is always preserved, whatever else is listed: a rollback that
     # copied back an old index would drop the rows written since (its own too).

@@ -71,6 +71,7 @@ RELIED_ON: dict[str, Callable[[], bool]] = {
     "invoke.config.Config._load_yaml": _attr("invoke.config", "Config", "_load_yaml"),
     "invoke.config.Config._load_yml": _attr("invoke.config", "Config", "_load_yml"),
     "invoke.config.Config._load_json": _attr("invoke.config", "Config", "_load_json"),
+    "invoke.env.Environment.load": _attr("invoke.env", "Environment", "load"),
     "invoke.env.Environment._path_set": _attr("invoke.env", "Environment", "_path_set"),
     "invoke.env.Environment._path_get": _attr("invoke.env", "Environment", "_path_get"),
     "invoke.env.Environment._to_env_var": _attr("invoke.env", "Environment", "_to_env_var"),
@@ -175,8 +176,7 @@ def friendly_invoke_config_errors() -> None:
     Call it before Invoke loads the config: in a host's tasks.py, at its top.
     """
     import invoke.config as ic
-    import invoke.env as ie
-    from invoke.exceptions import Exit, UncastableEnvVar
+    from invoke.exceptions import Exit
 
     if not enabled() or getattr(ic, "_dr_tasks_guarded", False):
         return
@@ -231,6 +231,14 @@ def friendly_invoke_config_errors() -> None:
     ic.Config._load_yml = guarded(ic.Config._load_yml, "YAML")  # type: ignore[method-assign]
     ic.Config._load_json = guarded(ic.Config._load_json, "JSON")  # type: ignore[method-assign]
 
+    _guard_environment()
+
+
+def _guard_environment() -> None:
+    """INVOKE_* variables: an uncastable value or two keys on one variable as one line; dr's list keys passed on."""
+    import invoke.env as ie
+    from invoke.exceptions import AmbiguousEnvVar, Exit, UncastableEnvVar
+
     path_set = ie.Environment._path_set
 
     def _path_set(self: Any, key_path: Any, value: str) -> None:
@@ -239,6 +247,15 @@ def friendly_invoke_config_errors() -> None:
         except (ValueError, TypeError, UncastableEnvVar):
             var = (self._prefix or "") + self._to_env_var(key_path)
             old = self._path_get(key_path)
+            if isinstance(old, (list, tuple)) and list(key_path[:1]) == ["dr"]:
+                # A dr list key that invoke.yaml set: pass the text on, as Invoke
+                # does for a key declared null; dr reads it as a JSON list
+                # (config.from_invoke) and names the variable if it is not one.
+                target = self.data
+                for key in key_path[:-1]:
+                    target = target.setdefault(key, {})
+                target[key_path[-1]] = value
+                return
             kind = {int: "a whole number", float: "a number", list: "a list", tuple: "a list"}.get(
                 type(old), f"a {type(old).__name__}"
             )
@@ -248,6 +265,35 @@ def friendly_invoke_config_errors() -> None:
             ) from None
 
     ie.Environment._path_set = _path_set  # type: ignore[method-assign]
+
+    env_load = ie.Environment.load
+
+    def load(self: Any) -> Any:
+        try:
+            return env_load(self)
+        except AmbiguousEnvVar as err:
+            # Two keys map to one variable, e.g. a flat `backup_bucket:` beside
+            # the `backup:` section: most likely a typo, which dr's key check names.
+            from . import config
+
+            try:
+                section = self._path_get(["dr"])
+            except KeyError:
+                section = {}
+            try:
+                config.check_keys(_plain(section))
+            except config.ConfigError as bad:
+                raise Exit(str(bad), code=1) from None
+            raise Exit(f"config: {err}; fix: rename one of the keys that map to that variable", code=1) from None
+
+    ie.Environment.load = load  # type: ignore[method-assign]
+
+
+def _plain(value: Any) -> Any:
+    """Invoke's config mappings as plain dicts."""
+    if hasattr(value, "keys") and hasattr(value, "__getitem__"):
+        return {k: _plain(value[k]) for k in value}
+    return value
 
 
 # ---------------------------------------------------------------------- restore's optional positional

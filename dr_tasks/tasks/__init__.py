@@ -17,4 +17,4 @@ ns = Collection("dr")
 for module in (snapshot, drill, rollback, backup, restore, maintenance, recover):
     for t in module.TASKS:
         ns.add_task(t)
-ns.configure({"dr": config_mod.DEFAULTS})
+ns.configure({"dr": config_mod.DECLARED})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +34,7 @@ def _plain(value: Any) -> Any:
 
 
 def raw_config(c: Context) -> dict[str, Any]:
-    return _plain(c.config.get("dr") or {})
+    return config_mod.from_invoke(_plain(c.config.get("dr") or {}), os.environ)
 
 
 def project_dir(c: Context) -> Path:

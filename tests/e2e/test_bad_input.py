@@ -180,7 +180,7 @@ def test_wrong_config_is_one_line_and_sends_no_request(moto_server, make_repo, f
     ("env", "needle"),
     [
         ({"INVOKE_DR_CONCURRENCY": "many"}, "config dr.concurrency: $INVOKE_DR_CONCURRENCY must be a whole number"),
-        ({"INVOKE_DR_SYNC_ALLOW": "state/**"}, "config dr.sync_allow: $INVOKE_DR_SYNC_ALLOW must be a list"),
+        ({"INVOKE_DR_SYNC_ALLOW": "state/**"}, "config dr.sync_allow: $INVOKE_DR_SYNC_ALLOW must be a JSON list"),
         ({"INVOKE_DR_BUCKET": "Not A Bucket"}, "config dr.bucket: 'Not A Bucket' is not a valid bucket name"),
     ],
 )
