@@ -176,17 +176,8 @@ class IndexRead:
         return [r for r in self.typed if isinstance(r, PinRow)]
 
     def snapshot(self, snap_id: str) -> SnapshotRow | None:
-        """The first `snapshot` row with id `snap_id` (as `find` does)."""
+        """The first `snapshot` row with id `snap_id`."""
         return next((r for r in self.snapshots() if r.id == snap_id), None)
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r.get("kind") == kind]
-
-    def find(self, kind: str, row_id: str) -> dict[str, Any] | None:
-        for r in self.rows:
-            if r.get("kind") == kind and r.get("id") == row_id:
-                return r
-        return None
 
     def bad_summary(self, shown: int = 3) -> str | None:
         """One line naming the bad lines by number (every reader warns with it), or None."""
