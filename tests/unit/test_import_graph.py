@@ -36,6 +36,7 @@ OPS_HELPERS: dict[str, str] = {
 OPS_PARTS: dict[str, str] = {
     "backup_plan": "backup",
     "backup_state": "backup",
+    "rollback_plan": "rollback",
 }
 
 
