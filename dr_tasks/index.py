@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import DrError
 from .interrupt import shielded
-from .rows import PinRow, PruneRow, RollbackRow, Row, SnapshotRow, parse_rows
+from .rows import BackupRow, LockBreakRow, PinRow, PruneRow, RollbackRow, Row, SnapshotRow, parse_rows
 
 VERSION = 1
 
@@ -160,7 +160,7 @@ class IndexRead:
 
     @cached_property
     def typed(self) -> list[Row]:
-        """The snapshot, rollback, prune and pin rows, typed (see `dr_tasks.rows`), in line order."""
+        """The rows of the kinds `dr_tasks.rows` types, typed, in line order."""
         return parse_rows(self.rows)
 
     def snapshots(self) -> list[SnapshotRow]:
@@ -174,6 +174,12 @@ class IndexRead:
 
     def pins(self) -> list[PinRow]:
         return [r for r in self.typed if isinstance(r, PinRow)]
+
+    def backups(self) -> list[BackupRow]:
+        return [r for r in self.typed if isinstance(r, BackupRow)]
+
+    def lock_breaks(self) -> list[LockBreakRow]:
+        return [r for r in self.typed if isinstance(r, LockBreakRow)]
 
     def snapshot(self, snap_id: str) -> SnapshotRow | None:
         """The first `snapshot` row with id `snap_id`."""

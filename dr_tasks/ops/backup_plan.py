@@ -9,6 +9,7 @@ from typing import Any
 from ..config import DrConfig
 from ..errors import DrError
 from ..layout import META_PREFIX, PIN_PREFIX
+from ..rows import BackupRow
 from ..transport import S3, ObjectVersion, S3Error
 from .backup_state import BackupState, bind_source, read_state
 
@@ -139,12 +140,12 @@ def plan_backup(
     dst: S3,
     dest_bucket: str,
     *,
-    rows: list[dict[str, Any]] | None = None,
+    rows: list[BackupRow] | None = None,
     adopt: bool = False,
 ) -> BackupPlan:
     """Listings only (plus the one state object): what to copy, what to skip, what `--mirror` would delete.
 
-    `rows` (this repo's index) and `adopt` decide whose backup the
+    `rows` (this repo's index's backup rows) and `adopt` decide whose backup the
     destination holds (`bind_source`): another source's is `ForeignBackup`.
     """
     warnings: list[str] = []
