@@ -252,9 +252,27 @@ class BackupRow:
     ) -> BackupRow:
         """The row of a run that just ended (every field recorded; `partial` when any object failed)."""
         row = cls(
-            id, ts, source, source_endpoint, True, dest_bucket, dest, dest_endpoint, True, dest_region,
-            objects, copied, skipped, deleted, bytes, failed, failed > 0, mirror, seconds, {},
-        )  # fmt: skip
+            id=id,
+            ts=ts,
+            source=source,
+            source_endpoint=source_endpoint,
+            records_source_endpoint=True,
+            dest_bucket=dest_bucket,
+            dest=dest,
+            dest_endpoint=dest_endpoint,
+            records_dest_endpoint=True,
+            dest_region=dest_region,
+            objects=objects,
+            copied=copied,
+            skipped=skipped,
+            deleted=deleted,
+            bytes=bytes,
+            failed=failed,
+            partial=failed > 0,
+            mirror=mirror,
+            seconds=seconds,
+            raw={},
+        )
         return replace(row, raw=row.format())
 
     def format(self) -> dict[str, Any]:
