@@ -47,6 +47,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-install", action="store_true", help="do not pip/apt-get install missing peers")
     ap.add_argument("--peers", default="aws,s3-pit-restore,rclone", help="comma list of peers to run, or none")
     ap.add_argument("--out", default=str(tools.OUT))
+    ap.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="also run dr-tasks at git revision REV (installed into bench/out/baseline-<sha>) beside ours",
+    )
     a = ap.parse_args(argv)
     only_given = any(x.startswith("--only") for x in (sys.argv[1:] if argv is None else argv))
     if a.quick:
@@ -90,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(a.peers.split(",")) - {"none", ""}
     peers = tools.find_peers(install=not a.no_install, wanted=wanted, log=log)
     log(f"peers: {peers.to_dict()}")
+    tools.BASELINES[:] = [tools.install_baseline(rev, log=log) for rev in a.baseline]
     results: dict[str, Any] = {
         "meta": {
             "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -98,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": a.runs,
             "n": {"rgw": a.n, "moto": a.moto_n},
             "peers": peers.to_dict(),
+            "baselines": [label for label, _ in tools.BASELINES],
             "missing_scenarios": [],
         },
         "ceilings": [],

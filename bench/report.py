@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .scenarios import FLOOR, OURS
+
 
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None:
@@ -20,6 +22,29 @@ def _ops(rpo: dict[str, float]) -> str:
     if not rpo:
         return "–"
     return ", ".join(f"{op} {v:g}" for op, v in sorted(rpo.items(), key=lambda kv: -kv[1]) if v >= 0.0005)
+
+
+def against_baseline(results: dict[str, Any]) -> list[str]:
+    """`--baseline REV`: ours and each baseline as a ratio to the boto3 floor timed in the same rounds."""
+    labels = results["meta"].get("baselines") or []
+    rows = []
+    for sc in results["scenarios"]:
+        t = sc["tools"]
+        floor = (t.get(FLOOR) or {}).get("median_s")
+        ours = (t.get(OURS) or {}).get("median_s")
+        for label in labels:
+            base = (t.get(label) or {}).get("median_s")
+            if floor and ours and base:
+                r_ours, r_base = ours / floor, base / floor
+                rows.append(
+                    f"| {sc['server']}: {sc['scenario']} | {label} | {r_base:.3f} | {r_ours:.3f} | "
+                    f"{(r_ours / r_base - 1) * 100:+.1f} % |"
+                )
+    if not rows:
+        return []
+    head = ["", "## Against a baseline revision, as multiples of the boto3 floor (same rounds)", ""]
+    head += ["| scenario | baseline | baseline/floor | ours/floor | change |", "|---|---|---:|---:|---:|"]
+    return head + rows
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -74,6 +99,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_fmt(t['server_busy_pct'], 0)} | {_fmt(t['client_cpu_s'])} | {_fmt(t['peak_rss_mib'], 0)} | "
                 f"{correct} |"
             )
+    lines += against_baseline(results)
     lines += rss_against_size(results)
     if results.get("scaling"):
         ns = sorted({p["n"] for p in results["scaling"]})

@@ -119,6 +119,14 @@ def json_out(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def ours_tools(make: Callable[[str, tools.HostRepo], Tool], host: Path, server: Server, bucket: str) -> list[Tool]:
+    """Ours, plus each `--baseline` revision in its own host repo (its own index and holding dir)."""
+    out = [make(OURS, tools.HostRepo(host, server, bucket))]
+    for label, inv in tools.BASELINES:
+        out.append(make(label, tools.HostRepo(host.with_name(f"{host.name}-{label}"), server, bucket, inv=inv)))
+    return out
+
+
 def _exists(rel: str) -> bool:
     return (REPO / rel).exists()
 
@@ -128,7 +136,6 @@ def snapshot(server: Server, hist: History, work: Path, peers: tools.Peers) -> S
     client = server.client()
     b = hist.bucket
     expected = _strip(hist.state_at(None, "state/"), "state/")
-    repo = tools.HostRepo(work / "host-snapshot", server, b)
 
     def cleanup(_run: int) -> None:
         purge(client, b, "snapshots/")
@@ -143,18 +150,22 @@ def snapshot(server: Server, hist: History, work: Path, peers: tools.Peers) -> S
 
         return verify
 
-    def ours_prepare(run: int, ep: Endpoint) -> Prepared:
-        repo.configure(ep(server))
-        return repo.argv("dr.snapshot", f"--label=bench-r{run}", "--json"), repo.env(), repo.path
+    def ours_tool(name: str, repo: tools.HostRepo) -> Tool:
+        def prepare(run: int, ep: Endpoint) -> Prepared:
+            repo.configure(ep(server))
+            return repo.argv("dr.snapshot", f"--label=bench-r{run}", "--json"), repo.env(), repo.path
 
-    def ours_verify(run: int, m: Measurement) -> dict[str, Any]:
-        dest = str(json_out(m.stdout).get("dest", ""))
-        prefix = dest.removeprefix(f"s3://{b}/")
-        if not prefix:
-            return {"ok": False, "error": "no dest in the --json output"}
-        return compare(expected, {k.removeprefix("state/"): v for k, v in list_etags(client, b, prefix).items()})
+        def verify(run: int, m: Measurement) -> dict[str, Any]:
+            dest = str(json_out(m.stdout).get("dest", ""))
+            prefix = dest.removeprefix(f"s3://{b}/")
+            if not prefix:
+                return {"ok": False, "error": "no dest in the --json output"}
+            got = list_etags(client, b, prefix)
+            return compare(expected, {k.removeprefix("state/"): v for k, v in got.items()})
 
-    ts: list[Tool] = [Tool(OURS, ours_prepare, ours_verify, cleanup)]
+        return Tool(name, prepare, verify, cleanup)
+
+    ts = ours_tools(ours_tool, work / "host-snapshot", server, b)
     if peers.aws:
         aws = str(tools.PEERS / "bin" / "aws")
         ts.append(
@@ -220,7 +231,6 @@ def restore(
     unit_name = f"u{unit:02d}" if unit is not None else None
     name = f"restore {unit_name}" if unit is not None else "restore all units"
     out_root = work / "restore-out"
-    repo = tools.HostRepo(work / "host-restore", server, b)
 
     def dest(tool: str, run: int) -> Path:
         return out_root / f"{tool}-r{run}"
@@ -228,7 +238,6 @@ def restore(
     def cleanup_dir(tool: str) -> Callable[[int], None]:
         def cleanup(run: int) -> None:
             shutil.rmtree(dest(tool, run), ignore_errors=True)
-            shutil.rmtree(repo.path / "_restore", ignore_errors=True)
 
         return cleanup
 
@@ -239,23 +248,29 @@ def restore(
 
         return verify
 
-    def ours_prepare(run: int, ep: Endpoint) -> Prepared:
-        # restore_dir stays the default `_restore` (it must be gitignored and denied inside the repo).
-        repo.configure(ep(server))
-        return repo.argv(*ours_restore_args(unit_name, hist.t_iso)), repo.env(), repo.path
+    def ours_tool(name: str, repo: tools.HostRepo) -> Tool:
+        def prepare(run: int, ep: Endpoint) -> Prepared:
+            # restore_dir stays the default `_restore` (it must be gitignored and denied inside the repo).
+            repo.configure(ep(server))
+            return repo.argv(*ours_restore_args(unit_name, hist.t_iso)), repo.env(), repo.path
 
-    def ours_verify(run: int, m: Measurement) -> dict[str, Any]:
-        # One holding dir <restore_dir>/<UNIT or all>-<compact TS>/ (plus its receipt file beside it);
-        # with --all the names are relative to the repo root.
-        got: dict[str, str] = {}
-        root = repo.path / "_restore"
-        holdings = [d for d in root.iterdir() if d.is_dir()] if root.exists() else []
-        for holding in holdings:
-            for rel, md5 in local_md5s(holding).items():
-                got[rel if unit_name else rel.removeprefix(prefix)] = md5
-        return compare(expected, got)
+        def verify(run: int, m: Measurement) -> dict[str, Any]:
+            # One holding dir <restore_dir>/<UNIT or all>-<compact TS>/ (plus its receipt file beside it);
+            # with --all the names are relative to the repo root.
+            got: dict[str, str] = {}
+            root = repo.path / "_restore"
+            holdings = [d for d in root.iterdir() if d.is_dir()] if root.exists() else []
+            for holding in holdings:
+                for rel, md5 in local_md5s(holding).items():
+                    got[rel if unit_name else rel.removeprefix(prefix)] = md5
+            return compare(expected, got)
 
-    ts: list[Tool] = [Tool(OURS, ours_prepare, ours_verify, cleanup_dir("ours"))]
+        def cleanup(run: int) -> None:
+            shutil.rmtree(repo.path / "_restore", ignore_errors=True)
+
+        return Tool(name, prepare, verify, cleanup)
+
+    ts = ours_tools(ours_tool, work / "host-restore", server, b)
     if peers.pit:
         pit = str(tools.PEERS / "bin" / "s3-pit-restore")
         ts.append(
@@ -360,7 +375,7 @@ def backup(
         route = "direct" if ep(server) == server.endpoint else "proxied"
         if phase != "first":
             return state.dests[(route, tool)]
-        name = f"bk-{tool.replace('-', '')[:10]}-{run}-{uuid.uuid4().hex[:6]}"
+        name = f"bk-{tool.replace('-', '').replace('@', '')[:10]}-{run}-{uuid.uuid4().hex[:6]}"
         dst.create_bucket(Bucket=name)
         dst.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         state.dests[(route, tool)] = name
@@ -378,16 +393,16 @@ def backup(
 
         return verify
 
-    repo = tools.HostRepo(work / "host-backup", server, b)
+    def ours_tool(name: str, repo: tools.HostRepo) -> Tool:
+        def prepare(run: int, ep: Endpoint) -> Prepared:
+            current[(name, run)] = new_dest(name, run, ep)
+            backup = {"bucket": current[(name, run)], "endpoint_url": ep(dest_server), "region": "us-east-1"}
+            repo.configure(ep(server), backup=backup)
+            return repo.argv("dr.backup", "--json"), repo.env(), repo.path
 
-    def ours_prepare(run: int, ep: Endpoint) -> Prepared:
-        current[(OURS, run)] = new_dest(OURS, run, ep)
-        repo.configure(
-            ep(server), backup={"bucket": current[(OURS, run)], "endpoint_url": ep(dest_server), "region": "us-east-1"}
-        )
-        return repo.argv("dr.backup", "--json"), repo.env(), repo.path
+        return Tool(name, prepare, verify_bucket(name), _noop)
 
-    ts: list[Tool] = [Tool(OURS, ours_prepare, verify_bucket(OURS), _noop)]
+    ts = ours_tools(ours_tool, work / "host-backup", server, b)
     if "aws" in names:
         aws = str(tools.PEERS / "bin" / "aws")
 

@@ -34,6 +34,32 @@ def set_run_dir(path: Path) -> None:
 
 
 INV = str(Path(sys.executable).with_name("inv"))
+# `--baseline REV`: (label, path of that revision's `inv`), run beside ours in every scenario
+# that runs ours, so a change's before and after are timed in one run against the same floor.
+BASELINES: list[tuple[str, str]] = []
+
+
+def install_baseline(rev: str, log: Any = print) -> tuple[str, str]:
+    """dr-tasks at git revision `rev`, installed (not editable: compiled, as pip installs it) into
+    its own venv under bench/out/baseline-<sha>; returns (label, path of its `inv`)."""
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short=10", rev], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    venv = OUT / f"baseline-{sha}"
+    inv = venv / "bin" / "inv"
+    if not inv.exists():
+        src = OUT / f"baseline-src-{sha}"
+        shutil.rmtree(src, ignore_errors=True)
+        src.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        log(f"installing dr-tasks@{sha} into {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(src)], check=True)
+        shutil.rmtree(src, ignore_errors=True)
+    return f"dr-tasks@{sha}", str(inv)
+
+
 HOST_TASKS = "from invoke import Collection\nfrom dr_tasks import dr\n\nns = Collection(dr)\n"
 
 
@@ -181,8 +207,9 @@ def floor_argv(mode: str, **kw: str | int) -> list[str]:
 class HostRepo:
     """A scratch host repo, as a user has one: tasks.py + invoke.yaml + state/."""
 
-    def __init__(self, path: Path, server: Server, bucket: str) -> None:
+    def __init__(self, path: Path, server: Server, bucket: str, inv: str = INV) -> None:
         self.path = path
+        self.inv = inv
         self.server = server
         self.bucket = bucket
         if path.exists():
@@ -208,4 +235,4 @@ class HostRepo:
         return env
 
     def argv(self, *args: str) -> list[str]:
-        return [INV, *args]
+        return [self.inv, *args]

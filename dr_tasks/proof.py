@@ -3,9 +3,10 @@
 Bytes are accepted on proof only: an ETag exactly equal to one dr-tasks
 recorded for them (the manifest's, or the one it recorded when it wrote a copy),
 or the bytes re-read and hashed to a recorded SHA-256, or to an MD5 equal to a
-recorded ETag. An ETag's shape (with or without "-N") and a matching size never
-prove anything: a multipart ETag is no hash of the bytes, and the same size is
-what a same-size edit has too. Shape and size are used only to *refuse*.
+recorded ETag, or to the multipart ETag the server gave them (recomputed where
+the parts end: transport/parts.py). An ETag's shape (with or without "-N") and a
+matching size never prove anything: the same size is what a same-size edit has
+too. Shape and size are used only to *refuse*.
 
 Every path that decides whether an object is intact or unchanged (rollback's
 and verify's snapshot checks, recover's "same" decision, the transfer checks
@@ -14,6 +15,7 @@ of restore, backup and recover) asks this module and acts on its verdict.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -113,6 +115,11 @@ def in_transit(read: int, size: int, md5_hex: str | None, etag: str, encrypted: 
         return Proof(Verdict.MISMATCH, f"read {read} bytes, expected {size}")
     if md5_hex is not None and md5_hex.lower() == plain(etag):
         return PROVEN
+    if md5_hex is not None and not encrypted and plain(etag).endswith("-1"):
+        # One part: the multipart ETag is the MD5 of the whole object's MD5.
+        if hashlib.md5(bytes.fromhex(md5_hex)).hexdigest() == plain(etag)[:-2]:
+            return PROVEN
+        return Proof(Verdict.MISMATCH, f"the bytes read hash to MD5 {md5_hex}, not the one-part ETag {plain(etag)}")
     if md5_hex is not None and could_be_md5(etag) and not encrypted:
         return Proof(Verdict.MISMATCH, f"the bytes read hash to MD5 {md5_hex}, the ETag says {plain(etag)}")
     return Proof(Verdict.UNVERIFIABLE, f"ETag {plain(etag)} is no MD5 of the bytes; only the size was checked")

@@ -128,6 +128,8 @@ class CrtClient:
 
         self.concurrency = max(1, concurrency)
         self.config = s3.config
+        # The botocore client of the same endpoint, for the odd HEAD a check needs.
+        self.s3 = s3
         url = urlsplit(s3.client.meta.endpoint_url)
         self._netloc = url.netloc
         self._base = url.path.rstrip("/")

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from ..errors import DrError
-from . import checks
+from . import checks, parts
 from .crt_client import Completions, CrtClient, _Call, _parse_copy_result
 from .errors import S3Error, error_hint
 from .jobs import CopyJob, GetJob, ServerCopyJob, SourceGrew, WriteFailed
@@ -136,12 +136,25 @@ class BulkS3(CrtClient):
                 return job, S3Error("GetObject", job.bucket, job.key, wrong)
             encrypted = checks.md5_hidden_by_headers(call.headers)
             problem = checks.transit_problem(call.size, job.size, call.md5.hexdigest(), job.etag, encrypted)
+            if not problem and parts.applies(job.etag, encrypted):
+                problem = self._parts_problem(call)
             if not problem:
                 if not job.in_memory:
                     return job, call.sha.hexdigest()
                 writers.submit(self._write, call, b"".join(call.buf), done)
                 return None  # its outcome comes back through `done` once written
         return self._again(call, S3Error("GetObject", job.bucket, what, problem), done)
+
+    def _parts_problem(self, call: _Call) -> str:
+        """Why the bytes fetched are not proven by their multipart ETag ("" when they are)."""
+        job: GetJob[Any] = call.job
+        if job.in_memory:
+            data = b"".join(call.buf)
+            read: Any = lambda: [data]  # noqa: E731
+        else:
+            read = parts.file_chunks(job.dest)
+        p = parts.prove_version(self.s3, job.bucket, job.obj, read)
+        return "" if p.proven else p.why
 
     def _again(self, call: _Call, err: S3Error, done: Completions) -> _Outcome | None:
         """Send `call`'s job again, or, past the attempts, give up with `err` (naming the attempts made)."""

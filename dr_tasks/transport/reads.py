@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import checks
+from . import checks, parts
 from .client import S3Base
 from .errors import S3Error
 from .model import ObjectDigest, ObjectVersion
@@ -132,7 +132,8 @@ class ReadsMixin(S3Base):
         """Stream exactly `obj` (its version id) into `dest`, check it, and return its SHA-256 (hex).
 
         The bytes must match the listing's size, and its MD5 where the ETag is
-        one (`checks.transit_problem`); a body cut short or damaged on the way
+        one (`checks.transit_problem`), or the multipart ETag recomputed from
+        them where it is that (`parts`); a body cut short or damaged on the way
         is fetched again from the start. `dest` is the caller's temp file.
         """
         if obj.size == 0:
@@ -156,6 +157,10 @@ class ReadsMixin(S3Base):
             problem = checks.transit_problem(size, obj.size, md5.hexdigest(), obj.etag, encrypted)
             if problem:
                 raise ReadAgain(problem)
+            if parts.applies(obj.etag, encrypted):
+                fh_proof = parts.prove_version(self, bucket, obj, parts.file_chunks(dest))
+                if not fh_proof.proven:
+                    raise ReadAgain(fh_proof.why)
             return sha.hexdigest()
 
         kwargs = {"Bucket": bucket, "Key": obj.key, **checks.version_query(obj.version_id)}

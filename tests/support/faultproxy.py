@@ -132,7 +132,7 @@ class FaultProxy:
         self.faults: Counter[str] = Counter()
         # (operation, key, listing prefix) of every request, in the order they arrived.
         self.log: list[tuple[str, str, str]] = []
-        # Called with (operation, body) on every 200 answer forwarded; returns the body to send instead.
+        # Called with (operation, body) on every 200 or 206 answer forwarded; returns the body to send instead.
         self.rewrite: Callable[[str, bytes], bytes] | None = None
         self._lock = threading.Lock()
         # Parked requests ("stall", "hold", "hold-after") wait on this; `release()` swaps in a fresh one.
@@ -276,7 +276,7 @@ class FaultProxy:
             )
             resp = conn.getresponse()
             data = resp.read()
-            if self.rewrite is not None and resp.status == 200 and h.command != "HEAD":
+            if self.rewrite is not None and resp.status in (200, 206) and h.command != "HEAD":
                 data = self.rewrite(op, data)
             if fault == "hold-after":
                 # The server has done it; the client never hears back.

@@ -73,3 +73,17 @@ def test_recover_same_needs_a_record_or_equal_etags() -> None:
     rewrite = {"etag": "2" * 32 + "-2", "size": 18, "from_etag": MULTI, "source_etag": None}
     assert _same(_o("2" * 32 + "-2"), backup, None, rewrite).proven
     assert _same(_o("3" * 32 + "-2"), backup, None, rewrite).verdict is Verdict.UNVERIFIABLE
+
+
+def test_a_one_part_multipart_etag_is_a_hash_of_the_bytes() -> None:
+    import hashlib
+
+    from dr_tasks import proof
+
+    data = b"one part"
+    md5 = hashlib.md5(data).hexdigest()
+    one_part = hashlib.md5(hashlib.md5(data).digest()).hexdigest() + "-1"
+    assert proof.in_transit(len(data), len(data), md5, one_part).proven
+    other = hashlib.md5(b"one pArt").hexdigest()
+    assert proof.in_transit(len(data), len(data), other, one_part).mismatch
+    assert not proof.in_transit(len(data), len(data), md5, one_part, encrypted=True).proven
