@@ -45,8 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "preserve": None,
     "retention_days": 30,
     # Requests in flight, not threads: bulk requests go through awscrt's event
-    # loop. At a real region's 30 ms a request, 16 in flight cap a run near
-    # 530 requests/s; a local server gains nothing past 16 and loses nothing at 32.
+    # loop. 32 because 16 capped a run behind a real region's latency (bench/README.md, finding 12).
     "concurrency": 32,
     # "crt": bulk GETs and small cross-region copies go through awscrt (C, far
     # less client CPU per request); "classic": everything through boto3.

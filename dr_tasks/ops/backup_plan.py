@@ -10,6 +10,7 @@ from ..config import DrConfig
 from ..errors import DrError
 from ..layout import META_PREFIX, PIN_PREFIX
 from ..progress import NULL_PROGRESS, Progress, counted
+from ..rows import BackupRow
 from ..transport import S3, ObjectVersion, S3Error
 from .backup_state import BackupState, bind_source, read_state
 
@@ -140,13 +141,13 @@ def plan_backup(
     dst: S3,
     dest_bucket: str,
     *,
-    rows: list[dict[str, Any]] | None = None,
+    rows: list[BackupRow] | None = None,
     adopt: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> BackupPlan:
     """Listings only (plus the one state object): what to copy, what to skip, what `--mirror` would delete.
 
-    `rows` (this repo's index) and `adopt` decide whose backup the
+    `rows` (this repo's index's backup rows) and `adopt` decide whose backup the
     destination holds (`bind_source`): another source's is `ForeignBackup`.
     """
     warnings: list[str] = []

@@ -208,7 +208,7 @@ def _check_owner(cfg: DrConfig, state: BackupState, held: int, from_other_source
     assert cfg.backup.endpoint is not None
     bucket = cfg.backup.endpoint.bucket
     where = f"s3://{bucket}/{cfg.backup.prefix}"
-    owner = whose_backup(cfg, state, held, Index(cfg.index_path).read().rows, bucket)
+    owner = whose_backup(cfg, state, held, Index(cfg.index_path).read().backups(), bucket)
     if owner.foreign is not None:
         if not from_other_source:
             raise ForeignRecover(cfg, where, owner.foreign)

@@ -81,11 +81,11 @@ def backup(
     not_due = backup_not_due(cfg, options)
     if not_due is not None:
         msg = (
-            f"backup not due: the last complete cross-region-backup {not_due.last.get('id')} ran {ago(not_due.age)}, "
+            f"backup not due: the last complete cross-region-backup {not_due.last.id} ran {ago(not_due.age)}, "
             f"within --if-older-than={if_older_than}; nothing sent"
         )
         if json_:
-            render.print_json({"not_due": True, "last_complete": not_due.last, "message": msg})
+            render.print_json({"not_due": True, "last_complete": not_due.last.raw, "message": msg})
         else:
             render.lines([msg])
         return

@@ -8,6 +8,7 @@ import pytest
 
 from dr_tasks.backup_rows import newest_backup_row
 from dr_tasks.errors import DrError
+from dr_tasks.index import IndexRead
 from dr_tasks.ops.freshness import ago
 from dr_tasks.ops.versioning import RULE_ID, _assess, covers_whole_bucket, our_rule
 from dr_tasks.timeparse import parse_duration
@@ -53,9 +54,11 @@ def test_newest_backup_row_skips_partial_unparseable_and_other_buckets() -> None
         {"kind": "cross-region-backup", "ts": "2026-01-05T00:00:00Z", "dest_bucket": "b", "id": "5"},  # no flag
         {"kind": "snapshot", "ts": "2026-01-06T00:00:00Z", "id": "6"},
     ]
-    assert newest_backup_row(rows, "b")["id"] == "1"
-    assert newest_backup_row(rows)["id"] == "4"
-    assert newest_backup_row(rows, "zzz") is None
+    backups = IndexRead(rows=rows).backups()
+    assert [b.id for b in backups] == ["1", "2", "3", "4", "5"]
+    assert newest_backup_row(backups, "b").id == "1"  # type: ignore[union-attr]
+    assert newest_backup_row(backups).id == "4"  # type: ignore[union-attr]
+    assert newest_backup_row(backups, "zzz") is None
 
 
 @pytest.mark.parametrize(

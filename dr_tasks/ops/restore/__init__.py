@@ -188,13 +188,9 @@ def restore_at(
     s3: S3 | None = None,
     now: datetime | None = None,
 ) -> RestoreResult:
-    """Restore `unit` (or `path`, or everything) as it was at `ts` into the holding dir.
+    """`run_restore(cfg, RestoreOptions(ts, unit=..., ...))` in keyword form, kept for the Python API (docs/restore.md).
 
-    The keyword form of `run_restore`. Raises DrError on any refusal (bad TS,
-    unsafe or existing holding dir, nothing at TS) or download failure,
-    leaving no holding dir behind. Keys refused for safety do not raise: they
-    are in `result.refused`, every other key was restored, and `result.ok` is
-    False.
+    It adds nothing: every check and every step is `run_restore`'s.
     """
     options = RestoreOptions(ts, unit=unit, path=path, all_=all_, force=force, full=full, now=now)
     return run_restore(cfg, options, progress=progress, s3=s3)
@@ -203,7 +199,14 @@ def restore_at(
 def run_restore(
     cfg: DrConfig, options: RestoreOptions, *, progress: Progress = NULL_PROGRESS, s3: S3 | None = None
 ) -> RestoreResult:
-    """Plan (no request), then apply: see `restore_at`."""
+    """Restore `options.unit` (or `path`, or everything) as it was at `options.ts` into the holding dir.
+
+    The one entry of the restore: plan (`plan_restore`, no request), then
+    apply. Raises DrError on any refusal (bad TS, unsafe or existing holding
+    dir, nothing at TS) or download failure, leaving no holding dir behind.
+    Keys refused for safety do not raise: they are in `result.refused`, every
+    other key was restored, and `result.ok` is False.
+    """
     started = time.monotonic()
     plan = plan_restore(cfg, options)
     result = _apply(cfg, plan, s3 or S3(cfg.endpoint, cfg.concurrency), progress)
