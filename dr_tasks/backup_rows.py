@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .config import DrConfig, same_endpoint
+from .config import DrConfig
+from .endpoints import same_endpoint
 from .rows import BACKUP_KIND, BackupRow
 
 KIND = BACKUP_KIND

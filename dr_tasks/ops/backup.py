@@ -55,7 +55,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..backup_rows import BackupDest, newest_backup_row
-from ..config import DrConfig, Endpoint, same_endpoint
+from ..config import DrConfig, Endpoint
+from ..endpoints import same_endpoint
 from ..errors import ConfigError, DrError
 from ..index import Index, utc_now
 from ..lease import Lease, Notify, check_lease
