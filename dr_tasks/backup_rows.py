@@ -1,4 +1,5 @@
-"""`cross-region-backup` rows: which backup a row records (from which primary, to where), and the newest.
+"""`cross-region-backup` rows (`rows.BackupRow`): which backup a row records (from which primary, to where), and
+the newest.
 
 Shared by `dr.backup` (`--if-older-than`, and whose backup a destination
 holds), `dr.recover`, `dr.freshness` and `dr.verify`, so none of them imports
@@ -9,37 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from .config import DrConfig, same_endpoint
-from .timeparse import parse_iso
+from .config import DrConfig
+from .endpoints import same_endpoint
+from .rows import BACKUP_KIND, BackupRow
 
-KIND = "cross-region-backup"
+KIND = BACKUP_KIND
 # How far ahead of this machine's clock a row may be dated and still count:
 # ordinary drift between the machine that ran the backup and this one. Past
 # it, the row's age would be negative and it would pass for fresh for that
 # much longer than `backup.max_age_days`, hiding a backup that stopped.
 FUTURE_TOLERANCE = timedelta(minutes=5)
-
-
-def row_time(row: dict[str, Any] | None) -> datetime | None:
-    """A row's `ts`, or None when it is missing or not our ISO format."""
-    ts = row.get("ts") if row else None
-    if not isinstance(ts, str):
-        return None
-    try:
-        return parse_iso(ts)
-    except ValueError:
-        return None
-
-
-def row_dest_prefix(row: dict[str, Any]) -> str | None:
-    """The backup prefix a cross-region-backup row records (from `dest`, `s3://<bucket>/<prefix>`), or None."""
-    dest, bucket = row.get("dest"), row.get("dest_bucket")
-    head = f"s3://{bucket}/"
-    if isinstance(dest, str) and isinstance(bucket, str) and dest.startswith(head):
-        return dest[len(head) :]
-    return None
 
 
 @dataclass(frozen=True)
@@ -69,21 +50,20 @@ class BackupSource:
             return False
         return same_endpoint(self.endpoint_url, other.endpoint_url, resolve=resolve)
 
-    def made(self, row: dict[str, Any]) -> bool:
+    def made(self, row: BackupRow) -> bool:
         """Whether a cross-region-backup row was read from this source, as far as the row records it.
 
         The row's `source` is `s3://<bucket>/<prefix>`; its `source_endpoint`
         is compared when recorded, by host and port with no DNS lookup.
         """
-        recorded = row.get("source")
-        if not isinstance(recorded, str):
+        recorded = row.source
+        if recorded is None:
             return True  # rows from before the source was recorded
         head = f"s3://{self.bucket}/"
         if recorded != head + (self.prefix or "") and not (self.prefix is None and recorded.startswith(head)):
             return False
-        if "source_endpoint" in row:
-            ep = row.get("source_endpoint")
-            return (ep is None or isinstance(ep, str)) and same_endpoint(ep, self.endpoint_url, resolve=False)
+        if row.records_source_endpoint:
+            return same_endpoint(row.source_endpoint, self.endpoint_url, resolve=False)
         return True
 
 
@@ -109,7 +89,7 @@ class BackupDest:
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
-    def holds(self, row: dict[str, Any]) -> bool:
+    def holds(self, row: BackupRow) -> bool:
         """Whether `row` records a backup to this destination.
 
         The bucket is always compared; the prefix, the endpoint and (with
@@ -118,49 +98,48 @@ class BackupDest:
         compare by host and port with no DNS lookup: freshness sends nothing
         over the network.
         """
-        if row.get("dest_bucket") != self.bucket:
+        if row.dest_bucket != self.bucket:
             return False
         if self.source is not None and not self.source.made(row):
             return False
-        prefix = row_dest_prefix(row)
+        prefix = row.dest_prefix
         if prefix is not None and prefix != self.prefix:
             return False
-        recorded = row.get("dest_endpoint")
-        if "dest_endpoint" in row and (recorded is None or isinstance(recorded, str)):
-            return same_endpoint(recorded, self.endpoint_url, resolve=False)
+        if row.records_dest_endpoint:
+            return same_endpoint(row.dest_endpoint, self.endpoint_url, resolve=False)
         return True
 
 
-def _matches(row: dict[str, Any], dest: str | BackupDest | None) -> bool:
+def _matches(row: BackupRow, dest: str | BackupDest | None) -> bool:
     if dest is None:
         return True
     if isinstance(dest, BackupDest):
         return dest.holds(row)
-    return row.get("dest_bucket") == dest
+    return row.dest_bucket == dest
 
 
-def complete_rows(
-    rows: list[dict[str, Any]], dest: str | BackupDest | None
-) -> list[tuple[int, datetime, dict[str, Any]]]:
-    """(position in the index, time, row) of each complete cross-region-backup row to `dest`, in index order."""
-    out: list[tuple[int, datetime, dict[str, Any]]] = []
+# (position among the backup rows, in index order; when it ran; the row)
+Entry = tuple[int, datetime, BackupRow]
+
+
+def complete_rows(rows: list[BackupRow], dest: str | BackupDest | None) -> list[Entry]:
+    """An entry for each complete cross-region-backup row to `dest` with a readable time, in index order."""
+    out: list[Entry] = []
     for i, r in enumerate(rows):
-        if r.get("kind") != KIND or r.get("partial") is not False or not _matches(r, dest):
-            continue
-        at = row_time(r)
+        at = r.at if r.complete and _matches(r, dest) else None
         if at is not None:
             out.append((i, at, r))
     return out
 
 
-def newest_of(entries: list[tuple[int, datetime, dict[str, Any]]]) -> tuple[int, datetime, dict[str, Any]] | None:
+def newest_of(entries: list[Entry]) -> Entry | None:
     """The latest-dated entry; of equal dates, the one appended last."""
     return max(entries, key=lambda e: (e[1], e[0]), default=None)
 
 
 def newest_backup_row(
-    rows: list[dict[str, Any]], dest: str | BackupDest | None = None, *, now: datetime | None = None
-) -> dict[str, Any] | None:
+    rows: list[BackupRow], dest: str | BackupDest | None = None, *, now: datetime | None = None
+) -> BackupRow | None:
     """The newest complete (not partial) cross-region-backup row, to `dest` when given.
 
     `dest` is a bucket name (only `dest_bucket` is compared) or a `BackupDest`
@@ -174,11 +153,11 @@ def newest_backup_row(
     return newest[2] if newest else None
 
 
-def last_backup_attempt(rows: list[dict[str, Any]], dest: str | BackupDest | None = None) -> dict[str, Any] | None:
+def last_backup_attempt(rows: list[BackupRow], dest: str | BackupDest | None = None) -> BackupRow | None:
     """The newest cross-region-backup row to `dest`, complete or partial."""
-    entries: list[tuple[int, datetime, dict[str, Any]]] = []
+    entries: list[Entry] = []
     for i, r in enumerate(rows):
-        at = row_time(r) if r.get("kind") == KIND and _matches(r, dest) else None
+        at = r.at if _matches(r, dest) else None
         if at is not None:
             entries.append((i, at, r))
     newest = newest_of(entries)

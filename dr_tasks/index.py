@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import DrError
 from .interrupt import shielded
-from .rows import PinRow, PruneRow, RollbackRow, Row, SnapshotRow, parse_rows
+from .rows import BackupRow, LockBreakRow, PinRow, PruneRow, RollbackRow, Row, SnapshotRow, parse_rows
 
 VERSION = 1
 
@@ -171,7 +171,7 @@ class IndexRead:
 
     @cached_property
     def typed(self) -> list[Row]:
-        """The snapshot, rollback, prune and pin rows, typed (see `dr_tasks.rows`), in line order."""
+        """The rows of the kinds `dr_tasks.rows` types, typed, in line order."""
         return parse_rows(self.rows)
 
     def snapshots(self) -> list[SnapshotRow]:
@@ -186,18 +186,15 @@ class IndexRead:
     def pins(self) -> list[PinRow]:
         return [r for r in self.typed if isinstance(r, PinRow)]
 
+    def backups(self) -> list[BackupRow]:
+        return [r for r in self.typed if isinstance(r, BackupRow)]
+
+    def lock_breaks(self) -> list[LockBreakRow]:
+        return [r for r in self.typed if isinstance(r, LockBreakRow)]
+
     def snapshot(self, snap_id: str) -> SnapshotRow | None:
-        """The first `snapshot` row with id `snap_id` (as `find` does)."""
+        """The first `snapshot` row with id `snap_id`."""
         return next((r for r in self.snapshots() if r.id == snap_id), None)
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r.get("kind") == kind]
-
-    def find(self, kind: str, row_id: str) -> dict[str, Any] | None:
-        for r in self.rows:
-            if r.get("kind") == kind and r.get("id") == row_id:
-                return r
-        return None
 
     def bad_summary(self, shown: int = 3) -> str | None:
         """One line naming the bad lines by number (every reader warns with it), or None."""

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -209,7 +210,11 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
 
 
 class RichProgress:
-    """A rich progress bar on stderr; silent when stderr is not a terminal."""
+    """A rich progress bar on stderr; silent when stderr is not a terminal.
+
+    Beside the bar: a count while listing, then done/total, rate and ETA
+    once the total is known (`progress.count_text`).
+    """
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -217,16 +222,32 @@ class RichProgress:
         self._console = Console(stderr=True, emoji=False)
         self._progress: Progress | None = None
         self._task: Any = None
+        self._listed = 0
+        self._lock = threading.Lock()
 
     def start(self, description: str, total: int | None = None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        import time
+
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.text import Text
+
+        from .progress import count_text
 
         self.stop()
+        self._listed = 0
+        begun = time.monotonic()
+        owner = self
+
+        class CountColumn(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                total = None if task.total is None else int(task.total)
+                return Text(count_text(int(task.completed), total, owner._listed, time.monotonic() - begun))
+
         self._progress = Progress(
             # Descriptions name buckets and prefixes: not markup.
             TextColumn("{task.description}", markup=False),
             BarColumn(),
-            MofNCompleteColumn(),
+            CountColumn(),
             TimeElapsedColumn(),
             console=self._console,
             transient=True,
@@ -237,6 +258,15 @@ class RichProgress:
     def advance(self, n: int = 1) -> None:
         if self._progress is not None:
             self._progress.advance(self._task, n)
+
+    def listed(self, n: int = 1) -> None:
+        # Two listings may count at once (a backup lists both regions).
+        with self._lock:
+            self._listed += n
+
+    def set_total(self, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
 
     def stop(self) -> None:
         if self._progress is not None:

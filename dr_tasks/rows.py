@@ -1,4 +1,5 @@
-"""Index rows, typed: each `snapshot`, `rollback`, `prune` and `pin` row becomes one of these once.
+"""Index rows, typed: each `snapshot`, `rollback`, `prune`, `pin`, `cross-region-backup` and `lock-break` row
+becomes one of these once.
 
 `IndexRead.typed` builds them from the rows `Index.read` kept (which already
 have every field's type, see `index.row_problem`), so the operations read
@@ -9,14 +10,19 @@ and the NDJSON format is unchanged.
 
 A row built by hand (a test's `IndexRead(rows=...)`) is read the same way,
 leniently: a field of the wrong type counts as absent, and a snapshot,
-rollback or pin row whose id is not a string is left out, as the reader would
-have left out its line.
+rollback, pin or lock-break row whose id is not a string is left out, as the
+reader would have left out its line.
+
+The rows this package writes from a typed row (`BackupRow`, `LockBreakRow`)
+come from its `format()`: the fields in the order docs/DESIGN.md shows, so a
+line is byte for byte what it was when the writers built dicts (`Index.append`
+puts `v` first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +39,25 @@ def _int(v: Any) -> int | None:
 
 def _bool(v: Any) -> bool | None:
     return v if isinstance(v, bool) else None
+
+
+def _num(v: Any) -> float | None:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _recorded(raw: dict[str, Any], name: str) -> tuple[bool, str | None]:
+    """(whether the row records `name`, its value): null is a value (AWS), absent is "not recorded"."""
+    v = raw.get(name)
+    if name in raw and (v is None or isinstance(v, str)):
+        return True, v
+    return False, None
+
+
+def _at(ts: str | None) -> datetime | None:
+    try:
+        return parse_iso(ts) if ts is not None else None
+    except ValueError:
+        return None
 
 
 def _strs(v: Any) -> tuple[str, ...]:
@@ -73,10 +98,7 @@ class SnapshotRow:
     @property
     def at(self) -> datetime | None:
         """When it was taken, or None when `ts` is missing or not our whole-second UTC form."""
-        try:
-            return parse_iso(self.ts) if self.ts is not None else None
-        except ValueError:
-            return None
+        return _at(self.ts)
 
 
 @dataclass(frozen=True)
@@ -145,12 +167,236 @@ class PinRow:
         return self.pinned is not False
 
 
-Row = SnapshotRow | RollbackRow | PruneRow | PinRow
-_PARSERS = {"snapshot": SnapshotRow.parse, "rollback": RollbackRow.parse, "prune": PruneRow.parse, "pin": PinRow.parse}
+BACKUP_KIND = "cross-region-backup"
+LOCK_BREAK_KIND = "lock-break"
+
+
+@dataclass(frozen=True)
+class BackupRow:
+    """A `cross-region-backup` row: one run of `dr.backup`.
+
+    Rows written before a field was recorded lack it: `source` and `dest`
+    are then None, and `records_source_endpoint` / `records_dest_endpoint`
+    are False (an endpoint of None that is recorded means AWS).
+    """
+
+    # Never looked up by id: backups are found by destination and time.
+    id: str | None
+    ts: str | None
+    source: str | None  # s3://<bucket>/<prefix> it was read from
+    source_endpoint: str | None
+    records_source_endpoint: bool
+    dest_bucket: str | None
+    dest: str | None  # s3://<dest_bucket>/<backup prefix>
+    dest_endpoint: str | None
+    records_dest_endpoint: bool
+    dest_region: str | None
+    objects: int | None
+    copied: int | None
+    skipped: int | None
+    deleted: int | None
+    bytes: int | None
+    failed: int | None  # how many objects failed
+    partial: bool | None
+    mirror: bool | None
+    seconds: float | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> BackupRow:
+        has_source_endpoint, source_endpoint = _recorded(raw, "source_endpoint")
+        has_dest_endpoint, dest_endpoint = _recorded(raw, "dest_endpoint")
+        return cls(
+            _str(raw.get("id")),
+            _str(raw.get("ts")),
+            _str(raw.get("source")),
+            source_endpoint,
+            has_source_endpoint,
+            _str(raw.get("dest_bucket")),
+            _str(raw.get("dest")),
+            dest_endpoint,
+            has_dest_endpoint,
+            _str(raw.get("dest_region")),
+            _int(raw.get("objects")),
+            _int(raw.get("copied")),
+            _int(raw.get("skipped")),
+            _int(raw.get("deleted")),
+            _int(raw.get("bytes")),
+            _int(raw.get("failed")),
+            _bool(raw.get("partial")),
+            _bool(raw.get("mirror")),
+            _num(raw.get("seconds")),
+            raw,
+        )
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        id: str,
+        ts: str,
+        source: str,
+        source_endpoint: str | None,
+        dest_bucket: str,
+        dest: str,
+        dest_endpoint: str | None,
+        dest_region: str | None,
+        objects: int,
+        copied: int,
+        skipped: int,
+        deleted: int,
+        bytes: int,
+        failed: int,
+        mirror: bool,
+        seconds: float,
+    ) -> BackupRow:
+        """The row of a run that just ended (every field recorded; `partial` when any object failed)."""
+        row = cls(
+            id=id,
+            ts=ts,
+            source=source,
+            source_endpoint=source_endpoint,
+            records_source_endpoint=True,
+            dest_bucket=dest_bucket,
+            dest=dest,
+            dest_endpoint=dest_endpoint,
+            records_dest_endpoint=True,
+            dest_region=dest_region,
+            objects=objects,
+            copied=copied,
+            skipped=skipped,
+            deleted=deleted,
+            bytes=bytes,
+            failed=failed,
+            partial=failed > 0,
+            mirror=mirror,
+            seconds=seconds,
+            raw={},
+        )
+        return replace(row, raw=row.format())
+
+    def format(self) -> dict[str, Any]:
+        """The row as its index line holds it (without `v`, which `Index.append` puts first)."""
+        out: dict[str, Any] = {"kind": BACKUP_KIND, "id": self.id, "ts": self.ts, "source": self.source}
+        if self.records_source_endpoint:
+            out["source_endpoint"] = self.source_endpoint
+        out["dest_bucket"] = self.dest_bucket
+        out["dest"] = self.dest
+        if self.records_dest_endpoint:
+            out["dest_endpoint"] = self.dest_endpoint
+        out.update(
+            dest_region=self.dest_region,
+            objects=self.objects,
+            copied=self.copied,
+            skipped=self.skipped,
+            deleted=self.deleted,
+            bytes=self.bytes,
+            failed=self.failed,
+            partial=self.partial,
+            mirror=self.mirror,
+            seconds=self.seconds,
+        )
+        return out
+
+    @property
+    def at(self) -> datetime | None:
+        """When it ran, or None when `ts` is missing or not our ISO form."""
+        return _at(self.ts)
+
+    @property
+    def complete(self) -> bool:
+        """Every object was copied: only a row that says `"partial": false` counts as a backup."""
+        return self.partial is False
+
+    @property
+    def dest_prefix(self) -> str | None:
+        """The backup prefix the row records (from `dest`, `s3://<bucket>/<prefix>`), or None."""
+        head = f"s3://{self.dest_bucket}/"
+        if self.dest is not None and self.dest_bucket is not None and self.dest.startswith(head):
+            return self.dest[len(head) :]
+        return None
+
+
+@dataclass(frozen=True)
+class LockBreakRow:
+    """A `lock-break` row: a stale lease was broken (`--break-lock`) or taken over (its holder provably gone)."""
+
+    id: str
+    ts: str | None
+    bucket: str | None
+    key: str | None
+    operation: str | None  # of the run that broke it
+    by: str | None  # owner@host pid N of the run that broke it
+    reason: str | None  # why the lease was stale
+    automatic: bool | None  # taken over without --break-lock
+    broken: dict[str, Any] | None  # the holder that was broken, as `Holder.to_dict` gives it
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> LockBreakRow | None:
+        rid = _str(raw.get("id"))
+        if rid is None:
+            return None
+        broken = raw.get("broken")
+        return cls(
+            rid,
+            _str(raw.get("ts")),
+            _str(raw.get("bucket")),
+            _str(raw.get("key")),
+            _str(raw.get("operation")),
+            _str(raw.get("by")),
+            _str(raw.get("reason")),
+            _bool(raw.get("automatic")),
+            broken if isinstance(broken, dict) else None,
+            raw,
+        )
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        ts: str,
+        bucket: str,
+        key: str,
+        operation: str,
+        by: str,
+        reason: str | None,
+        automatic: bool,
+        broken: dict[str, Any],
+    ) -> LockBreakRow:
+        """The row of a break made now, at `ts` (its id: `<ts>-<operation>`)."""
+        row = cls(f"{ts}-{operation}", ts, bucket, key, operation, by, reason, automatic, broken, {})
+        return replace(row, raw=row.format())
+
+    def format(self) -> dict[str, Any]:
+        """The row as its index line holds it (without `v`, which `Index.append` puts first)."""
+        return {
+            "kind": LOCK_BREAK_KIND,
+            "id": self.id,
+            "ts": self.ts,
+            "bucket": self.bucket,
+            "key": self.key,
+            "operation": self.operation,
+            "by": self.by,
+            "reason": self.reason,
+            "automatic": self.automatic,
+            "broken": self.broken,
+        }
+
+
+Row = SnapshotRow | RollbackRow | PruneRow | PinRow | BackupRow | LockBreakRow
+_PARSERS: dict[str, Callable[[dict[str, Any]], Row | None]] = {
+    "snapshot": SnapshotRow.parse,
+    "rollback": RollbackRow.parse,
+    "prune": PruneRow.parse,
+    "pin": PinRow.parse,
+    BACKUP_KIND: BackupRow.parse,
+    LOCK_BREAK_KIND: LockBreakRow.parse,
+}
 
 
 def parse_rows(raws: Iterable[dict[str, Any]]) -> list[Row]:
-    """The typed rows of `raws`, in line order; rows of other kinds (backups, drills, ...) are left out."""
+    """The typed rows of `raws`, in line order; rows of other kinds (restores, drills, ...) are left out."""
     out: list[Row] = []
     for raw in raws:
         kind = raw.get("kind")
@@ -162,7 +408,7 @@ def parse_rows(raws: Iterable[dict[str, Any]]) -> list[Row]:
 
 
 # ------------------------------------------------------------------ drill
-def _num(v: Any) -> float | None:
+def _float(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
@@ -209,7 +455,7 @@ class DrillRow:
             return None
         listed = raw.get("steps")
         steps = tuple(
-            DrillStepRow(s["name"], _num(s.get("seconds")) or 0.0, s.get("ok") is True, _int(s.get("bytes")) or 0)
+            DrillStepRow(s["name"], _float(s.get("seconds")) or 0.0, s.get("ok") is True, _int(s.get("bytes")) or 0)
             for s in (listed if isinstance(listed, list) else [])
             if isinstance(s, dict) and isinstance(s.get("name"), str)
         )
@@ -226,9 +472,9 @@ class DrillRow:
             _int(raw.get("checked")),
             _int(raw.get("sample")),
             _int(raw.get("seed")),
-            _num(raw.get("ttfb_seconds")),
-            _num(raw.get("rto_seconds")),
-            _num(raw.get("seconds")),
+            _float(raw.get("ttfb_seconds")),
+            _float(raw.get("rto_seconds")),
+            _float(raw.get("seconds")),
             steps,
             raw,
         )

@@ -1,9 +1,11 @@
-"""Point-in-time arguments: ISO 8601 with a timezone, nothing else.
+"""Point-in-time arguments (ISO 8601 with a timezone) and durations (`1w`, `1d12h`, `90m`): the one parser of each.
 
 A restore picks versions by comparing LastModified (UTC) with the time the
 operator gives, so a time without a zone would silently mean different
 instants on different machines. It is refused, like words (`yesterday`) and
-impossible dates, with an example of the accepted form.
+impossible dates, with an example of the accepted form. (A snapshot id where
+a TS is expected is looked up in the index by the restore: this module reads
+no file.)
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ _BASIC = re.compile(
 )
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
-_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+# One or more number-unit parts, largest unit first, each unit once: 1w, 1d12h, 1.5d, 2h30m.
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)w)?(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?")
+_UNITS = (timedelta(weeks=1), timedelta(days=1), timedelta(hours=1), timedelta(minutes=1))
 
 FORMS = "ISO 8601 with a timezone, e.g. 2026-04-15T18:00:00Z (UTC) or 2026-04-15T18:00:00+02:00"
 
@@ -59,8 +62,8 @@ def parse_ts(text: str, now: datetime | None = None) -> datetime:
                 f"pass {FORMS}; for the start of that day in UTC: {raw}T00:00:00Z",
             )
         raise DrError(
-            f"{_shown(raw)} is not an ISO 8601 timestamp",
-            f"pass {FORMS}; this time yesterday is {_example(now)}",
+            f"{_shown(raw)} is not an ISO 8601 timestamp or a snapshot id",
+            f"pass {FORMS}, or a snapshot id from `inv dr.list`; this time yesterday is {_example(now)}",
         )
     if m.group("tz") is None:
         raise DrError(
@@ -136,12 +139,22 @@ def parse_iso(text: str) -> datetime:
 
 
 def parse_duration(text: str, flag: str) -> timedelta:
-    """`6d`, `12h`, `90m`, `1.5d` -> timedelta; anything else is a DrError naming the flag."""
-    m = _DURATION.match(text or "")
-    if not m:
+    """`1w`, `6d`, `1d12h`, `90m`, `1.5d`, `2h30m` -> timedelta; anything else is a DrError naming the flag.
+
+    Units are w (weeks), d, h and m (minutes), largest first, each once: `1h1d`
+    or `6D` are refused rather than guessed at (`M` would be months to some).
+    """
+    # "6 d" read as 6d before 1w and 1d12h were accepted: spaces still mean nothing.
+    raw = re.sub(r"\s+", "", text) if isinstance(text, str) else ""
+    m = _DURATION.fullmatch(raw)
+    examples = f"e.g. {flag}=6d, {flag}=1w, {flag}=1d12h or {flag}=90m"
+    if not raw or m is None:
         shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
-        raise DrError(f"{flag}={shown} is not a duration", f"use a number and a unit d, h or m, e.g. {flag}=6d")
-    value = float(m.group(1)) * _UNITS[m.group(2)]
+        raise DrError(
+            f"{flag}={shown} is not a duration",
+            f"use numbers with units w (weeks), d, h or m (minutes), largest first: {examples}",
+        )
+    value = sum((float(n) * unit for n, unit in zip(m.groups(), _UNITS, strict=True) if n is not None), timedelta(0))
     if value <= timedelta(0):
-        raise DrError(f"{flag}={text} must be longer than zero", f"use e.g. {flag}=6d")
+        raise DrError(f"{flag}={raw} must be longer than zero", f"use {examples}")
     return value

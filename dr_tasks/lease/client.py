@@ -16,6 +16,7 @@ from ..config import DrConfig
 from ..errors import DrError
 from ..index import Index, utc_now
 from ..layout import LOCK_KEY
+from ..rows import LockBreakRow
 from ..timeparse import iso_utc
 from ..transport import S3, ObjectVersion, S3Error
 from .identity import _owner, holder_gone
@@ -362,22 +363,18 @@ class _LeaseClient:
             self._say("warning", f"took over the lease of {holder.describe()}: {holder.stale}")
         else:
             self._say("warning", f"broke a stale lease held by {holder.describe()} ({holder.stale})")
-        ts = utc_now()
-        Index(self.cfg.index_path).append(
-            {
-                "kind": "lock-break",
-                "id": f"{iso_utc(ts, whole_seconds=True)}-{self.lease.operation}",
-                "ts": iso_utc(ts, whole_seconds=True),
-                "bucket": self.cfg.bucket,
-                "key": LOCK_KEY,
-                "operation": self.lease.operation,
-                "by": f"{self.lease.owner}@{self.lease.host} pid {self.lease.pid}",
-                "reason": holder.stale,
-                # Taken over without --break-lock: the holder was provably not running.
-                "automatic": holder.gone and not self.break_lock,
-                "broken": holder.to_dict(),
-            }
+        row = LockBreakRow.new(
+            ts=iso_utc(utc_now(), whole_seconds=True),
+            bucket=self.cfg.bucket,
+            key=LOCK_KEY,
+            operation=self.lease.operation,
+            by=f"{self.lease.owner}@{self.lease.host} pid {self.lease.pid}",
+            reason=holder.stale,
+            # Taken over without --break-lock: the holder was provably not running.
+            automatic=holder.gone and not self.break_lock,
+            broken=holder.to_dict(),
         )
+        Index(self.cfg.index_path).append(row.format())
 
     # ------------------------------------------------------------------ holding
     def start_renewing(self) -> None:

@@ -54,13 +54,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..backup_rows import BackupDest, newest_backup_row, row_time
-from ..config import DrConfig, Endpoint, same_endpoint
+from ..backup_rows import BackupDest, newest_backup_row
+from ..config import DrConfig, Endpoint
+from ..endpoints import same_endpoint
 from ..errors import ConfigError, DrError
 from ..index import Index, utc_now
 from ..lease import Lease, Notify, check_lease
 from ..parallel import Failure
 from ..progress import NULL_PROGRESS, Progress
+from ..rows import BackupRow
 from ..timeparse import iso_utc, parse_duration
 from ..transport import S3, CopyJob, ObjectVersion, S3Error, StreamedObject, engine_for
 from .backup_plan import SHOWN, BackupPlan, MirrorNeedsApply, check_mirror, plan_backup, plan_writes
@@ -72,7 +74,6 @@ from .leasing import operation_lease
 # more in flight helps small requests behind latency, not big bodies.
 MAX_STREAMS = 16
 
-KIND = "cross-region-backup"
 # Part size of a streamed copy: peak memory is about s3.STREAM_BUFFERS x this.
 # S3's minimum part size is 5 MiB.
 PART_SIZE = 8 * 1024 * 1024
@@ -114,28 +115,30 @@ class BackupResult:
     def ok(self) -> bool:
         return not self.failed
 
+    def backup_row(self) -> BackupRow:
+        """The index row of this run."""
+        return BackupRow.new(
+            id=self.id,
+            ts=self.ts,
+            source=self.source,
+            source_endpoint=self.source_endpoint,
+            dest_bucket=self.dest_bucket,
+            dest=self.dest,
+            dest_endpoint=self.dest_endpoint,
+            dest_region=self.dest_region,
+            objects=self.objects,
+            copied=self.copied,
+            skipped=self.skipped,
+            deleted=self.deleted,
+            bytes=self.bytes,
+            failed=len(self.failed),
+            mirror=self.mirror,
+            seconds=self.seconds,
+        )
+
     def row(self) -> dict[str, Any]:
-        return {
-            "v": 1,
-            "kind": KIND,
-            "id": self.id,
-            "ts": self.ts,
-            "source": self.source,
-            "source_endpoint": self.source_endpoint,
-            "dest_bucket": self.dest_bucket,
-            "dest": self.dest,
-            "dest_endpoint": self.dest_endpoint,
-            "dest_region": self.dest_region,
-            "objects": self.objects,
-            "copied": self.copied,
-            "skipped": self.skipped,
-            "deleted": self.deleted,
-            "bytes": self.bytes,
-            "failed": len(self.failed),
-            "partial": self.partial,
-            "mirror": self.mirror,
-            "seconds": self.seconds,
-        }
+        """The index line's mapping, `v` first (what a post_backup hook reads)."""
+        return {"v": 1, **self.backup_row().format()}
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "partial": self.partial, "ok": self.ok}
@@ -163,8 +166,8 @@ def backup_endpoint(cfg: DrConfig) -> Endpoint:
     return ep
 
 
-def _row_id(index_rows: list[dict[str, Any]], ts: str) -> str:
-    taken = {r.get("id") for r in index_rows if r.get("kind") == KIND and isinstance(r.get("id"), str)}
+def _row_id(rows: list[BackupRow], ts: str) -> str:
+    taken = {r.id for r in rows if r.id is not None}
     base = f"{ts}-backup"
     n, rid = 1, base
     while rid in taken:
@@ -216,12 +219,12 @@ def check_options(cfg: DrConfig, options: BackupOptions) -> Endpoint:
 class NotDue:
     """`--if-older-than` found a complete backup to this destination younger than asked: nothing is sent."""
 
-    last: dict[str, Any]  # that backup's row
+    last: BackupRow  # that backup's row
     age: timedelta
 
 
 def backup_not_due(
-    cfg: DrConfig, options: BackupOptions, rows: list[dict[str, Any]] | None = None, now: datetime | None = None
+    cfg: DrConfig, options: BackupOptions, rows: list[BackupRow] | None = None, now: datetime | None = None
 ) -> NotDue | None:
     """`NotDue` when `options.if_older_than` says there is nothing to do; reads the index (or `rows`), no request."""
     max_age = options.if_older_than
@@ -231,9 +234,9 @@ def backup_not_due(
         return None
     now = now or utc_now()
     if rows is None:
-        rows = Index(cfg.index_path).read().rows
+        rows = Index(cfg.index_path).read().backups()
     last = newest_backup_row(rows, BackupDest.of(cfg), now=now)
-    at = row_time(last)
+    at = last.at if last is not None else None
     if last is None or at is None or now - at >= max_age:
         return None
     return NotDue(last, now - at)
@@ -305,11 +308,11 @@ def _run_backup(
     ts = iso_utc(ts_dt, whole_seconds=True)
     index = Index(cfg.index_path)
     existing = index.read()
-    result = _new_result(cfg, ep, _row_id(existing.rows, ts), ts, options.mirror)
-    not_due = backup_not_due(cfg, options, existing.rows, ts_dt)
+    result = _new_result(cfg, ep, _row_id(existing.backups(), ts), ts, options.mirror)
+    not_due = backup_not_due(cfg, options, existing.backups(), ts_dt)
     if not_due is not None:
         result.not_due = True
-        result.last_complete = not_due.last.get("ts")
+        result.last_complete = not_due.last.ts
         result.seconds = round(time.monotonic() - started, 3)
         return result
 
@@ -319,7 +322,7 @@ def _run_backup(
         result.warnings.append(
             "the backup bucket is at the same endpoint as the primary: it is not a different failure domain"
         )
-    plan, held = _plan_with_lease(cfg, options, ep, src, dst, existing.rows, stack, lease, notify, progress)
+    plan, held = _plan_with_lease(cfg, options, ep, src, dst, existing.backups(), stack, lease, notify, progress)
     _refuse_mirror(cfg, options, ep, plan)
     _report_plan(options, ep, plan, dst, result)
 
@@ -354,9 +357,9 @@ def _run_backup(
     result.seconds = round(time.monotonic() - started, 3)
     # A no-change run holds no lease, so another backup of this repo may have
     # appended a row with the same second's id since the index was read.
-    result.id = _row_id(index.read().rows, ts)
+    result.id = _row_id(index.read().backups(), ts)
     _ensure(held, f"the backup ran ({result.copied} copied, {result.deleted} deleted) but no backup row was written")
-    index.append(result.row())
+    index.append(result.backup_row().format())
     return result
 
 
@@ -380,7 +383,7 @@ def _plan_with_lease(
     ep: Endpoint,
     src: S3,
     dst: S3,
-    rows: list[dict[str, Any]],
+    rows: list[BackupRow],
     stack: contextlib.ExitStack,
     lease: Lease | None,
     notify: Notify | None,
@@ -393,7 +396,7 @@ def _plan_with_lease(
     def make_plan() -> None:
         progress.start("listing the primary and the backup")
         try:
-            plans.append(plan_backup(cfg, src, dst, ep.bucket, rows=rows, adopt=options.adopt))
+            plans.append(plan_backup(cfg, src, dst, ep.bucket, rows=rows, adopt=options.adopt, progress=progress))
         finally:
             progress.stop()
 

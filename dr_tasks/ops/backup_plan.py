@@ -9,6 +9,8 @@ from typing import Any
 from ..config import DrConfig
 from ..errors import DrError
 from ..layout import META_PREFIX, PIN_PREFIX
+from ..progress import NULL_PROGRESS, Progress, counted
+from ..rows import BackupRow
 from ..transport import S3, ObjectVersion, S3Error
 from .backup_state import BackupState, bind_source, read_state
 
@@ -125,11 +127,11 @@ def _changed_snapshot_object(
     return copy_intact and (o.size != rec[1] or o.etag_plain not in (rec[0], rec[2]))
 
 
-def list_sources(cfg: DrConfig, s3: S3) -> list[ObjectVersion]:
-    """The primary's current objects to back up: live keys, snapshots and manifests."""
+def list_sources(cfg: DrConfig, s3: S3, progress: Progress = NULL_PROGRESS) -> list[ObjectVersion]:
+    """The primary's current objects to back up: live keys, snapshots and manifests (counted on `progress`)."""
     out: list[ObjectVersion] = []
     for prefix in _source_prefixes(cfg):
-        out.extend(o for o in s3.iter_objects(cfg.bucket, prefix) if _is_source_key(cfg, o.key))
+        out.extend(o for o in counted(s3.iter_objects(cfg.bucket, prefix), progress) if _is_source_key(cfg, o.key))
     return out
 
 
@@ -139,12 +141,13 @@ def plan_backup(
     dst: S3,
     dest_bucket: str,
     *,
-    rows: list[dict[str, Any]] | None = None,
+    rows: list[BackupRow] | None = None,
     adopt: bool = False,
+    progress: Progress = NULL_PROGRESS,
 ) -> BackupPlan:
     """Listings only (plus the one state object): what to copy, what to skip, what `--mirror` would delete.
 
-    `rows` (this repo's index) and `adopt` decide whose backup the
+    `rows` (this repo's index's backup rows) and `adopt` decide whose backup the
     destination holds (`bind_source`): another source's is `ForeignBackup`.
     """
     warnings: list[str] = []
@@ -155,10 +158,10 @@ def plan_backup(
     pool = ThreadPoolExecutor(max_workers=2)
     state_warnings: list[str] = []
     try:
-        source_listing = pool.submit(list_sources, cfg, src)
+        source_listing = pool.submit(list_sources, cfg, src, progress)
         state_read = pool.submit(read_state, cfg, dst, dest_bucket, state_warnings)
         try:
-            dest = {o.key: o for o in dst.iter_objects(dest_bucket, bp)}
+            dest = {o.key: o for o in counted(dst.iter_objects(dest_bucket, bp), progress)}
         except S3Error as err:
             dest_error: S3Error | None = err
         else:

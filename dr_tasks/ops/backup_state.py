@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backup_rows import KIND, BackupDest, BackupSource
+from ..backup_rows import BackupDest, BackupSource
 from ..config import DrConfig
 from ..errors import DrError
 from ..index import utc_now
 from ..layout import backup_state_key
+from ..rows import BackupRow
 from ..timeparse import iso_utc
 from ..transport import S3
 
@@ -36,13 +37,13 @@ class ForeignBackup(DrError):
         )
 
 
-def _backed_up_to(rows: list[dict[str, Any]], dest: BackupDest, origin: BackupSource | None) -> bool:
+def _backed_up_to(rows: list[BackupRow], dest: BackupDest, origin: BackupSource | None) -> bool:
     """Whether this repo's index records a backup to `dest` (read from `origin`, when given).
 
     The index is this repo's own record: a row there means this repo wrote that backup.
     """
     for r in rows:
-        if r.get("kind") != KIND or not isinstance(r.get("source"), str) or not dest.holds(r):
+        if r.source is None or not dest.holds(r):
             continue
         if origin is None or origin.made(r):
             return True
@@ -59,9 +60,7 @@ class Ownership:
     moved_from: BackupSource | None = None
 
 
-def whose_backup(
-    cfg: DrConfig, state: BackupState, overlap: int, rows: list[dict[str, Any]], dest_bucket: str
-) -> Ownership:
+def whose_backup(cfg: DrConfig, state: BackupState, overlap: int, rows: list[BackupRow], dest_bucket: str) -> Ownership:
     """Whether the backup at `backup.prefix` is this repo's.
 
     It is when its state names this repo's primary (the server by
@@ -94,7 +93,7 @@ def bind_source(
     cfg: DrConfig,
     state: BackupState,
     overlap: int,
-    rows: list[dict[str, Any]],
+    rows: list[BackupRow],
     dest_bucket: str,
     *,
     adopt: bool,

@@ -28,6 +28,7 @@ from ..errors import DrError
 from ..guard import Guard
 from ..layout import snapshot_dir
 from ..parallel import run_parallel
+from ..progress import NULL_PROGRESS, Progress
 from ..timeparse import iso_utc
 from ..transport import S3
 from .backup import run_backup
@@ -149,6 +150,7 @@ def run_drill(
     *,
     keep: bool = False,
     on_step: Callable[[Step], None] | None = None,
+    progress: Progress = NULL_PROGRESS,
 ) -> DrillResult:
     """Run the exercise. `raw` is the host's `dr` config: its layout keys are honoured, its bucket is not used."""
     result = DrillResult()
@@ -157,7 +159,7 @@ def run_drill(
     try:
         with EmbeddedS3() as url, EmbeddedS3() as backup_url:
             cfg = _drill_config(raw, scratch, url, backup_url)
-            drill = _Drill(source_root, scratch, cfg, url, backup_url, result)
+            drill = _Drill(source_root, scratch, cfg, url, backup_url, result, progress)
             for name, fn in drill.steps():
                 if not _run_step(result, name, fn, on_step):
                     break
@@ -218,9 +220,18 @@ class _Drill:
     """The steps of one exercise, in order, and what each hands the next; every byte is checked against `original`."""
 
     def __init__(
-        self, source_root: Path, scratch: Path, cfg: DrConfig, url: str, backup_url: str, result: DrillResult
+        self,
+        source_root: Path,
+        scratch: Path,
+        cfg: DrConfig,
+        url: str,
+        backup_url: str,
+        result: DrillResult,
+        progress: Progress = NULL_PROGRESS,
     ) -> None:
         self.source_root, self.scratch, self.cfg, self.result = source_root, scratch, cfg, result
+        # Each step's operation shows its own phases on it (a long recover is not silent).
+        self.progress = progress
         self.url, self.backup_url = url, backup_url
         self.s3 = S3(cfg.endpoint, cfg.concurrency)
         self.guard = Guard(cfg)
@@ -287,7 +298,7 @@ class _Drill:
         return f"{len(done)} files, {sum(n for _, n in done)} bytes into a versioned bucket at {self.url}"
 
     def snap(self) -> str:
-        r = self.snapshot = take_snapshot(self.cfg, "drill", s3=self.s3)
+        r = self.snapshot = take_snapshot(self.cfg, "drill", s3=self.s3, progress=self.progress)
         return f"{r.id}: {r.objects} objects, {r.bytes} bytes"
 
     def mark_time(self) -> str:
@@ -333,7 +344,7 @@ class _Drill:
             return "no unit was damaged (the repo has no units); skipped"
         unit = damaged_units[0]
         live_before = _tree(cfg.root / "state")
-        r = restore_at(cfg, self.before_damage, unit=unit)
+        r = restore_at(cfg, self.before_damage, unit=unit, progress=self.progress)
         if _tree(cfg.root / "state") != live_before:
             raise _StepFailed("the restore changed live local files")
         holding = Path(r.holding_path)
@@ -352,7 +363,7 @@ class _Drill:
 
     def rollback(self) -> tuple[str, int]:
         cfg, s3 = self.cfg, self.s3
-        r = apply_rollback(cfg, self._snapshot().id, self._snapshot().label, s3=s3)
+        r = apply_rollback(cfg, self._snapshot().id, self._snapshot().label, s3=s3, progress=self.progress)
         live = _live_bytes(cfg, s3)
         lost = self._lost(_bytes_lost(self.original, live, skip={cfg.key_for(cfg.index)}))
         extra = set(live) - set(self.original)
@@ -367,7 +378,7 @@ class _Drill:
         cfg = self.cfg
         assert cfg.backup.endpoint is not None  # set by _drill_config
         S3(cfg.backup.endpoint, cfg.concurrency).create_bucket(BACKUP_BUCKET, versioned=True)
-        r = run_backup(cfg, src=self.s3)
+        r = run_backup(cfg, src=self.s3, progress=self.progress)
         if r.partial:
             raise _StepFailed(f"backup was partial: {r.failed[:3]}")
         return f"{r.copied} objects, {r.bytes} bytes streamed to the second region ({self.backup_url})"
@@ -383,7 +394,7 @@ class _Drill:
 
     def recover(self) -> tuple[str, int]:
         cfg, s3 = self.cfg, self.s3
-        r = recover_from_backup(cfg, apply=True, create_bucket=True, primary=s3)
+        r = recover_from_backup(cfg, apply=True, create_bucket=True, primary=s3, progress=self.progress)
         if not r.ok:
             raise _StepFailed(f"{len(r.failed)} objects failed to come back: {r.errors[:1]}")
         v = enable_versioning(cfg, s3)
@@ -396,7 +407,7 @@ class _Drill:
         return f"{r.copied} objects ({r.bytes} bytes) back from the backup; live byte-identical", r.bytes
 
     def verify(self) -> str:
-        r = run_verify(self.cfg, deep=True, s3=self.s3)
+        r = run_verify(self.cfg, deep=True, s3=self.s3, progress=self.progress)
         if not r.ok:
             raise _StepFailed("; ".join(f"{c.name}: {c.detail}" for c in r.failed))
         return f"{len(r.checks)} checks pass on the recovered bucket (deep: snapshot sha256s match)"

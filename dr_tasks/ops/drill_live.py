@@ -145,6 +145,12 @@ class _FirstByte:
         if self.at is None:
             self.at = time.monotonic()
 
+    def listed(self, n: int = 1) -> None:
+        pass
+
+    def set_total(self, total: int) -> None:
+        pass
+
     def stop(self) -> None:
         pass
 

@@ -26,16 +26,16 @@ from typing import Any
 from ..backup_rows import (
     FUTURE_TOLERANCE,
     BackupDest,
+    Entry,
     complete_rows,
     last_backup_attempt,
     newest_backup_row,
     newest_of,
-    row_time,
 )
 from ..config import DrConfig
 from ..history import newest_snapshot
 from ..index import Index, IndexRead, utc_now
-from ..rows import DrillRow, drill_rows
+from ..rows import BackupRow, DrillRow, drill_rows
 from ..timeparse import iso_utc, parse_duration
 
 
@@ -103,38 +103,35 @@ class FreshnessResult:
 def backup_check(cfg: DrConfig, read: IndexRead, now: datetime) -> tuple[Check, dict[str, Any] | None]:
     """Is there a complete cross-region-backup row to the configured destination younger than backup.max_age_days?
 
-    Also returns the row that counted. A row dated more than FUTURE_TOLERANCE
+    Also returns the row that counted, as the index has it. A row dated more than FUTURE_TOLERANCE
     ahead of `now` never counts, and fails the check until a correctly dated
     row follows it in the index (the skew was put right and a backup ran).
     """
     dest = BackupDest.of(cfg)
-    complete = complete_rows(read.rows, dest)
+    complete = complete_rows(read.backups(), dest)
     horizon = now + FUTURE_TOLERANCE
     future = [e for e in complete if e[1] > horizon]
     newest = newest_of([e for e in complete if e[1] <= horizon])
     # A row from the future that no correctly dated row follows in the index:
     # the skew has not been put right since (or this machine's clock is behind).
     ahead = [e for e in future if newest is None or e[0] > newest[0]]
-    attempt = last_backup_attempt(read.rows, dest)
+    attempt = last_backup_attempt(read.backups(), dest)
     where = f" to {dest}" if dest else ""
     fix = "run `inv dr.backup`" + (
         "" if dest else " after setting dr.backup.bucket and dr.backup.endpoint_url (another region)"
     )
     if ahead:
-        return _skew_check(ahead, newest, where, now), newest[2] if newest else None
+        return _skew_check(ahead, newest, where, now), newest[2].raw if newest else None
     if newest is None:
         return Check("backup", False, _missing_detail(cfg, read, dest, attempt, where), fix), None
     _, at, last = newest
     age = now - at
     skewed = _ignored_future_note(future)
-    summary = (
-        f"last complete cross-region-backup {last.get('id')} at {last.get('ts')} ({ago(age)}) "
-        f"-> {last.get('dest', 's3://' + str(last.get('dest_bucket')))}"
-    )
+    summary = f"last complete cross-region-backup {last.id} at {last.ts} ({ago(age)}) -> {_dest(last)}"
     if age > timedelta(days=cfg.backup.max_age_days):
         extra = ""
-        if attempt is not None and attempt is not last and attempt.get("partial"):
-            extra = f"; a later run at {attempt.get('ts')} was partial"
+        if attempt is not None and attempt is not last and attempt.partial:
+            extra = f"; a later run at {attempt.ts} was partial"
         return (
             Check(
                 "backup",
@@ -142,24 +139,23 @@ def backup_check(cfg: DrConfig, read: IndexRead, now: datetime) -> tuple[Check, 
                 f"stale: {summary}, older than backup.max_age_days={_days(cfg.backup.max_age_days)}{extra}{skewed}",
                 fix,
             ),
-            last,
+            last.raw,
         )
     note = ""
-    if attempt is not None and attempt is not last and attempt.get("partial") and (row_time(attempt) or at) > at:
-        note = f"; note: the latest run, at {attempt.get('ts')}, was partial"
-    return Check("backup", True, f"{summary}, within {_days(cfg.backup.max_age_days)}{note}{skewed}"), last
+    if attempt is not None and attempt is not last and attempt.partial and (attempt.at or at) > at:
+        note = f"; note: the latest run, at {attempt.ts}, was partial"
+    return Check("backup", True, f"{summary}, within {_days(cfg.backup.max_age_days)}{note}{skewed}"), last.raw
 
 
-def _skew_check(
-    ahead: list[tuple[int, datetime, dict[str, Any]]],
-    newest: tuple[int, datetime, dict[str, Any]] | None,
-    where: str,
-    now: datetime,
-) -> Check:
+def _dest(row: BackupRow) -> str:
+    return row.dest or f"s3://{row.dest_bucket}"
+
+
+def _skew_check(ahead: list[Entry], newest: Entry | None, where: str, now: datetime) -> Check:
     """The failure for complete rows dated in the future that no correctly dated row has followed."""
     _, at, row = max(ahead, key=lambda e: (e[1], e[0]))
     detail = (
-        f"clock skew: the newest complete cross-region-backup row{where}, {row.get('id')}, is dated {row.get('ts')}, "
+        f"clock skew: the newest complete cross-region-backup row{where}, {row.id}, is dated {row.ts}, "
         f"{span(at - now)} ahead of this machine's clock ({iso_utc(now, whole_seconds=True)}; "
         f"up to {span(FUTURE_TOLERANCE)} is allowed), "
         "so its age cannot show whether backups still run"
@@ -167,7 +163,7 @@ def _skew_check(
     if len(ahead) > 1:
         detail += f" ({len(ahead)} such rows)"
     if newest is not None:
-        detail += f"; the newest correctly dated row, {newest[2].get('id')}, ran {ago(now - newest[1])}"
+        detail += f"; the newest correctly dated row, {newest[2].id}, ran {ago(now - newest[1])}"
     return Check(
         "backup",
         False,
@@ -177,44 +173,44 @@ def _skew_check(
     )
 
 
-def _ignored_future_note(entries: list[tuple[int, datetime, dict[str, Any]]]) -> str:
+def _ignored_future_note(entries: list[Entry]) -> str:
     """A note on rows from the future that a correctly dated row has since followed (they do not count)."""
     if not entries:
         return ""
     _, _, row = max(entries, key=lambda e: (e[1], e[0]))
     return (
-        f"; note: {len(entries)} complete row(s) dated in the future (the latest {row.get('id')}) are ignored: "
+        f"; note: {len(entries)} complete row(s) dated in the future (the latest {row.id}) are ignored: "
         "a clock was ahead when they were written"
     )
 
 
 def _missing_detail(
-    cfg: DrConfig, read: IndexRead, dest: BackupDest | None, attempt: dict[str, Any] | None, where: str
+    cfg: DrConfig, read: IndexRead, dest: BackupDest | None, attempt: BackupRow | None, where: str
 ) -> str:
     """Why no row counts: a partial last run, rows for another destination, no backup configured, or none at all."""
     detail = f"no complete cross-region-backup row{where} in {cfg.index}"
     if attempt is not None:
         return detail + (
-            f"; the last run, {attempt.get('id')} at {attempt.get('ts')}, was partial "
-            f"({attempt.get('failed', '?')} objects failed)"
+            f"; the last run, {attempt.id} at {attempt.ts}, was partial "
+            f"({'?' if attempt.failed is None else attempt.failed} objects failed)"
         )
     if not dest:
         return detail + "; dr.backup.bucket is not set"
     if dest.source is not None:
-        foreign = newest_backup_row(read.rows, replace(dest, source=None))
+        foreign = newest_backup_row(read.backups(), replace(dest, source=None))
         if foreign is not None:
-            at = f" at {foreign.get('source_endpoint') or 'AWS'}" if "source_endpoint" in foreign else ""
+            at = f" at {foreign.source_endpoint or 'AWS'}" if foreign.records_source_endpoint else ""
             return detail + (
-                f" from this repo's primary {dest.source}; the newest complete one, {foreign.get('id')} at "
-                f"{foreign.get('ts')}, was read from {foreign.get('source')}{at}: dr.bucket, prefix or endpoint_url "
+                f" from this repo's primary {dest.source}; the newest complete one, {foreign.id} at "
+                f"{foreign.ts}, was read from {foreign.source}{at}: dr.bucket, prefix or endpoint_url "
                 "changed since (or the rows are another repo's), and nothing has been backed up from this primary"
             )
-    other = newest_backup_row(read.rows)
+    other = newest_backup_row(read.backups())
     if other is not None:
-        at = f" at {other['dest_endpoint'] or 'AWS'}" if "dest_endpoint" in other else ""
+        at = f" at {other.dest_endpoint or 'AWS'}" if other.records_dest_endpoint else ""
         return detail + (
-            f"; the newest complete one, {other.get('id')} at {other.get('ts')}, went to "
-            f"{other.get('dest', 's3://' + str(other.get('dest_bucket')))}{at}: dr.backup.bucket, prefix or "
+            f"; the newest complete one, {other.id} at {other.ts}, went to {_dest(other)}{at}: "
+            "dr.backup.bucket, prefix or "
             "endpoint_url changed since, and nothing has been backed up to the new destination"
         )
     return detail + "; dr.backup has never run"
@@ -311,10 +307,11 @@ def check_freshness(
     drill = drill_check(cfg, read, now)
     if drill is not None:
         checks.append(drill)
+    attempt = last_backup_attempt(read.backups(), BackupDest.of(cfg))
     result = FreshnessResult(
         checks,
         last_backup=last,
-        last_attempt=last_backup_attempt(read.rows, BackupDest.of(cfg)),
+        last_attempt=attempt.raw if attempt is not None else None,
         bad_lines=[{"line": b.lineno, "reason": b.reason, "text": b.text} for b in read.bad],
         now=iso_utc(now, whole_seconds=True),
     )

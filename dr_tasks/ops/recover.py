@@ -47,7 +47,7 @@ from ..errors import DrError
 from ..index import Index
 from ..layout import META_PREFIX, PIN_PREFIX
 from ..lease import Lease, Notify
-from ..progress import NULL_PROGRESS, Progress
+from ..progress import NULL_PROGRESS, Progress, counted
 from ..rewrites import read_rewrites, save_rewrites
 from ..transport import S3, CopyJob, ObjectVersion, S3Error, StreamedObject, engine_for
 from .backup import MAX_STREAMS, PART_SIZE, backup_endpoint
@@ -89,11 +89,11 @@ class RecoverResult:
         return {**asdict(self), "ok": self.ok}
 
 
-def _backup_objects(cfg: DrConfig, backup: S3, bucket: str) -> list[ObjectVersion]:
+def _backup_objects(cfg: DrConfig, backup: S3, bucket: str, progress: Progress) -> list[ObjectVersion]:
     """What the backup holds for this repo: live keys, snapshots and pins (not the backup's own state)."""
     bp = cfg.backup.prefix
     out: list[ObjectVersion] = []
-    for o in backup.iter_objects(bucket, bp):
+    for o in counted(backup.iter_objects(bucket, bp), progress):
         key = o.key[len(bp) :]
         if key.startswith(META_PREFIX) and not key.startswith(PIN_PREFIX):
             continue  # the backup's own state, a lease
@@ -208,7 +208,7 @@ def _check_owner(cfg: DrConfig, state: BackupState, held: int, from_other_source
     assert cfg.backup.endpoint is not None
     bucket = cfg.backup.endpoint.bucket
     where = f"s3://{bucket}/{cfg.backup.prefix}"
-    owner = whose_backup(cfg, state, held, Index(cfg.index_path).read().rows, bucket)
+    owner = whose_backup(cfg, state, held, Index(cfg.index_path).read().backups(), bucket)
     if owner.foreign is not None:
         if not from_other_source:
             raise ForeignRecover(cfg, where, owner.foreign)
@@ -252,7 +252,7 @@ def recover_from_backup(
     primary = primary or S3(cfg.endpoint, cfg.concurrency)
     progress.start("listing the backup and the primary")
     try:
-        sources = _backup_objects(cfg, backup, ep.bucket)
+        sources = _backup_objects(cfg, backup, ep.bucket, progress)
         state = read_state(cfg, backup, ep.bucket, result.warnings)
         # Whose backup it is, before the primary is touched (--create-bucket makes it).
         _check_owner(cfg, state, len(sources), from_other_source, result)

@@ -22,7 +22,7 @@ from ..interrupt import Interrupted, shielded
 from ..layout import LABEL_RULE, format_snapshot_id, is_label, manifest_key, snapshot_dir
 from ..lease import Lease, Notify
 from ..manifest import Manifest, ManifestEntry, format_manifest
-from ..progress import NULL_PROGRESS, Progress
+from ..progress import NULL_PROGRESS, Progress, counted
 from ..timeparse import iso_utc
 from ..transport import S3, ObjectVersion, engine_for
 from .leasing import operation_lease
@@ -84,10 +84,11 @@ class SnapshotResult:
         return asdict(self)
 
 
-def list_live(cfg: DrConfig, s3: S3, versioned: bool) -> list[ObjectVersion]:
-    """The current version of every live key (snapshots and our bookkeeping excluded)."""
+def list_live(cfg: DrConfig, s3: S3, versioned: bool, progress: Progress = NULL_PROGRESS) -> list[ObjectVersion]:
+    """The current version of every live key (snapshots and our bookkeeping excluded), counted on `progress`."""
     skip = cfg.reserved_prefixes()
-    return [o for o in s3.iter_current(cfg.bucket, cfg.prefix, versioned, skip) if cfg.is_live_key(o.key)]
+    listing = counted(s3.iter_current(cfg.bucket, cfg.prefix, versioned, skip), progress)
+    return [o for o in listing if cfg.is_live_key(o.key)]
 
 
 def build_manifest(
@@ -176,7 +177,7 @@ def plan_snapshot(
         )
     progress.start("listing live keys")
     try:
-        objects = list_live(cfg, s3, versioned)
+        objects = list_live(cfg, s3, versioned, progress)
     finally:
         progress.stop()
     _check_key_lengths(cfg, snap_id, objects)

@@ -50,7 +50,7 @@ def _failed(task: str, checks: list[Any], shown: bool) -> Exit:
         "apply": "with --mirror: really delete",
         "allow_mass_delete": "with --mirror: allow deleting more than half of what the backup holds for this repo",
         "adopt_backup": "continue a backup that backup.prefix holds from another primary (this repo's, moved)",
-        "if_older_than": "do nothing (exit 0, no request) when the last complete backup is newer, e.g. 6d or 12h",
+        "if_older_than": "do nothing (exit 0, no request) when the last complete backup is newer: 6d, 1w, 1d12h, 90m",
         "json": "print the result as JSON",
         "break-lock": "take over an expired lease (a dead holder on this machine needs no flag); never a live one",
     },
@@ -87,11 +87,11 @@ def backup(
     not_due = backup_not_due(cfg, options)
     if not_due is not None:
         msg = (
-            f"backup not due: the last complete cross-region-backup {not_due.last.get('id')} ran {ago(not_due.age)}, "
+            f"backup not due: the last complete cross-region-backup {not_due.last.id} ran {ago(not_due.age)}, "
             f"within --if-older-than={if_older_than}; nothing sent"
         )
         if json_:
-            render.print_json({"not_due": True, "last_complete": not_due.last, "message": msg})
+            render.print_json({"not_due": True, "last_complete": not_due.last.raw, "message": msg})
         else:
             render.lines([msg])
         return
@@ -123,7 +123,7 @@ def backup(
 # ---------------------------------------------------------------------- freshness
 @dr_task(
     help={
-        "max_snapshot_age": "also fail when the newest snapshot is older than this, e.g. 2d or 36h",
+        "max_snapshot_age": "also fail when the newest snapshot is older than this, e.g. 2d, 1w or 1d12h",
         "json": "print the result as JSON (for monitors)",
     }
 )

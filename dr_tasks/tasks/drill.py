@@ -49,7 +49,11 @@ def drill(
 
     raw = raw_config(c)
     result = run_drill(
-        project_dir(c) / (raw.get("root") or "."), raw, keep=keep, on_step=None if json_ else _print_step
+        project_dir(c) / (raw.get("root") or "."),
+        raw,
+        keep=keep,
+        on_step=None if json_ else _print_step,
+        progress=render.progress_for_terminal(),
     )
     if report:
         _write_report(report, result, "embedded recovery drill", RECOVERY_STEPS, json_)

@@ -29,7 +29,7 @@ class RestoreTask(Task):
     positional=["unit", "ts"],
     help={
         "unit": "the unit: a directory under dr.units (state/skills/ by default)",
-        "ts": "the instant, ISO 8601 with a timezone: 2026-04-15T18:00:00Z or 2026-04-15T18:00:00+02:00",
+        "ts": "ISO 8601 with a timezone (2026-04-15T18:00:00Z, 2026-04-15T18:00:00+02:00) or a snapshot id",
         "path": "restore this root-relative path instead of a unit, e.g. state/notes/",
         "all": "restore the whole substrate instead of a unit",
         "force": "replace an existing holding dir for the same unit and time",
@@ -50,7 +50,7 @@ def restore(
     """Write a unit as it was at TS into the holding dir and diff it against live; nothing live changes.
 
     inv dr.restore UNIT TS | inv dr.restore --path state/notes/ TS | inv dr.restore --all TS
-    (TS: 2026-04-15T18:00:00Z or 2026-04-15T18:00:00+02:00)
+    (TS: 2026-04-15T18:00:00Z, 2026-04-15T18:00:00+02:00, or a snapshot id from dr.list)
     """
     from ..ops.restore import RestoreOptions, run_restore
 
@@ -85,30 +85,14 @@ def summary_lines(result: Any) -> list[str]:
         f"restored {what} as it was at {result.ts} into {result.holding_dir}",
         f"  {c['restored']} files, {c['bytes']:,} bytes; absent at TS: {c['deleted_at_ts']} deleted, "
         f"{c['born_after_ts']} not yet created" + (f"; {c['refused']} REFUSED" if c["refused"] else ""),
-        f"diff against live {d.live_dir} (- live, + at {result.ts}): {c['added']} added, {c['removed']} removed, "
-        f"{c['modified']} modified, {c['unchanged']} unchanged",
+        f"live {d.live_dir} since TS ({result.ts}): {c['deleted_since_ts']} deleted, "
+        f"{c['created_since_ts']} created, {c['changed_since_ts']} changed, {c['unchanged']} unchanged",
     ]
-    kinds = {f.name: f for f in d.files}
-    # A live file sync would never push is not compared; "added" alone would
-    # read as "not here", inviting a copy over it.
-    ignored = set(d.ignored_live)
-    for name in d.added:
-        shadow = " (a live file of that name exists, not compared: dr.sync_deny or sync_allow leave it out)"
-        lines.append(f"  added     {name}" + (shadow if name in ignored else ""))
-    for name in d.removed:
-        lines.append(f"  removed   {name}")
-    compared = {f.name for f in d.files}
-    for name in d.live_symlinks:
-        if name == "":
-            lines.append(f"  live dir {d.live_dir} is a symlink, not followed: no live file compared")
-        elif name not in compared:
-            lines.append(f"  symlink   {name} (live; not followed, not compared)")
-    for name in d.modified:
-        f = kinds[name]
-        label = f"{f.format.upper()}, structural" if f.kind == "structured" and f.format else f.kind
-        lines.append(f"  modified  {name} ({label})")
+    lines += since_ts_lines(d)
     for r in result.refused:
         lines.append(f"  REFUSED   {r.key!r}: {r.reason}")
+    if d.files:
+        lines.append("what changed, file by file (- live now, + as at TS):")
     for f in d.files:
         lines.append("")
         if f.kind == "text" and f.lines and not f.lines[0].startswith("--- "):
@@ -135,6 +119,39 @@ def summary_lines(result: Any) -> list[str]:
     lines.append(f"receipt: {result.receipt}")
     lines.append("nothing live was changed; review the files and move what you need by hand")
     return lines
+
+
+def since_ts_lines(d: Any) -> list[str]:
+    """One line per file that changed in live since TS: how, and what the restore did about it."""
+    out: list[str] = []
+    kinds = {f.name: f for f in d.files}
+    # A live file sync would never push is not compared: "deleted since TS"
+    # would be false, and invite a copy over it.
+    ignored = set(d.ignored_live)
+    for name in d.deleted_since_ts:
+        if name in ignored:
+            out.append(
+                f"  {name}: not compared (a live file of that name exists; dr.sync_deny or sync_allow leave it out)"
+                " -> its TS copy is in the holding dir"
+            )
+        else:
+            out.append(f"  {name}: deleted since TS -> restored into the holding dir")
+    for name in d.created_since_ts:
+        out.append(f"  {name}: created since TS -> not in the holding dir (absent at TS); the live file stays")
+    compared = {f.name for f in d.files}
+    for name in d.live_symlinks:
+        if name == "":
+            out.append(f"  live dir {d.live_dir} is a symlink, not followed: no live file compared")
+        elif name not in compared:
+            out.append(f"  {name}: live symlink, not followed, not compared")
+    for name in d.changed_since_ts:
+        f = kinds[name]
+        if f.kind == "symlink":
+            out.append(f"  {name}: a symlink in live (not followed) -> its TS copy is in the holding dir")
+            continue
+        label = f"{f.format.upper()}, structural" if f.kind == "structured" and f.format else f.kind
+        out.append(f"  {name}: changed since TS ({label}) -> restored as at TS into the holding dir")
+    return out
 
 
 TASKS = (restore,)

@@ -1,9 +1,9 @@
 """The awscrt engine's client: requests in C on awscrt's event-loop threads, outcomes handled in Python.
 
-botocore spends about 0.8 ms of Python CPU on every request (serialise,
-sign, run the event hooks, parse) — as much as Ceph RGW spends answering it —
-so a restore of thousands of small files was bound by our own process, and a
-Go tool (rclone) restored 2.8x faster. awscrt does the HTTP, the signing, the
+botocore spends as much Python CPU on every request (serialise, sign, run
+the event hooks, parse) as Ceph RGW spends answering it, so a restore of
+thousands of small files was bound by our own process (bench/README.md,
+findings 1 and 15). awscrt does the HTTP, the signing, the
 retries and the byte moving in C on its own event-loop threads; Python sees
 one callback per response. Only per-object bulk requests go through it (see
 engine.py); the botocore `S3` of the same endpoint supplies its endpoint,

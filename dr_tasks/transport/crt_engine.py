@@ -40,7 +40,7 @@ class BulkS3(CrtClient):
         """
         done = Completions()
         # File creation is system time that can be long (ext4 searching for a
-        # free inode right after a mass delete took 0.5 ms a file here): a few
+        # free inode right after a mass delete; bench/README.md, finding 15): a few
         # threads do it, off the GIL, while the requests go on.
         writers = ThreadPoolExecutor(max_workers=self.config.writers, thread_name_prefix="dr-write")
         try:

@@ -31,8 +31,8 @@ def new_client(endpoint: Endpoint, concurrency: int, attempts: int) -> tuple[Any
     """A botocore S3 client for `endpoint` (and its session), sized for `concurrency` parallel requests."""
     try:
         # botocore directly, not a boto3 Session: boto3's client brings its
-        # transfer manager's CRT glue (≈ 30 ms of every start) for two
-        # calls that `_transfer_manager` makes from s3transfer itself.
+        # transfer manager's CRT glue, a cost of every start (bench/README.md,
+        # finding 15), for two calls that `_transfer_manager` makes from s3transfer itself.
         core = new_botocore_session()
         if endpoint.profile:
             core.set_config_variable("profile", endpoint.profile)

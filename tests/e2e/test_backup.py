@@ -397,6 +397,9 @@ def test_if_older_than_sends_nothing_when_the_last_complete_row_is_newer(
     assert repo.index_bytes() == before
     hours = repo.run("dr.backup", "--if-older-than=12h", "--json")
     assert hours.returncode == 0 and json.loads(hours.stdout)["not_due"] is True
+    for mixed in ("1w", "1d12h", "90m"):
+        due = repo.run("dr.backup", f"--if-older-than={mixed}", "--json")
+        assert due.returncode == 0 and json.loads(due.stdout)["not_due"] is True, due.stderr
 
     bad = repo.run("dr.backup", "--if-older-than=6x")
     assert_clean_refusal(bad, "--if-older-than='6x' is not a duration", "e.g. --if-older-than=6d")

@@ -167,8 +167,20 @@ def test_max_snapshot_age(repo: HostRepo) -> None:
     assert r.returncode == 1 and check(data, "snapshot")["detail"] == "no snapshot row in the index"
 
 
-@pytest.mark.parametrize("value", ["2", "two days", "-1d", "0h", "2w"])
+@pytest.mark.parametrize("value", ["2", "two days", "-1d", "0h", "2x", "1h1d"])
 def test_bad_durations_are_refused(repo: HostRepo, value: str) -> None:
     r = repo.run("dr.freshness", f"--max-snapshot-age={value}")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "--max-snapshot-age" in r.stderr and "e.g. --max-snapshot-age=6d" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("age", "stale", "fresh"),
+    [(timedelta(days=8), "1w", "1w2d"), (timedelta(hours=30), "1d", "1d12h"), (timedelta(minutes=80), "1h", "90m")],
+)
+def test_durations_in_weeks_and_mixed_units(repo: HostRepo, age: timedelta, stale: str, fresh: str) -> None:
+    write_index(repo, [backup_row(timedelta(hours=2)), snapshot_row(age, "aged")])
+    r, data = freshness(repo, f"--max-snapshot-age={stale}")
+    assert r.returncode == 1 and check(data, "snapshot")["ok"] is False, r.stderr
+    r, data = freshness(repo, f"--max-snapshot-age={fresh}")
+    assert r.returncode == 0 and check(data, "snapshot")["ok"] is True, r.stderr

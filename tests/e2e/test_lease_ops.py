@@ -193,48 +193,52 @@ def test_verify_deep_records_sha256_only_under_the_lease(server, bucket, make_re
 
 
 # ---------------------------------------------------------------------- item 4: a lost lease stops the writes
-def _stop_while_copying(
-    repo: HostRepo, fault_proxy: FaultProxy, key: str | None, *args: str, skip: int = 0, op: str = "CopyObject"
-) -> subprocess.Popen[str]:
-    """Start `inv <args>` with a 2 s lease, park its `op` requests whose key holds `key` (after `skip` of them),
-    and SIGSTOP it there: a laptop asleep mid-operation."""
-    rule = fault_proxy.add(Rule(op=op, key=key, fault="hold", times=-1, skip=skip))
+def _asleep_at(repo: HostRepo, fault_proxy: FaultProxy, rule: Rule, *args: str) -> subprocess.Popen[str]:
+    """Start `inv <args>` with a 2 s lease and SIGSTOP it once `rule` fires (its request parked or slowed):
+    a laptop asleep mid-operation. Returns once its lease has expired on the server's clock."""
+    fault_proxy.add(rule)
     p = repo.spawn(*args, env={TTL_ENV: "2"})
     deadline = time.monotonic() + 60
     while rule.fired == 0 and time.monotonic() < deadline:
         assert p.poll() is None, p.communicate()
         time.sleep(0.05)
+    assert rule.fired, f"{args} never sent the request to stop it at"
     os.kill(p.pid, signal.SIGSTOP)
-    time.sleep(3.5)  # past the ttl: its lease has expired on the server's clock
+    time.sleep(3.5)  # past the ttl
     return p
 
 
-def _resume(p: subprocess.Popen[str], fault_proxy: FaultProxy) -> tuple[int, str]:
-    fault_proxy.clear()  # the parked copies are reset; the client retries them and they go through
-    os.kill(p.pid, signal.SIGCONT)
-    _, err = p.communicate(timeout=120)
-    return p.returncode, err
+def _taken_over_then_woken(p: subprocess.Popen[str], fault_proxy: FaultProxy, other: HostRepo) -> tuple[int, str, str]:
+    """Another operator (reaching the bucket as `other` does) takes the expired lease over; then the stopped run
+    wakes up and ends under it. Returns its exit code, its stderr, and the operation the takeover found.
+
+    Whatever the run did on waking, its release must leave the other operator's lease in place."""
+    try:
+        with hold_lease(other.cfg(), operation="other", break_lock=True) as lease:
+            assert lease.broke is not None
+            fault_proxy.clear()  # the parked requests are reset; the client retries them and they go through
+            os.kill(p.pid, signal.SIGCONT)
+            _, err = p.communicate(timeout=120)
+            holder = read_lease(other.cfg())
+            assert holder is not None and holder.token == lease.token, err
+            return p.returncode, err, lease.broke.operation
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
 
 
 def test_a_snapshot_that_lost_its_lease_stops_before_its_manifest_and_row(server, bucket, make_repo, fault_proxy):
     repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
     files = repo.seed()
-    p = _stop_while_copying(repo, fault_proxy, "-asleep/", "dr.snapshot", "--label=asleep")
-    try:
-        # another operator finds the lease expired and takes it over
-        with hold_lease(repo.cfg(), operation="other", break_lock=True) as other:
-            assert other.broke is not None and other.broke.operation == "snapshot"
-            code, err = _resume(p, fault_proxy)
-            assert code == 1 and "Traceback" not in err, err
-            assert "lease lost; nothing more written" in err and "taken over by" in err, err
-            assert f"{len(files)} copies are left under s3://{bucket}/snapshots/" in err, err
-            assert "no manifest and no index row" in err, err
-            holder = read_lease(repo.cfg())
-            assert holder is not None and holder.token == other.token  # its release left the new lease alone
-    finally:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGCONT)
-            p.kill()
+    rule = Rule(op="CopyObject", key="-asleep/", fault="hold", times=-1)
+    p = _asleep_at(repo, fault_proxy, rule, "dr.snapshot", "--label=asleep")
+    code, err, broke = _taken_over_then_woken(p, fault_proxy, repo)
+    assert broke == "snapshot"
+    assert code == 1 and "Traceback" not in err, err
+    assert "lease lost; nothing more written" in err and "taken over by" in err, err
+    assert f"{len(files)} copies are left under s3://{bucket}/snapshots/" in err, err
+    assert "no manifest and no index row" in err, err
     assert [r["kind"] for r in repo.index_rows()] == ["lock-break"]  # no snapshot row
     keys = {e[0] for e in bucket_state(server, bucket)}
     assert not any(k.endswith(".manifest.json") for k in keys), keys
@@ -250,16 +254,10 @@ def test_a_rollback_that_lost_its_lease_stops_before_its_deletes_and_row(server,
     c.put_object(Bucket=bucket, Key="state/notes/readme.txt", Body=b"changed")
     c.put_object(Bucket=bucket, Key="state/notes/extra.txt", Body=b"not in the snapshot")
     # park the copy back, not the safety snapshot's copy of the same key (the first match)
-    p = _stop_while_copying(
-        repo, fault_proxy, "state/notes/readme.txt", "dr.rollback", snap, "--apply", "--confirm-label=base", skip=1
-    )
-    try:
-        with hold_lease(repo.cfg(), operation="other", break_lock=True):
-            code, err = _resume(p, fault_proxy)
-    finally:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGCONT)
-            p.kill()
+    rule = Rule(op="CopyObject", key="state/notes/readme.txt", fault="hold", times=-1, skip=1)
+    p = _asleep_at(repo, fault_proxy, rule, "dr.rollback", snap, "--apply", "--confirm-label=base")
+    code, err, broke = _taken_over_then_woken(p, fault_proxy, repo)
+    assert broke == "rollback"
     assert code == 1 and "Traceback" not in err, err
     assert "lease lost; nothing more written" in err and "live is partly rolled back" in err, err
     assert "none of 1 deletes done" in err and "undo with `" in err, err
@@ -280,16 +278,12 @@ def test_a_prune_that_lost_its_lease_stops_before_the_snapshot_objects_and_its_r
         time.sleep(1.1)  # distinct ids
     old = repo.index_rows()[0]["id"]
     # park the first delete: the pruned snapshot's manifest
-    p = _stop_while_copying(repo, fault_proxy, None, "dr.prune", "--keep-last=1", "--apply", op="DeleteObjects")
+    rule = Rule(op="DeleteObjects", key=None, fault="hold", times=-1)
+    p = _asleep_at(repo, fault_proxy, rule, "dr.prune", "--keep-last=1", "--apply")
     # the other operator talks to the server directly: its break (a DeleteObjects) is not parked
     other = make_repo(server, bucket)
-    try:
-        with hold_lease(other.cfg(), operation="other", break_lock=True):
-            code, err = _resume(p, fault_proxy)
-    finally:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGCONT)
-            p.kill()
+    code, err, broke = _taken_over_then_woken(p, fault_proxy, other)
+    assert broke == "prune"
     assert code == 1 and "Traceback" not in err, err
     assert "lease lost; nothing more written" in err and "their objects are left and no prune row" in err, err
     assert [r["kind"] for r in repo.index_rows()] == ["snapshot", "snapshot"]  # no prune row
@@ -308,22 +302,10 @@ def test_a_backup_that_lost_its_lease_writes_no_state_and_no_row(server, bucket,
     state_before = [e for e in bucket_state(moto2, dest) if e[0].endswith("backup-state.json")]
     server.client().put_object(Bucket=bucket, Key="state/notes/readme.txt", Body=b"changed")
     # slow reads of one primary object: the backup is mid-copy, under its lease, when it is put to sleep
-    rule = fault_proxy.add(Rule(op="GetObject", key="state/notes/readme.txt", fault=None, delay=8, times=-1))
-    p = repo.spawn("dr.backup", env={TTL_ENV: "2"})
-    deadline = time.monotonic() + 60
-    while rule.matched == 0 and time.monotonic() < deadline:
-        assert p.poll() is None, p.communicate()
-        time.sleep(0.05)
-    os.kill(p.pid, signal.SIGSTOP)
-    time.sleep(3.5)
-    other = make_repo(server, bucket)
-    try:
-        with hold_lease(other.cfg(), operation="other", break_lock=True):
-            code, err = _resume(p, fault_proxy)
-    finally:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGCONT)
-            p.kill()
+    rule = Rule(op="GetObject", key="state/notes/readme.txt", fault=None, delay=8, times=-1)
+    p = _asleep_at(repo, fault_proxy, rule, "dr.backup")
+    code, err, broke = _taken_over_then_woken(p, fault_proxy, make_repo(server, bucket))
+    assert broke == "backup"
     assert code == 1 and "Traceback" not in err, err
     assert "lease lost; nothing more written" in err and "no backup row was written" in err, err
     assert repo.index_rows() == rows  # no new backup row

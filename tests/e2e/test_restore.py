@@ -163,8 +163,9 @@ def test_point_in_time_restore_of_a_unit(server, bucket, make_repo, fault_proxy)
     assert local_tree(hold) == h.at_t0
     out = r.stdout
     assert f"restored unit {UNIT} as it was at {iso_utc(h.t0)} into _restore/{hold.name}/" in out
-    assert "1 added, 1 removed, 6 modified, 2 unchanged" in out
-    assert "  added     gone.txt" in out and "  removed   born-after.txt" in out
+    assert "1 deleted, 1 created, 6 changed, 2 unchanged" in out
+    assert "  gone.txt: deleted since TS -> restored into the holding dir" in out
+    assert "  born-after.txt: created since TS -> not in the holding dir" in out
     # text: a unified diff from live to the restored version
     assert "--- live/README.md" in out and f"+++ at-{compact_utc(h.t0)}/README.md" in out
     assert "-Resizes images, v3." in out and "+Resizes images quickly." in out
@@ -630,7 +631,7 @@ def test_the_report_names_a_denied_live_file_and_a_line_ending_only_change(moto_
     (repo.path / "state/skills/alpha/secret.txt").write_bytes(b"edited live, never pushed\n")
     r = repo.run("dr.restore", "alpha", ts)
     assert r.returncode == 0, r.stderr
-    assert "added     secret.txt (a live file of that name exists, not compared" in r.stdout
+    assert "secret.txt: not compared (a live file of that name exists" in r.stdout
     assert "a.txt (text):\n  (differs only in line endings or the final newline)" in r.stdout
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dr_tasks.backup_rows import BackupDest, BackupSource
 from dr_tasks.ops.backup_state import read_origin
+from dr_tasks.rows import BackupRow
 
 URL = "http://primary.example:9000"
 
@@ -30,11 +31,13 @@ def test_one_source_is_one_server_bucket_and_prefix() -> None:
 def test_rows_count_for_a_destination_only_when_read_from_its_source() -> None:
     dest = BackupDest("cold", "", None, BackupSource(URL, "a", ""))
     row = {"kind": "cross-region-backup", "dest_bucket": "cold", "dest": "s3://cold/", "dest_endpoint": None}
-    assert dest.holds({**row, "source": "s3://a/", "source_endpoint": URL})
-    assert dest.holds(row)  # written before the source was recorded
-    assert not dest.holds({**row, "source": "s3://b/", "source_endpoint": URL})
-    assert not dest.holds({**row, "source": "s3://a/sub/", "source_endpoint": URL})
-    assert not dest.holds({**row, "source": "s3://a/", "source_endpoint": "http://other:9000"})
+    assert dest.holds(BackupRow.parse({**row, "source": "s3://a/", "source_endpoint": URL}))
+    assert dest.holds(BackupRow.parse(row))  # written before the source was recorded
+    assert not dest.holds(BackupRow.parse({**row, "source": "s3://b/", "source_endpoint": URL}))
+    assert not dest.holds(BackupRow.parse({**row, "source": "s3://a/sub/", "source_endpoint": URL}))
+    assert not dest.holds(BackupRow.parse({**row, "source": "s3://a/", "source_endpoint": "http://other:9000"}))
+    # A recorded null endpoint is AWS, not "unrecorded": it does not match a custom endpoint.
+    assert not dest.holds(BackupRow.parse({**row, "source": "s3://a/", "source_endpoint": None}))
 
 
 def test_a_mirror_may_delete_up_to_half_of_what_the_backup_holds() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from dr_tasks.backup_rows import newest_backup_row
 from dr_tasks.errors import DrError
+from dr_tasks.index import IndexRead
 from dr_tasks.ops.freshness import ago
 from dr_tasks.ops.versioning import RULE_ID, _assess, covers_whole_bucket, our_rule
 from dr_tasks.timeparse import parse_duration
@@ -20,13 +21,18 @@ from dr_tasks.timeparse import parse_duration
         ("12h", timedelta(hours=12)),
         ("90m", timedelta(minutes=90)),
         ("1.5d", timedelta(hours=36)),
+        ("1w", timedelta(weeks=1)),
+        ("1d12h", timedelta(hours=36)),
+        ("2h30m", timedelta(minutes=150)),
+        ("1w2d3h4m", timedelta(days=9, hours=3, minutes=4)),
+        ("6 d", timedelta(days=6)),
     ],
 )
 def test_parse_duration(text: str, want: timedelta) -> None:
     assert parse_duration(text, "--x") == want
 
 
-@pytest.mark.parametrize("text", ["", "6", "6 days", "d", "-1d", "0d", "6w", "6D"])
+@pytest.mark.parametrize("text", ["", "6", "6 days", "d", "-1d", "0d", "6x", "6D", "1h1d", "1d1d", "0w0d", "w"])
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(DrError, match="--x"):
         parse_duration(text, "--x")
@@ -48,9 +54,11 @@ def test_newest_backup_row_skips_partial_unparseable_and_other_buckets() -> None
         {"kind": "cross-region-backup", "ts": "2026-01-05T00:00:00Z", "dest_bucket": "b", "id": "5"},  # no flag
         {"kind": "snapshot", "ts": "2026-01-06T00:00:00Z", "id": "6"},
     ]
-    assert newest_backup_row(rows, "b")["id"] == "1"
-    assert newest_backup_row(rows)["id"] == "4"
-    assert newest_backup_row(rows, "zzz") is None
+    backups = IndexRead(rows=rows).backups()
+    assert [b.id for b in backups] == ["1", "2", "3", "4", "5"]
+    assert newest_backup_row(backups, "b").id == "1"  # type: ignore[union-attr]
+    assert newest_backup_row(backups).id == "4"  # type: ignore[union-attr]
+    assert newest_backup_row(backups, "zzz") is None
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from dr_tasks import config
-from dr_tasks.config import endpoint_address, same_endpoint
+from dr_tasks import endpoints
+from dr_tasks.endpoints import endpoint_address, same_endpoint
 
 Resolver = Callable[..., list[tuple[Any, ...]]]
 
@@ -31,7 +31,7 @@ def resolver(table: dict[str, list[str]], calls: list[str] | None = None) -> Res
 def no_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Resolve nothing, and record which names were asked for."""
     calls: list[str] = []
-    monkeypatch.setattr(config.socket, "getaddrinfo", resolver({}, calls))
+    monkeypatch.setattr(endpoints.socket, "getaddrinfo", resolver({}, calls))
     return calls
 
 
@@ -91,7 +91,7 @@ def test_endpoint_address_normalises_host_and_port() -> None:
 # ---------------------------------------------------------------------- resolution
 def test_hosts_sharing_an_address_on_the_same_port_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     table = {"localhost": ["127.0.0.1", "::1"], "127.0.0.1": ["127.0.0.1"], "minio.lan": ["10.0.0.5"]}
-    monkeypatch.setattr(config.socket, "getaddrinfo", resolver(table))
+    monkeypatch.setattr(endpoints.socket, "getaddrinfo", resolver(table))
     assert same_endpoint("http://localhost:9000", "http://127.0.0.1:9000/")
     assert same_endpoint("http://127.0.0.1:9000", "http://LOCALHOST:9000")
     assert not same_endpoint("http://minio.lan:9000", "http://127.0.0.1:9000")
@@ -120,7 +120,7 @@ def test_a_failed_lookup_means_different(monkeypatch: pytest.MonkeyPatch, error:
     def getaddrinfo(*_: Any, **__: Any) -> list[tuple[Any, ...]]:
         raise error
 
-    monkeypatch.setattr(config.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(endpoints.socket, "getaddrinfo", getaddrinfo)
     assert not same_endpoint("http://a.example:9000", "http://b.example:9000")
     # Spellings of one host still need no lookup.
     assert same_endpoint("http://a.example:9000/", "http://A.example:9000")

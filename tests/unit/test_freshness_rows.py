@@ -11,6 +11,7 @@ from dr_tasks import load_config
 from dr_tasks.backup_rows import FUTURE_TOLERANCE, BackupDest, newest_backup_row
 from dr_tasks.config import DrConfig
 from dr_tasks.ops.freshness import FreshnessResult, check_freshness
+from dr_tasks.rows import BackupRow
 
 NOW = datetime(2026, 4, 16, 12, 0, tzinfo=timezone.utc)
 BUCKET = "cold-copy"
@@ -112,9 +113,12 @@ def test_a_stopped_backup_behind_an_ignored_future_row_is_stale(tmp_path: Path) 
 
 
 def test_newest_backup_row_leaves_future_rows_out_only_when_given_now() -> None:
-    rows = [row(timedelta(days=1), rid="good"), row(-timedelta(days=30), rid="skewed")]
-    assert newest_backup_row(rows, BUCKET)["id"] == "skewed"  # type: ignore[index]
-    assert newest_backup_row(rows, BUCKET, now=NOW)["id"] == "good"  # type: ignore[index]
+    rows = [
+        BackupRow.parse(row(timedelta(days=1), rid="good")),
+        BackupRow.parse(row(-timedelta(days=30), rid="skewed")),
+    ]
+    assert newest_backup_row(rows, BUCKET).id == "skewed"  # type: ignore[union-attr]
+    assert newest_backup_row(rows, BUCKET, now=NOW).id == "good"  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------- the destination
@@ -168,10 +172,10 @@ def test_last_attempt_is_for_the_configured_destination(tmp_path: Path) -> None:
 def test_backup_dest_holds_rows_by_bucket_prefix_and_endpoint() -> None:
     dest = BackupDest(BUCKET, PREFIX, URL)
     assert str(dest) == f"s3://{BUCKET}/{PREFIX}"
-    assert dest.holds(row(timedelta(0)))
-    assert dest.holds(row(timedelta(0), endpoint="http://backup.example:9000/"))
-    assert not dest.holds(row(timedelta(0), prefix="repo-a/sub/"))
-    assert not dest.holds(row(timedelta(0), endpoint="http://backup.example:9001"))
-    assert not dest.holds(row(timedelta(0), bucket="x"))
+    assert dest.holds(BackupRow.parse(row(timedelta(0))))
+    assert dest.holds(BackupRow.parse(row(timedelta(0), endpoint="http://backup.example:9000/")))
+    assert not dest.holds(BackupRow.parse(row(timedelta(0), prefix="repo-a/sub/")))
+    assert not dest.holds(BackupRow.parse(row(timedelta(0), endpoint="http://backup.example:9001")))
+    assert not dest.holds(BackupRow.parse(row(timedelta(0), bucket="x")))
     # A bucket name alone (what dr.backup --if-older-than passes) still compares the bucket only.
-    assert newest_backup_row([row(timedelta(0), prefix="other/")], BUCKET) is not None
+    assert newest_backup_row([BackupRow.parse(row(timedelta(0), prefix="other/"))], BUCKET) is not None

@@ -38,6 +38,7 @@ OPS_PARTS: dict[str, str] = {
     "backup_state": "backup",
     "drill_live": "drill",
     "drill_proof": "drill",
+    "rollback_plan": "rollback",
 }
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dr_tasks.errors import DrError
-from dr_tasks.timeparse import compact_utc, iso_utc, parse_ts
+from dr_tasks.timeparse import compact_utc, iso_utc, parse_duration, parse_ts
 
 UTC = timezone.utc
 AT = datetime(2026, 4, 15, 18, 0, tzinfo=UTC)
@@ -95,3 +95,55 @@ def test_formats() -> None:
     # every printed form parses back to the same instant
     for dt in (AT, AT.replace(microsecond=1), AT.replace(microsecond=999999)):
         assert parse_ts(iso_utc(dt)) == dt and parse_ts(compact_utc(dt)) == dt
+
+
+# ---------------------------------------------------------------------- durations: the one parser, in timeparse.py
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1w", timedelta(weeks=1)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("6d", timedelta(days=6)),
+        ("1.5d", timedelta(hours=36)),
+        ("2w3d", timedelta(days=17)),
+        (" 1d 12h ", timedelta(hours=36)),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text, "--if-older-than") == expected
+
+
+@pytest.mark.parametrize("text", ["1h1d", "1d1d", "6", "1 week", "6D", "1M", "-1d", "", "1.d"])
+def test_a_bad_duration_names_what_was_given_and_examples_that_work(text: str) -> None:
+    with pytest.raises(DrError) as err:
+        parse_duration(text, "--if-older-than")
+    assert f"--if-older-than={text.replace(' ', '')!r}" in err.value.message or repr(text) in err.value.message
+    for example in ("--if-older-than=6d", "--if-older-than=1w", "--if-older-than=1d12h", "--if-older-than=90m"):
+        assert example in err.value.hint
+    for again in err.value.hint.split(": e.g. ")[1].replace(" or ", ", ").split(", "):
+        assert parse_duration(again.split("=", 1)[1], "--x") > timedelta(0)  # the examples work
+
+
+def test_a_zero_duration_is_refused() -> None:
+    with pytest.raises(DrError, match="longer than zero"):
+        parse_duration("0w0d", "--max-snapshot-age")
+
+
+def test_a_word_is_neither_a_timestamp_nor_a_snapshot_id() -> None:
+    with pytest.raises(DrError) as err:
+        parse_ts("last tuesday", now=AT)
+    assert "not an ISO 8601 timestamp or a snapshot id" in err.value.message
+    assert "snapshot id from `inv dr.list`" in err.value.hint
+
+
+# ---------------------------------------------------------------------- what a progress bar shows beside itself
+def test_progress_count_text() -> None:
+    from dr_tasks.progress import count_text
+
+    assert count_text(0, None, 0, 1.0) == "listing"
+    assert count_text(0, None, 1000, 2.0) == "1,000 listed"
+    assert count_text(340, None, 1000, 2.0) == "1,000 listed, 340 done"
+    assert count_text(0, 1001, 1001, 0.0) == "0/1,001, ETA ?"
+    assert count_text(500, 1000, 1000, 10.0) == "500/1,000, 50/s, ETA 0:00:10"
+    assert count_text(3, 10, 10, 2.0) == "3/10, 1.5/s, ETA 0:00:05"

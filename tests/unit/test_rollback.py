@@ -14,12 +14,12 @@ from dr_tasks.manifest import parse_manifest
 from dr_tasks.ops.rollback import (
     SAFETY_PREFIX,
     RollbackPlan,
-    _manifest_objects,
     build_plan,
     check_confirm_label,
     check_snapshot_objects,
     safety_label,
 )
+from dr_tasks.ops.rollback_plan import _manifest_objects
 from dr_tasks.ops.snapshot import validate_label
 from dr_tasks.transport import ObjectVersion
 

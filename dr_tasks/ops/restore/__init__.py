@@ -35,7 +35,9 @@ from pathlib import Path
 
 from ...config import DrConfig
 from ...errors import DrError
-from ...progress import NULL_PROGRESS, Progress
+from ...history import snapshot_row
+from ...layout import parse_snapshot_id
+from ...progress import NULL_PROGRESS, Progress, counted
 from ...timeparse import compact_utc, iso_utc, parse_ts
 from ...transport import S3
 from .decide import Decisions, fold_name, folds_names, refuse_empty
@@ -115,7 +117,9 @@ class RestorePlan:
         return iso_utc(self.ts)
 
 
-def _instant(ts: str | datetime, now: datetime) -> datetime:
+def _instant(cfg: DrConfig, ts: str | datetime, now: datetime) -> datetime:
+    if isinstance(ts, str) and parse_snapshot_id(ts.strip()) is not None:
+        return _snapshot_instant(cfg, ts.strip())
     if isinstance(ts, str):
         return parse_ts(ts, now)
     if ts.tzinfo is None:
@@ -123,10 +127,26 @@ def _instant(ts: str | datetime, now: datetime) -> datetime:
     return ts.astimezone(timezone.utc)
 
 
+def _snapshot_instant(cfg: DrConfig, snap_id: str) -> datetime:
+    """The instant snapshot `snap_id` was taken, as its index row records it.
+
+    A pruned snapshot's instant still names the versions live had then (they
+    are the bucket's history, not the snapshot's copies), so it is accepted.
+    """
+    row = snapshot_row(cfg, snap_id, allow_pruned=True)
+    at = row.at
+    if at is None:
+        raise DrError(
+            f"the index row of snapshot {snap_id} has no readable ts",
+            "pass the instant instead, e.g. the time in the snapshot's id: " + snap_id.split("Z-", 1)[0] + "Z",
+        )
+    return at
+
+
 def plan_restore(cfg: DrConfig, options: RestoreOptions) -> RestorePlan:
     """Step 1: parse TS and refuse, before any request, what cannot end well (see the module's docstring)."""
     now = options.now or datetime.now(timezone.utc)
-    ts = _instant(options.ts, now)
+    ts = _instant(cfg, options.ts, now)
     scope = resolve_scope(cfg, options.unit, options.path, options.all_)
     name = f"{scope.stem}-{compact_utc(ts)}"
     holding = cfg.restore_path / name
@@ -143,6 +163,11 @@ def plan_restore(cfg: DrConfig, options: RestoreOptions) -> RestorePlan:
         options.force,
         options.full,
     )
+    if isinstance(options.ts, str) and parse_snapshot_id(options.ts.strip()) is not None:
+        plan.warnings.append(
+            f"restoring at the instant snapshot {options.ts.strip()} was taken ({plan.ts_iso}, whole seconds): a write "
+            "earlier in that same second is not included; the snapshot's own copies come back with `inv dr.rollback`"
+        )
     if plan.future:
         plan.warnings.append(
             f"{plan.ts_iso} is in the future (now {iso_utc(now.replace(microsecond=0))}): restoring the current state"
@@ -163,13 +188,9 @@ def restore_at(
     s3: S3 | None = None,
     now: datetime | None = None,
 ) -> RestoreResult:
-    """Restore `unit` (or `path`, or everything) as it was at `ts` into the holding dir.
+    """`run_restore(cfg, RestoreOptions(ts, unit=..., ...))` in keyword form, kept for the Python API (docs/restore.md).
 
-    The keyword form of `run_restore`. Raises DrError on any refusal (bad TS,
-    unsafe or existing holding dir, nothing at TS) or download failure,
-    leaving no holding dir behind. Keys refused for safety do not raise: they
-    are in `result.refused`, every other key was restored, and `result.ok` is
-    False.
+    It adds nothing: every check and every step is `run_restore`'s.
     """
     options = RestoreOptions(ts, unit=unit, path=path, all_=all_, force=force, full=full, now=now)
     return run_restore(cfg, options, progress=progress, s3=s3)
@@ -178,7 +199,14 @@ def restore_at(
 def run_restore(
     cfg: DrConfig, options: RestoreOptions, *, progress: Progress = NULL_PROGRESS, s3: S3 | None = None
 ) -> RestoreResult:
-    """Plan (no request), then apply: see `restore_at`."""
+    """Restore `options.unit` (or `path`, or everything) as it was at `options.ts` into the holding dir.
+
+    The one entry of the restore: plan (`plan_restore`, no request), then
+    apply. Raises DrError on any refusal (bad TS, unsafe or existing holding
+    dir, nothing at TS) or download failure, leaving no holding dir behind.
+    Keys refused for safety do not raise: they are in `result.refused`, every
+    other key was restored, and `result.ok` is False.
+    """
     started = time.monotonic()
     plan = plan_restore(cfg, options)
     result = _apply(cfg, plan, s3 or S3(cfg.endpoint, cfg.concurrency), progress)
@@ -205,10 +233,15 @@ def _apply(cfg: DrConfig, plan: RestorePlan, s3: S3, progress: Progress) -> Rest
     # its own while 3. downloads what is decided. The probe is looked up here,
     # at run time, so a test can stand in for the file system.
     decisions = Decisions(cfg, scope, plan.ts, probe=folds_names)
-    items = decisions.stream(lambda: s3.iter_versions(cfg.bucket, scope.key_prefix, skip=cfg.reserved_prefixes()))
+    # The bar starts before the listing does: it counts versions as they are
+    # listed, and gets its total (files to write) once the listing is through.
+    progress.start(f"restoring from s3://{cfg.bucket}/{scope.key_prefix} as at {plan.ts_iso}")
+    items = decisions.stream(
+        lambda: counted(s3.iter_versions(cfg.bucket, scope.key_prefix, skip=cfg.reserved_prefixes()), progress),
+        on_decided=progress.set_total,
+    )
     staging = Staging(cfg.restore_path, plan.name)
     refused: list[RefusedKey] = []
-    progress.start(f"restoring from s3://{cfg.bucket}/{scope.key_prefix} as at {plan.ts_iso}")
     try:
         try:
             restored = download_all(cfg, s3, staging.path, staging.made_at_first(items), refused, progress)

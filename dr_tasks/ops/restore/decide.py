@@ -159,12 +159,15 @@ class Decisions:
             held.append((n, d.entry))
         release(None)
 
-    def stream(self, listing: Callable[[], Iterable[ObjectVersion]]) -> Iterator[tuple[str, ObjectVersion]]:
+    def stream(
+        self, listing: Callable[[], Iterable[ObjectVersion]], on_decided: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[str, ObjectVersion]]:
         """Start `decide` over `listing()` on a thread of its own, now; iterate what it emits.
 
         Its errors are raised by the iterator. Started here, not at the first
         `next`, so that what the caller does before it (awscrt's import and
-        client) overlaps the first page's round trip.
+        client) overlaps the first page's round trip. `on_decided` gets how
+        many were emitted once the listing is through (a progress bar's total).
         """
         out: queue.SimpleQueue[Any] = queue.SimpleQueue()
         end = object()
@@ -172,6 +175,8 @@ class Decisions:
         def work() -> None:
             try:
                 self.decide(listing(), out.put)
+                if on_decided is not None and not self._stop.is_set():
+                    on_decided(self.emitted)
                 out.put(end)
             except BaseException as err:  # handed to the consumer, raised there
                 out.put(_Raised(err))

@@ -1,4 +1,8 @@
-"""The staged tree against the live files: added, removed, modified, with a text or structural diff per file."""
+"""What changed in live since TS: the staged tree against the live files, with a text or structural diff per file.
+
+Said from the operator's side: a file in the holding dir that live lacks was
+deleted since TS; a live file the holding dir lacks was created since TS.
+"""
 
 from __future__ import annotations
 
@@ -217,7 +221,7 @@ def compute_diff(
     for name in sorted(set(by_name) | set(live)):
         if name in links:
             r = by_name[name]
-            result.modified.append(name)
+            result.changed_since_ts.append(name)
             result.files.append(
                 FileDiff(
                     name,
@@ -228,14 +232,14 @@ def compute_diff(
                 )
             )
         elif name not in live:
-            result.added.append(name)
+            result.deleted_since_ts.append(name)
         elif name not in by_name:
-            result.removed.append(name)
+            result.created_since_ts.append(name)
         else:
             path = staged.joinpath(*name.split("/"))
             if live[name].stat().st_size == by_name[name].size and _sha256_file(live[name]) == by_name[name].sha256:
                 result.unchanged.append(name)
             else:
-                result.modified.append(name)
+                result.changed_since_ts.append(name)
                 result.files.append(diff_file(name, live[name], path, ts_label, full))
     return result

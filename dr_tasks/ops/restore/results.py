@@ -44,12 +44,17 @@ class FileDiff:
 
 @dataclass
 class DiffResult:
-    """Live -> restored: `added` exist only in the restore, `removed` only live."""
+    """What changed in live since TS, said from the operator's side.
+
+    `deleted_since_ts`: at TS, not live (the holding dir has it);
+    `created_since_ts`: live, absent at TS (the holding dir does not have it);
+    `changed_since_ts`: both, with other bytes (the holding dir has it as at TS).
+    """
 
     live_dir: str
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    modified: list[str] = field(default_factory=list)
+    deleted_since_ts: list[str] = field(default_factory=list)
+    created_since_ts: list[str] = field(default_factory=list)
+    changed_since_ts: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     files: list[FileDiff] = field(default_factory=list)
     # Live files the guard would never push (outside SYNC_ALLOW or in SYNC_DENY): not compared.
@@ -59,13 +64,35 @@ class DiffResult:
     # at into the report.
     live_symlinks: list[str] = field(default_factory=list)
 
+    # The names of the first report, which read from the restore's side
+    # ("added" meant deleted since TS): kept for the Python API and `--json`.
+    @property
+    def added(self) -> list[str]:
+        return self.deleted_since_ts
+
+    @property
+    def removed(self) -> list[str]:
+        return self.created_since_ts
+
+    @property
+    def modified(self) -> list[str]:
+        return self.changed_since_ts
+
     def counts(self) -> dict[str, int]:
         return {
-            "added": len(self.added),
-            "removed": len(self.removed),
-            "modified": len(self.modified),
+            "deleted_since_ts": len(self.deleted_since_ts),
+            "created_since_ts": len(self.created_since_ts),
+            "changed_since_ts": len(self.changed_since_ts),
             "unchanged": len(self.unchanged),
+            **{old: len(names) for old, names in self.legacy().items()},
         }
+
+    def legacy(self) -> dict[str, list[str]]:
+        """The lists under their first names (`added`, `removed`, `modified`), for scripts written against them."""
+        return {"added": self.added, "removed": self.removed, "modified": self.modified}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), **self.legacy()}
 
 
 @dataclass
@@ -117,7 +144,7 @@ class RestoreResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok, "counts": self.counts()}
+        return {**asdict(self), "diff": self.diff.to_dict(), "ok": self.ok, "counts": self.counts()}
 
     def receipt_dict(self, created: str) -> dict[str, Any]:
         return {
