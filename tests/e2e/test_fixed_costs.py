@@ -129,7 +129,7 @@ def test_the_first_client_does_not_scan_every_service_directory(monkeypatch):
         return real(self, type_name)
 
     monkeypatch.setattr(botocore.loaders.Loader, "list_available_services", spy)
-    monkeypatch.setattr(internals, "_loader", None)
+    monkeypatch.setattr(internals.boto, "_loader", None)
     s3 = S3(Endpoint("b", "http://127.0.0.1:9", "us-east-1", None, "a", "b"))
     assert s3.client.meta.service_model.service_name == "s3"
     assert calls == []

@@ -1,4 +1,4 @@
-"""With DR_TASKS_INTERNALS=off (every trick of dr_tasks/internals.py skipped) the tasks still do their job."""
+"""With DR_TASKS_INTERNALS=off (every trick of dr_tasks/internals/ skipped) the tasks still do their job."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""dr_tasks/internals.py: the internals we rely on are where we use them, the off switch, and a clean import.
+"""dr_tasks/internals/: the internals we rely on are where we use them, the off switch, and a clean import.
 
 A failure here after a `pip install -U` means an Invoke, botocore or Python
-internal moved: fix `dr_tasks/internals.py` (or bound the version in
+internal moved: fix `dr_tasks/internals/` (or bound the version in
 pyproject.toml) before a user's run finds it.
 """
 
@@ -272,8 +272,8 @@ def test_a_botocore_whose_loader_internals_moved_gets_its_own_loader_back(monkey
     import botocore.loaders
     import botocore.session
 
-    monkeypatch.setattr(internals, "_present", {})
+    monkeypatch.setattr(internals.relied, "_present", {})
     monkeypatch.delattr(botocore.loaders, "instance_cache")
     session = botocore.session.Session()
     internals.speed_up_session(session)
-    assert session.get_component("data_loader") is not internals._loader
+    assert session.get_component("data_loader") is not internals.boto._loader

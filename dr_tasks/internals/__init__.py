@@ -1,5 +1,8 @@
 """Every place dr-tasks leans on another library's private internals or on interpreter state.
 
+This package is that place: Invoke's and the interpreter's here, botocore's
+in `boto.py`, the list of what is relied on and the off switch in `relied.py`.
+
 Invoke, botocore and the interpreter are used through their public surface
 everywhere else. The exceptions live here, each with why it pays and what
 happens without it, so that a library upgrade has one file to check and
@@ -26,134 +29,17 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
-import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 from invoke.parser import Argument
 
-ENV = "DR_TASKS_INTERNALS"
-
-
-def enabled() -> bool:
-    """False when the user turned the tricks off with DR_TASKS_INTERNALS=off."""
-    return os.environ.get(ENV, "").strip().lower() not in ("off", "0", "false", "no")
-
-
-# ---------------------------------------------------------------------- what we rely on
-def _attr(module: str, *path: str) -> Callable[[], bool]:
-    def present() -> bool:
-        import importlib
-
-        try:
-            obj: Any = importlib.import_module(module)
-        except ImportError:
-            return False
-        for name in path:
-            # A class's own namespace: an override of a name the base class no
-            # longer defines would silently never be called.
-            found = name in vars(obj) if isinstance(obj, type) else hasattr(obj, name)
-            if not found:
-                return False
-            obj = getattr(obj, name)
-        return True
-
-    return present
-
-
-# name -> a check that it is still where we use it.
-RELIED_ON: dict[str, Callable[[], bool]] = {
-    "invoke.config.merge_dicts": _attr("invoke.config", "merge_dicts"),
-    "invoke.config.AmbiguousMergeError": _attr("invoke.config", "AmbiguousMergeError"),
-    "invoke.config.yaml": _attr("invoke.config", "yaml"),
-    "invoke.config.Config._load_yaml": _attr("invoke.config", "Config", "_load_yaml"),
-    "invoke.config.Config._load_yml": _attr("invoke.config", "Config", "_load_yml"),
-    "invoke.config.Config._load_json": _attr("invoke.config", "Config", "_load_json"),
-    "invoke.env.Environment.load": _attr("invoke.env", "Environment", "load"),
-    "invoke.env.Environment._path_set": _attr("invoke.env", "Environment", "_path_set"),
-    "invoke.env.Environment._path_get": _attr("invoke.env", "Environment", "_path_get"),
-    "invoke.env.Environment._to_env_var": _attr("invoke.env", "Environment", "_to_env_var"),
-    "invoke.env.Environment._prefix": lambda: _instance_has("invoke.env", "Environment", "_prefix"),
-    "invoke.config.Config._project_prefix": lambda: _instance_has("invoke.config", "Config", "_project_prefix"),
-    "invoke.parser.Argument.value": _attr("invoke.parser", "Argument", "value"),
-    "invoke.executor.Executor.execute": lambda: _executor_keeps_call(),
-    "invoke.program.Program.parse_cleanup": _attr("invoke.program", "Program", "parse_cleanup"),
-    "botocore.loaders.Loader.list_available_services": _attr("botocore.loaders", "Loader", "list_available_services"),
-    "botocore.loaders.Loader.load_data_with_path": _attr("botocore.loaders", "Loader", "load_data_with_path"),
-    "botocore.loaders.JSONFileLoader._load_file": _attr("botocore.loaders", "JSONFileLoader", "_load_file"),
-    "botocore.loaders.instance_cache": _attr("botocore.loaders", "instance_cache"),
-    "botocore.handlers._handle_200_error": _attr("botocore.handlers", "_handle_200_error"),
-    "botocore.utils.parse_timestamp": _attr("botocore.utils", "parse_timestamp"),
-    "botocore.parsers.ResponseParserFactory.set_parser_defaults": _attr(
-        "botocore.parsers", "ResponseParserFactory", "set_parser_defaults"
-    ),
-    "botocore.signers.RequestSigner._credentials": lambda: _signer_has_credentials(),
-}
-
-
-def _instance_has(module: str, cls: str, attr: str) -> bool:
-    """Whether a fresh instance (as Invoke makes it) carries the private attribute `attr`."""
-    import importlib
-
-    owner = getattr(importlib.import_module(module), cls)
-    if cls == "Environment":
-        import invoke.config
-
-        obj = owner(config=invoke.config.Config(), prefix="INVOKE_")
-    else:
-        obj = owner()
-        obj.set_project_location("/nowhere")
-    return attr in vars(obj)
-
-
-def _executor_keeps_call() -> bool:
-    """`Executor.execute` still runs each task with its `Call` in a local named `call` (see `called_as`)."""
-    if not _attr("invoke.executor", "Executor", "execute")():
-        return False
-    from invoke.executor import Executor
-
-    return "call" in Executor.execute.__code__.co_varnames
-
-
-def _signer_has_credentials() -> bool:
-    import botocore.session
-
-    client = botocore.session.Session().create_client(
-        "s3", region_name="us-east-1", aws_access_key_id="probe", aws_secret_access_key="probe"
-    )
-    creds = getattr(getattr(client, "_request_signer", None), "_credentials", None)
-    return getattr(creds, "access_key", None) == "probe"
-
-
-def missing() -> list[str]:
-    """The relied-upon internals that are no longer where we use them (empty when all are)."""
-    return [name for name, present in RELIED_ON.items() if not present()]
-
-
-_present: dict[str, bool] = {}
-
-
-def _all_present(*names: str) -> bool:
-    """Whether these internals are all still there (each looked up once per process)."""
-    for name in names:
-        if name not in _present:
-            _present[name] = RELIED_ON[name]()
-        if not _present[name]:
-            return False
-    return True
-
-
-_LOADER = (
-    "botocore.loaders.instance_cache",
-    "botocore.loaders.Loader.list_available_services",
-    "botocore.loaders.Loader.load_data_with_path",
-    "botocore.loaders.JSONFileLoader._load_file",
-)
-_TIMESTAMPS = ("botocore.utils.parse_timestamp", "botocore.parsers.ResponseParserFactory.set_parser_defaults")
-
+from .relied import ENV as ENV
+from .relied import RELIED_ON as RELIED_ON
+from .relied import _all_present, enabled
+from .relied import missing as missing
 
 # ---------------------------------------------------------------------- Invoke's own config errors
 # Invoke reads invoke.yaml, merges it over our declared defaults and casts
@@ -289,7 +175,7 @@ def _guard_environment() -> None:
         except AmbiguousEnvVar as err:
             # Two keys map to one variable, e.g. a flat `backup_bucket:` beside
             # the `backup:` section: most likely a typo, which dr's key check names.
-            from . import config
+            from .. import config
 
             try:
                 section = self._path_get(["dr"])
@@ -315,7 +201,7 @@ def _quiet_closed_stdout() -> None:
     import invoke.program as ip
     from invoke.exceptions import Exit
 
-    from .render import STDOUT_CLOSED, stdout_gone
+    from ..render import STDOUT_CLOSED, stdout_gone
 
     if not _all_present("invoke.program.Program.parse_cleanup"):
         return
@@ -492,170 +378,11 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-# ---------------------------------------------------------------------- botocore
-_loader: Any = None
-_loader_lock = threading.Lock()
-
-
-def _model_loader_class() -> Any:
-    import json
-
-    import botocore.loaders
-    from botocore.exceptions import DataNotFoundError
-
-    class KnownServices(Sequence[str]):
-        """The services a loader has models for, listed only when someone reads the whole list."""
-
-        def __init__(self, loader: Any, type_name: str) -> None:
-            self._loader = loader
-            self._type_name = type_name
-            self._all: list[str] | None = None
-
-        def __contains__(self, name: object) -> bool:
-            # One directory listing for the service asked about (cached by botocore).
-            try:
-                return bool(self._loader.list_api_versions(name, self._type_name))
-            except DataNotFoundError:
-                return False
-
-        def _names(self) -> list[str]:
-            if self._all is None:
-                self._all = botocore.loaders.Loader.list_available_services(self._loader, self._type_name)
-            return self._all
-
-        def __getitem__(self, i: Any) -> Any:
-            return self._names()[i]
-
-        def __len__(self) -> int:
-            return len(self._names())
-
-    class PlainJSONFiles(botocore.loaders.JSONFileLoader):
-        """botocore's model files read into plain dicts rather than OrderedDicts.
-
-        Its `object_pairs_hook=OrderedDict` is a Python call per JSON object
-        (dicts keep their order anyway); botocore builds its own OrderedDicts
-        from the models and never checks their type.
-        """
-
-        def _load_file(self, full_path: str, open_method: Callable[..., Any]) -> Any:
-            if not os.path.isfile(full_path):
-                return None
-            with open_method(full_path, "rb") as fp:
-                return json.loads(fp.read().decode("utf-8"))
-
-    class ModelLoader(botocore.loaders.Loader):
-        """botocore's data loader, minus a scan of every service directory before the first model.
-
-        `load_service_model` checks the name it is given against the list of
-        all ~400 services it could load, built by listing and stat-ing every
-        directory of botocore's data, to load the one model we use. The check
-        still happens, for the service asked about; the whole list is built
-        only if read.
-        """
-
-        def list_available_services(self, type_name: str) -> Sequence[str]:  # type: ignore[override]
-            return KnownServices(self, type_name)
-
-        @botocore.loaders.instance_cache
-        def load_data_with_path(self, name: str) -> Any:
-            # Every new session parses `endpoints` through this uncached call;
-            # its twin `load_data` is cached, and so is this now.
-            return super().load_data_with_path(name)
-
-    return ModelLoader, PlainJSONFiles
-
-
-def shared_model_loader() -> Any:
-    """The process's one botocore data loader (its cache of parsed models), made on first use."""
-    global _loader
-    with _loader_lock:
-        if _loader is None:
-            model_loader, plain_json = _model_loader_class()
-            # Built from the environment alone: a profile named in the config
-            # that does not exist must fail when the client is made, not here.
-            data_path = os.environ.get("AWS_DATA_PATH")
-            extra = (
-                [os.path.expanduser(os.path.expandvars(d)) for d in data_path.split(os.pathsep)] if data_path else []
-            )
-            _loader = model_loader(extra_search_paths=extra, file_loader=plain_json())
-        return _loader
-
-
-def speed_up_session(session: Any) -> None:
-    """A new botocore session shares the process's model loader and parses timestamps without dateutil.
-
-    A new session per client re-read and re-parsed the S3 model and its
-    endpoint rules; only the loader is shared, so credentials, profile and
-    region are still resolved per session. Listings are CPU-bound in the
-    client, and dateutil parsing each LastModified was most of it.
-    """
-    if not enabled():
-        return
-    # A botocore whose internals moved gets its own loader and parser back, not a crash.
-    if _all_present(*_LOADER):
-        session.register_component("data_loader", shared_model_loader())
-    if _all_present(*_TIMESTAMPS):
-        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=timestamp_parser())
-
-
-_parse_ts: Callable[[Any], datetime] | None = None
-
-
-def timestamp_parser() -> Callable[[Any], datetime]:
-    """botocore's timestamp parser, without dateutil for S3's XML form ("2026-11-25T01:51:10.123Z")."""
-    from botocore.utils import parse_timestamp
-
-    if not enabled():
-        return parse_timestamp
-    global _parse_ts
-    if _parse_ts is None:
-        _parse_ts = _fast_timestamp_parser(parse_timestamp)
-    return _parse_ts
-
-
-def _fast_timestamp_parser(parse_timestamp: Callable[[Any], datetime]) -> Callable[[Any], datetime]:
-    from dateutil.tz import tzutc
-
-    utc = tzutc()
-
-    def parse(value: Any) -> datetime:
-        if isinstance(value, str) and len(value) >= 20 and value[10] == "T" and value[-1] == "Z":
-            with contextlib.suppress(ValueError):
-                naive = datetime.fromisoformat(value[:-1])
-                if naive.tzinfo is None:
-                    return naive.replace(tzinfo=utc)
-        return parse_timestamp(value)
-
-    return parse
-
-
-def register_before_200_check(events: Any, event: str, handler: Callable[..., Any]) -> None:
-    """Register `handler` first for `event`, ahead of botocore's "a 200 that is really an error" check.
-
-    That check parses a whole listing page once more; run after our own
-    parse, it sees only what is left of the page. Switched off (or the check
-    renamed), `handler` is simply registered first and runs after it.
-    """
-    import botocore.handlers
-
-    check_200 = getattr(botocore.handlers, "_handle_200_error", None) if enabled() else None
-    if check_200 is not None:
-        events.unregister(event, check_200)
-    events.register_first(event, handler)
-    if check_200 is not None:
-        events.register_first(event, check_200)
-
-
-def signing_credentials(client: Any, session: Any) -> Any:
-    """The botocore credentials `client` signs with, or None.
-
-    The client's own (private) reference is the object it signs with; the
-    session's `get_credentials()` returns the same object when it has one
-    (the client took it from there), but runs the whole provider chain once
-    more when it has none.
-    """
-    if enabled():
-        signer = getattr(client, "_request_signer", None)
-        if signer is not None and hasattr(signer, "_credentials"):
-            return signer._credentials
-    return session.get_credentials()
+# botocore's, in their own module of this package (re-exported: callers use `internals.<name>`).
+from .boto import (  # noqa: E402
+    register_before_200_check as register_before_200_check,
+)
+from .boto import shared_model_loader as shared_model_loader  # noqa: E402
+from .boto import signing_credentials as signing_credentials  # noqa: E402
+from .boto import speed_up_session as speed_up_session  # noqa: E402
+from .boto import timestamp_parser as timestamp_parser  # noqa: E402
