@@ -122,9 +122,7 @@ def download_all(
     progress: Progress,
 ) -> list[RestoredFile]:
     """Download `present` (which may still be streaming in) into `staging`; raise DrError if any failed."""
-    writer = _Writer(staging, _name_max(cfg.restore_path), refused)
-    engine = engine_for(s3, cfg.transfer_client, cfg.concurrency)
-    done, failed = _download_bulk(engine, cfg.bucket, present, writer, progress)
+    done, failed = fetch_each(cfg, s3, staging, present, refused, progress)
     if failed:
         names = ", ".join(f.item[1].key for f in failed[:5]) + (" ..." if len(failed) > 5 else "")
         raise DrError(
@@ -132,7 +130,7 @@ def download_all(
             f"first error: {failed[0].error.message}; nothing was left in {cfg.restore_dir}/",
             "run the same command again once the cause is fixed",
         )
-    return [r for _, r in done if r is not None]
+    return done
 
 
 def fetch_each(
