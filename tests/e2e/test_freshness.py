@@ -16,6 +16,13 @@ NOW = datetime.now(timezone.utc).replace(microsecond=0)
 DEST = "cold-copy-bucket"
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Rows are dated from each test's start, not from the module's import: a full suite can take an hour."""
+    global NOW
+    NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
 def ts(delta: timedelta) -> str:
     return (NOW - delta).strftime("%Y-%m-%dT%H:%M:%SZ")
 
