@@ -40,6 +40,7 @@ from ..history import newest_snapshot, pruned_ids, snapshot_row
 from ..index import Index, utc_now
 from ..layout import snapshot_dir
 from ..manifest import Manifest, ManifestEntry
+from ..progress import NullProgress
 from ..rows import DrillRow, DrillStepRow
 from ..stored_snapshot import load_manifest
 from ..timeparse import compact_utc, iso_utc
@@ -132,27 +133,15 @@ class LiveDrillResult:
         }  # fmt: skip
 
 
-class _FirstByte:
-    """A Progress that notes when the first object came back (time to first byte)."""
+class _FirstByte(NullProgress):
+    """A Progress that notes when the first object came back (time to first byte); says nothing."""
 
     def __init__(self) -> None:
         self.at: float | None = None
 
-    def start(self, description: str, total: int | None = None) -> None:
-        pass
-
     def advance(self, n: int = 1) -> None:
         if self.at is None:
             self.at = time.monotonic()
-
-    def listed(self, n: int = 1) -> None:
-        pass
-
-    def set_total(self, total: int) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 @dataclass
