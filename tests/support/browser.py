@@ -16,6 +16,8 @@ import tempfile
 import zlib
 from pathlib import Path
 
+from tests.support.rgw import apt_get_install
+
 PACKAGES = ("chromium",)
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_HINT = "install Debian's browser: apt-get install -y --no-install-recommends chromium"
@@ -41,15 +43,7 @@ def ensure_browser(allow_apt: bool = True) -> str:
         return found
     if not allow_apt or os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise BrowserUnavailable(f"no headless browser ({', '.join(NAMES)}); {INSTALL_HINT}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, stdout=subprocess.DEVNULL)
-    r = subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    r = apt_get_install(PACKAGES)
     found = find_browser()
     if r.returncode != 0 or not found:
         raise BrowserUnavailable(f"apt-get install {' '.join(PACKAGES)} failed: {r.stderr[-500:]}")

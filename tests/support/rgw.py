@@ -34,6 +34,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -67,21 +68,26 @@ def install_allowed() -> bool:
     return os.environ.get("DR_TEST_INSTALL_CEPH", "1").strip().lower() not in ("0", "false", "no")
 
 
+def apt_get_install(packages: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """`apt-get install` of Debian `packages`, quietly, after an index update (the launchers' one way to install)."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, stdout=subprocess.DEVNULL)
+    return subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def ensure_packages(allow_apt: bool = True) -> None:
     """Install the Ceph packages with apt-get when they are missing and we may."""
     if not missing_binaries():
         return
     if not allow_apt or os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise RgwUnavailable(f"Ceph binaries missing ({', '.join(missing_binaries())}); {INSTALL_HINT}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, stdout=subprocess.DEVNULL)
-    r = subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    r = apt_get_install(PACKAGES)
     if r.returncode != 0 or missing_binaries():
         raise RgwUnavailable(f"apt-get install {' '.join(PACKAGES)} failed: {r.stderr[-500:]}")
 
