@@ -2,7 +2,8 @@
 
 Each test runs `inv dr.<task>` as a subprocess at N keys and again at 4N,
 and reads the child's own peak RSS with `os.wait4` (ru_maxrss, KiB on Linux;
-RUSAGE_CHILDREN would be the largest of every child this pytest ever ran).
+RUSAGE_CHILDREN would be the largest of every child this pytest ever ran),
+from a small launcher (see LAUNCHER).
 Materialising a listing costs ~1.5-3 KiB per key, so 3N = 6,000 more keys
 grow a run by 9-18 MiB; a run that streams pages stays within a few MiB
 (allocator noise, a page or two of listing, the in-flight window).
@@ -14,9 +15,9 @@ client code. Run alone with `-m memory`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -42,15 +43,37 @@ def seed_keys(server: Server, bucket: str, start: int, stop: int) -> None:
         list(pool.map(lambda k: c.put_object(Bucket=bucket, Key=k, Body=k[-10:].encode()), keys))
 
 
+# The run's own peak, measured by a small launcher rather than by this process:
+# Linux carries the peak RSS of a process's address space over exec (so a
+# child forked from this pytest, which holds moto and its data, would report
+# pytest's peak). The launcher forks the run; the run's peak starts from the
+# launcher's few MiB, and os.wait4 gives it for that one child.
+LAUNCHER = """
+import os, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_rss_kib(repo: HostRepo, *args: str) -> tuple[int, dict[str, Any]]:
     """Run `inv <args> --json` in `repo`; its peak RSS (KiB) and its JSON result. Fails on a non-zero exit."""
-    out, err = repo.path / ".out", repo.path / ".err"
+    out, err, peak = repo.path / ".out", repo.path / ".err", repo.path / ".peak"
     with out.open("w") as o, err.open("w") as e:
-        proc = subprocess.Popen([INV, *args, "--json"], cwd=repo.path, env=repo.environ(), stdout=o, stderr=e)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, (args, err.read_text()[-2000:])
-    return usage.ru_maxrss, json.loads(out.read_text())
+        code = subprocess.call(
+            [sys.executable, "-c", LAUNCHER, str(peak), INV, *args, "--json"],
+            cwd=repo.path,
+            env=repo.environ(),
+            stdout=o,
+            stderr=e,
+        )
+    assert code == 0, (args, err.read_text()[-2000:])
+    return int(peak.read_text()), json.loads(out.read_text())
 
 
 def utc_ts() -> str:
