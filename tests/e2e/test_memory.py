@@ -102,6 +102,11 @@ def test_snapshot_memory_does_not_grow_with_keys(moto_server, make_repo):
     assert_bounded("snapshot", small, large)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="not yet streamed: restore keeps every decided key (KeyAtTs), restored file and diff name in memory "
+    "for its result and receipt (main: +49 MiB for 6,000 keys, with pytest's RSS counted; see LAUNCHER)",
+)
 def test_restore_all_memory_does_not_grow_with_keys(moto_server, make_repo):
     bucket = new_bucket(moto_server)
     repo = make_repo(moto_server, bucket)
@@ -115,6 +120,11 @@ def test_restore_all_memory_does_not_grow_with_keys(moto_server, make_repo):
     assert_bounded("restore --all", small, large)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="not yet streamed: backup_plan lists the sources into a list, the destination into a dict, and the "
+    "state object holds every key (main: +52 MiB for 6,000 keys, with pytest's RSS counted; see LAUNCHER)",
+)
 def test_backup_memory_does_not_grow_with_keys(moto_server, moto2, make_repo):
     bucket = new_bucket(moto_server)
     repo = make_repo(moto_server, bucket)
