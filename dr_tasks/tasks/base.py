@@ -103,7 +103,8 @@ def dr_task(*args: Any, writes: str | Writes | None = None, **kwargs: Any) -> Ca
         @functools.wraps(fn)
         def wrapper(c: Context, *a: Any, **kw: Any) -> Any:
             freeze_heap_at_exit()
-            from .. import index
+            with caching_own_bytecode():
+                from .. import index
 
             render.called_as(called_as(wrapper))
             label = render.task_label(name)
