@@ -2,7 +2,7 @@
 
 Order of work, which is what makes it safe to interrupt:
 1. list the current version of every live key once (the snapshot's contents),
-   into a temporary on-disk table (`snapshot_spill`), not memory,
+   into a temporary on-disk table (`listing_spill`), not memory,
 2. copy exactly those version ids in parallel, a chunk of the table at a time,
 3. write the manifest beside the snapshot (the bucket alone can rebuild the index),
    streamed from the table through an unlinked temporary file,
@@ -24,12 +24,12 @@ from ..index import Index, IndexRead, IndexWriteError, utc_now
 from ..interrupt import Interrupted, shielded
 from ..layout import LABEL_RULE, format_snapshot_id, is_label, manifest_key, snapshot_dir
 from ..lease import Lease, Notify
+from ..listing_spill import ListingSpill
 from ..manifest import Manifest, ManifestEntry, write_manifest
 from ..progress import NULL_PROGRESS, Progress, counted
 from ..timeparse import iso_utc
 from ..transport import S3, ObjectVersion, engine_for
 from .leasing import operation_lease
-from .snapshot_spill import ListingSpill
 
 # S3's limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024

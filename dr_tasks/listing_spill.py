@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from ..transport import ObjectVersion
+from .transport import ObjectVersion
 
 # Objects read back per chunk: a listing page's worth bounds what is held as Python objects.
 CHUNK = 1000
