@@ -105,7 +105,7 @@ def test_snapshot_memory_does_not_grow_with_keys(moto_server, make_repo):
 @pytest.mark.xfail(
     strict=True,
     reason="not yet streamed: restore keeps every decided key (KeyAtTs), restored file and diff name in memory "
-    "for its result and receipt (main: +49 MiB for 6,000 keys, with pytest's RSS counted; see LAUNCHER)",
+    "for its result and receipt (+18 MiB for 6,000 keys)",
 )
 def test_restore_all_memory_does_not_grow_with_keys(moto_server, make_repo):
     bucket = new_bucket(moto_server)
@@ -123,7 +123,7 @@ def test_restore_all_memory_does_not_grow_with_keys(moto_server, make_repo):
 @pytest.mark.xfail(
     strict=True,
     reason="not yet streamed: backup_plan lists the sources into a list, the destination into a dict, and the "
-    "state object holds every key (main: +52 MiB for 6,000 keys, with pytest's RSS counted; see LAUNCHER)",
+    "state object holds every key (first run: +12 MiB for 6,000 keys)",
 )
 def test_backup_memory_does_not_grow_with_keys(moto_server, moto2, make_repo):
     bucket = new_bucket(moto_server)
