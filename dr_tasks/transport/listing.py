@@ -95,7 +95,7 @@ class ListingMixin(S3Base):
         last = ""
         for page in pages:
             entries = page["DrEntries"]
-            if width > 1 and page.get("IsTruncated") and entries and len(_units(entries, prefix)) <= width:
+            if width > 1 and page.get("IsTruncated") and _worth_splitting(entries, prefix, width):
                 pages.close()
                 yield from self._split(operation, bucket, prefix, page, page_size, skip, width)
                 return
@@ -278,6 +278,17 @@ class ListingMixin(S3Base):
                         server_now = email.utils.parsedate_to_datetime(date)
             entries.extend(e for e in _merge_page(page["DrEntries"]) if e.key == key)
         return entries, server_now
+
+
+def _worth_splitting(entries: list[ObjectVersion], prefix: str, width: int) -> bool:
+    """Whether a first page shows directories under `prefix`, and few enough to be worth a request each.
+
+    Keys with no directory are listed best by the plain listing (a delimited
+    one would page through them the same way); directories more numerous on
+    one page than partitions run at once hold fewer keys each than a page.
+    """
+    units = _units(entries, prefix)
+    return any("/" in e.key[len(prefix) :] for e in entries) and len(units) <= width
 
 
 def _units(entries: list[ObjectVersion], prefix: str) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -163,3 +164,23 @@ def test_restore_and_snapshot_list_in_partitions_at_once_through_a_slow_store(se
         keys.extend(o["Key"] for o in listed.get("Contents", []))
     copied = sorted(k.split("/", 2)[2] for k in keys if not k.endswith(".manifest.json"))
     assert copied == sorted(files), (snap, len(copied))
+
+
+def test_sigint_while_partitions_are_listed_ends_honestly_with_130(server, bucket, make_repo, fault_proxy):
+    from .test_endings import park_then_signal
+
+    files = {f"state/skills/u{u:02}/k{i:04}.txt": b"x\n" for u in range(6) for i in range(200)}
+    repo = make_repo(server, bucket, endpoint_url=fault_proxy.url)
+    c = server.client()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: c.put_object(Bucket=bucket, Key=k, Body=b"x\n"), files))
+    t = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(max(0.0, (t - datetime.now(timezone.utc)).total_seconds()) + 0.05)
+    held = fault_proxy.add(Rule(op="ListObjectVersions", prefix="state/skills/u05/", fault="hold"))
+    proc = repo.spawn("dr.restore", "--all", iso_utc(t))
+    out, err = park_then_signal(proc, held, fault_proxy, signal.SIGINT)
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in out + err
+    assert "interrupted by SIGINT" in err
+    assert not (repo.path / "_restore" / f"_all-{compact_utc(t)}").exists()
