@@ -13,7 +13,6 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .model import ObjectVersion
@@ -89,7 +88,9 @@ def in_key_order(
     stop = threading.Event()
 
     pending: deque[list[ObjectVersion] | queue.Queue[object]] = deque()
-    pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="dr-listing")
+    # Daemon threads, joined below: a reader dropped without being closed
+    # (kept alive by a traceback) must not hold the interpreter's exit.
+    workers: list[threading.Thread] = []
     try:
         running = 0
         items = iter(plan)
@@ -102,7 +103,9 @@ def in_key_order(
                     exhausted = True
                 elif isinstance(item, Partition):
                     out: queue.Queue[object] = queue.Queue(maxsize=pages_ahead)
-                    pool.submit(_work, run, item, out, stop)
+                    worker = threading.Thread(target=_work, args=(run, item, out, stop), name="dr-listing", daemon=True)
+                    worker.start()
+                    workers.append(worker)
                     pending.append(out)
                     running += 1
                 elif item:
@@ -114,6 +117,7 @@ def in_key_order(
                 yield head
                 continue
             running -= 1
+            workers = [w for w in workers if w.is_alive()]
             while True:
                 got = head.get()
                 if isinstance(got, _Done):
@@ -124,4 +128,5 @@ def in_key_order(
                 yield got
     finally:
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for w in workers:
+            w.join()
