@@ -191,41 +191,41 @@ class ListingMixin(S3Base):
         Where everything after `start` is in one "directory" (a repo's
         `state/`), that one is split in turn, unless the first page shows its
         own directories too small to be worth a request each (more of them
-        on one page than partitions run at once).
+        on one page than partitions run at once). A level with more than
+        `max_split` directories, or more than a few pages of keys beside
+        them, is listed plainly instead: a request per directory would cost
+        more than the pages it saves waiting for (and what is held here stays
+        bounded).
         """
         held: list[Item] = []
-        subs = 0
-        streaming = False
+        subs: list[Partition] = []
+        beside = 0
         last_sub = ""
         delimited = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size, "Delimiter": "/"}
-        for page in self._pages(operation, bucket, delimited):
+        pages = self._pages(operation, bucket, delimited)
+        for page in pages:
             names = [p["Prefix"] for p in page.get("CommonPrefixes", [])]
-            ahead = [
-                s for s in names if s > last_sub and not s.startswith(skip) and (s >= start or start.startswith(s))
-            ]
+            ahead = [n for n in names if n > last_sub and not n.startswith(skip)]
+            ahead = [n for n in ahead if n >= start or start.startswith(n)]
             if ahead:
                 last_sub = ahead[-1]
             items = _interleave([e for e in page["DrEntries"] if e.key >= start], ahead, start)
-            subs += len(ahead)
-            if streaming:
-                yield from items
-                continue
             held.extend(items)
-            if subs > 1 or sum(len(i) for i in held if isinstance(i, list)) > 4 * page_size:
-                streaming = True
-                yield from held
-                held = []
-        if streaming:
-            return
-        one = next((i for i in held if isinstance(i, Partition)), None)
-        small = one is not None and len(_units([e for e in first if e.key.startswith(one.prefix)], one.prefix)) > width
-        if one is None or small or depth >= 16:
-            yield from held
-            return
-        at = held.index(one)
-        yield from held[:at]
-        yield from self._plan(operation, bucket, one.prefix, page_size, skip, start, first, width, depth + 1)
-        yield from held[at + 1 :]
+            subs.extend(i for i in items if isinstance(i, Partition))
+            beside += sum(len(i) for i in items if isinstance(i, list))
+            if len(subs) > self.config.max_split or beside > 4 * page_size:
+                pages.close()
+                yield Partition(prefix, start)
+                return
+        if len(subs) == 1 and depth < 16:
+            one = subs[0]
+            if len(_units([e for e in first if e.key.startswith(one.prefix)], one.prefix)) <= width:
+                at = held.index(one)
+                yield from held[:at]
+                yield from self._plan(operation, bucket, one.prefix, page_size, skip, start, first, width, depth + 1)
+                yield from held[at + 1 :]
+                return
+        yield from held
 
     def iter_versions(
         self, bucket: str, prefix: str, page_size: int = 1000, skip: tuple[str, ...] = ()
