@@ -44,6 +44,38 @@ def against_baseline(results: dict[str, Any]) -> list[str]:
         return []
     head = ["", "## Against a baseline revision, as multiples of the boto3 floor (same rounds)", ""]
     head += ["| scenario | baseline | baseline/floor | ours/floor | change |", "|---|---|---:|---:|---:|"]
+    return head + rows + between_baselines(results)
+
+
+def between_baselines(results: dict[str, Any]) -> list[str]:
+    """The first `--baseline` against each later one: two revisions installed the same way.
+
+    "Ours" runs from the working tree's venv (an editable install beside the
+    test tools), so a start-up it pays that the installed baseline does not
+    (the editable finder, PyYAML's C loader) is the venv's, not the code's.
+    `--baseline=OLD --baseline=HEAD` compares the code alone.
+    """
+    labels = results["meta"].get("baselines") or []
+    if len(labels) < 2:
+        return []
+    first, later = labels[0], labels[1:]
+    rows = []
+    for sc in results["scenarios"]:
+        t = sc["tools"]
+        floor = (t.get(FLOOR) or {}).get("median_s")
+        before = (t.get(first) or {}).get("median_s")
+        for label in later:
+            after = (t.get(label) or {}).get("median_s")
+            if floor and before and after:
+                r_before, r_after = before / floor, after / floor
+                rows.append(
+                    f"| {sc['server']}: {sc['scenario']} | {label} | {r_before:.3f} | {r_after:.3f} | "
+                    f"{(r_after / r_before - 1) * 100:+.1f} % |"
+                )
+    if not rows:
+        return []
+    head = ["", f"## {first} against later baselines, all installed the same way (multiples of the floor)", ""]
+    head += [f"| scenario | revision | {first}/floor | revision/floor | change |", "|---|---|---:|---:|---:|"]
     return head + rows
 
 
