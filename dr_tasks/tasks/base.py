@@ -83,6 +83,21 @@ def invoke_dry(c: Context) -> bool:
     return bool(run and run.get("dry"))
 
 
+def _help_as_a_value(name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+    """Refuse `--help`/`-h` that Invoke handed a positional argument as its value.
+
+    Invoke fills a task's pending positional with the next word, a flag's
+    spelling included, so `inv dr.snapshot --help` would be a snapshot
+    labelled "--help" (refused as a label, but not the help that was asked for).
+    """
+    for value in (*args, *kw.values()):
+        if value in ("--help", "-h"):
+            raise DrError(
+                f"{value} was read as an argument's value, not as a request for help",
+                f"for this task's help run `{render.help_command(name)}`",
+            )
+
+
 def _dry_mode(c: Context, name: str, writes: str | Writes | None, kw: dict[str, Any]) -> None:
     """Plan instead of apply under --dry or --dry-run; refuse a task that cannot help writing."""
     dry = invoke_dry(c)
@@ -119,6 +134,7 @@ def dr_task(*args: Any, writes: str | Writes | None = None, **kwargs: Any) -> Ca
             label = render.task_label(name)
             rows_before = len(_rows_appended())
             try:
+                _help_as_a_value(name, a, kw)
                 _dry_mode(c, name, writes, kw)
                 # The operation's modules load here, lazily: let them keep their .pyc.
                 with caching_own_bytecode(), signals_raise():

@@ -24,3 +24,22 @@ def test_two_baselines_also_compare_the_first_with_the_second_on_the_same_floor(
     lines = against_baseline(_results(times, ["dr-tasks@old", "dr-tasks@new"]))
     at = next(i for i, line in enumerate(lines) if "later baselines" in line)
     assert "| rgw: snapshot | dr-tasks@new | 1.000 | 0.950 | -5.0 % |" in lines[at:]
+
+
+def test_the_scaling_section_gives_peak_rss_at_each_n_and_its_growth_per_object():
+    from bench.report import markdown
+
+    pts = [
+        {"server": "rgw", "scenario": "snapshot", "tool": "dr-tasks", "n": n, "median_s": n / 1000, "peak_rss_mib": m}
+        for n, m in ((10_000, 60.0), (100_000, 150.0))
+    ]
+    results = {
+        "meta": {"command": "x", "started": "t", "machine": "m", "runs": 1, "peers": {}, "baselines": []},
+        "scenarios": [],
+        "scaling": pts,
+    }
+    text = markdown(results).splitlines()
+    at = next(i for i, line in enumerate(text) if line.startswith("Peak RSS MiB"))
+    assert "| N=10000 | N=100000 | MiB/1000 objects 10000→100000 |" in text[at + 2]
+    # 90 MiB more over 90,000 more objects: 1 MiB per 1,000.
+    assert text[at + 4] == "| rgw | snapshot | dr-tasks | 60.00 | 150.00 | 1.00 |"
