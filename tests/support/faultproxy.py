@@ -122,7 +122,7 @@ class Throttle:
         self.last = now
         if op in _WRITES and self.writing[key] >= self.per_key_writes:
             return "key"
-        if self.tokens < 1:
+        if self.tokens < 1 - 1e-9:  # a request right on the rate is not refused for rounding
             return "rate"
         self.tokens -= 1
         if op in _WRITES:
