@@ -109,14 +109,14 @@ class Throttle:
     burst: float = 5.0
     per_key_writes: int = 2
     clock: Callable[[], float] = time.monotonic
-    tokens: float = -1.0
+    tokens: float | None = None
     last: float = 0.0
     writing: Counter[str] = field(default_factory=Counter)
 
     def admit(self, op: str, key: str) -> str | None:
         """None when `op` on `key` may go through now (the caller then owes `done`), else why not."""
         now = self.clock()
-        if self.tokens < 0:  # first request: a full bucket
+        if self.tokens is None:  # first request: a full bucket
             self.tokens, self.last = self.burst, now
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
