@@ -130,6 +130,7 @@ class CrtClient:
         self.config = s3.config
         # The botocore client of the same endpoint, for the odd HEAD a check needs.
         self.s3 = s3
+        self._pacer = s3.pacer
         url = urlsplit(s3.client.meta.endpoint_url)
         self._netloc = url.netloc
         self._base = url.path.rstrip("/")
@@ -164,7 +165,10 @@ class CrtClient:
             tls_connection_options=tls_options,
             signing_config=crt_s3.create_default_s3_signing_config(region=region, credential_provider=provider),
             max_active_connections_override=self.concurrency,
-            retry_config=crt_s3.S3RetryConfig(max_retries=max(0, s3.config.request_attempts - 1)),
+            # ADAPTIVE: awscrt retries a SlowDown in C, where the pacer never hears of it (pacing.py).
+            retry_config=crt_s3.S3RetryConfig(
+                max_retries=max(0, s3.config.request_attempts - 1), retry_mode=crt_s3.S3RetryMode.ADAPTIVE
+            ),
             connect_timeout_ms=10_000,
             # Bounds awscrt's own part buffers (it splits big GETs into ranged parts).
             memory_limit=1024 * 1024 * 1024,
@@ -211,6 +215,7 @@ class CrtClient:
             done.put(call)
 
         counting.note(op)
+        self._pacer.before_send()
         call.keep = self._client.make_request(
             type=request_type,
             request=request,

@@ -27,9 +27,15 @@ from tests.conftest import HostRepo, Server, live_objects, local_tree
 from tests.e2e.test_backup import backup_objects, configure_backup, primary_objects
 from tests.support.faultproxy import FaultProxy, Throttle
 
-RATE = 60
+RATE = 40
+# A backup moves each object through two stores, both served (with their proxies) from the test's own
+# process: on this shared 2-core machine that tops out near 45 requests a second unthrottled, so the
+# backup's stores allow half of RATE, and the limit, not the machine, sets the pace.
+BACKUP_RATE = RATE // 2
 PER_KEY = 2
-N = 240
+N = 200
+# Enough requests in flight that the client, not the (loaded, shared) test machine, sets the pace.
+CONCURRENCY = 16
 
 
 @pytest.fixture
@@ -48,9 +54,9 @@ def many_files(n: int = N) -> dict[str, bytes]:
     return {f"state/skills/u{i % 4}/f{i:04d}.txt": f"object {i}\n".encode() * (1 + i % 7) for i in range(n)}
 
 
-def throttle(proxy: FaultProxy) -> None:
+def throttle(proxy: FaultProxy, rate: int = RATE) -> None:
     proxy.clear()
-    proxy.throttle = Throttle(rate=RATE, burst=5, per_key_writes=PER_KEY)
+    proxy.throttle = Throttle(rate=rate, burst=10, per_key_writes=PER_KEY)
 
 
 def refused_share(proxy: FaultProxy) -> float:
@@ -63,7 +69,7 @@ def refused_share(proxy: FaultProxy) -> float:
 def sustained_rate(proxy: FaultProxy, bulk_op: str) -> float:
     """Requests admitted a second from the first `bulk_op` to the last: the pace of the bulk phase."""
     times = [t for t, op, refused in proxy.timeline if op == bulk_op and not refused]
-    assert len(times) >= N // 2, proxy.counts
+    assert len(times) >= 50, proxy.counts
     first, last = times[0], times[-1]
     admitted = sum(1 for t, _, refused in proxy.timeline if not refused and first <= t <= last)
     return (admitted - 1) / (last - first)
@@ -73,10 +79,10 @@ def summary(proxy: FaultProxy) -> str:
     return f"counts={dict(proxy.counts)} faults={dict(proxy.faults)}"
 
 
-def assert_paced(proxy: FaultProxy, bulk_op: str) -> None:
+def assert_paced(proxy: FaultProxy, bulk_op: str, allowed: int = RATE) -> None:
     share, rate = refused_share(proxy), sustained_rate(proxy, bulk_op)
     assert share < 0.05, (share, summary(proxy))
-    assert rate >= 0.9 * RATE, (rate, summary(proxy))
+    assert rate >= 0.9 * allowed, (rate, summary(proxy))
 
 
 def run_json(repo: HostRepo, *args: str) -> dict:
@@ -94,8 +100,10 @@ def snapshot_objects(repo: HostRepo, snap_id: str) -> dict[str, bytes]:
 @pytest.mark.parametrize("transfer_client", ["crt", "classic"])
 @pytest.mark.parametrize("limited", [True, False], ids=["max-rate", "adaptive"])
 def test_snapshot_through_a_throttling_store(server, bucket, make_repo, throttled, transfer_client, limited):
-    extra = {"max_requests_per_second": RATE} if limited else {}
-    repo = make_repo(server, bucket, endpoint_url=throttled.url, transfer_client=transfer_client, **extra)
+    config = {"max_requests_per_second": RATE} if limited else {}
+    repo = make_repo(
+        server, bucket, endpoint_url=throttled.url, transfer_client=transfer_client, concurrency=CONCURRENCY, **config
+    )
     files = repo.seed(many_files())
     throttle(throttled)
     row = run_json(repo, "dr.snapshot", "--label=throttled")
@@ -110,8 +118,8 @@ def test_snapshot_through_a_throttling_store(server, bucket, make_repo, throttle
 # ---------------------------------------------------------------------- restore --all
 @pytest.mark.parametrize("limited", [True, False], ids=["max-rate", "adaptive"])
 def test_restore_all_through_a_throttling_store(server, bucket, make_repo, throttled, limited):
-    extra = {"max_requests_per_second": RATE} if limited else {}
-    repo = make_repo(server, bucket, endpoint_url=throttled.url, **extra)
+    config = {"max_requests_per_second": RATE} if limited else {}
+    repo = make_repo(server, bucket, endpoint_url=throttled.url, concurrency=CONCURRENCY, **config)
     files = repo.seed(many_files())
     take_snapshot(repo.cfg(), "before")
     ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -127,20 +135,20 @@ def test_restore_all_through_a_throttling_store(server, bucket, make_repo, throt
 # ---------------------------------------------------------------------- backup
 @pytest.mark.parametrize("limited", [True, False], ids=["max-rate", "adaptive"])
 def test_backup_between_two_throttling_stores(server, bucket, make_repo, throttled, moto2, throttled2, limited):
-    extra = {"max_requests_per_second": RATE} if limited else {}
-    repo = make_repo(server, bucket, endpoint_url=throttled.url, **extra)
-    repo.seed(many_files())
+    config = {"max_requests_per_second": BACKUP_RATE} if limited else {}
+    repo = make_repo(server, bucket, endpoint_url=throttled.url, concurrency=CONCURRENCY, **config)
+    repo.seed(many_files(N // 2))
     take_snapshot(repo.cfg(), "before")
     dest = configure_backup(repo, moto2, endpoint_url=throttled2.url)
     want = primary_objects(repo)
-    throttle(throttled)
-    throttle(throttled2)
+    throttle(throttled, BACKUP_RATE)
+    throttle(throttled2, BACKUP_RATE)
     result = run_json(repo, "dr.backup")
     assert result["copied"] == len(want) and not result["partial"]
     assert backup_objects(moto2, dest) == want
     if limited:
-        assert_paced(throttled, "GetObject")
-        assert_paced(throttled2, "PutObject")
+        assert_paced(throttled, "GetObject", BACKUP_RATE)
+        assert_paced(throttled2, "PutObject", BACKUP_RATE)
     else:
         assert refused_share(throttled) < 0.25, summary(throttled)
         assert refused_share(throttled2) < 0.25, summary(throttled2)
