@@ -22,6 +22,7 @@ import io
 import os
 import queue
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -131,6 +132,9 @@ class CrtClient:
         # The botocore client of the same endpoint, for the odd HEAD a check needs.
         self.s3 = s3
         self._pacer = s3.pacer
+        # Requests waiting for their turn (pacing.py), and the thread that sends them; made on first need.
+        self._later: queue.SimpleQueue[tuple[float, _Call, Completions, Callable[[], None]]] | None = None
+        self._later_lock = threading.Lock()
         url = urlsplit(s3.client.meta.endpoint_url)
         self._netloc = url.netloc
         self._base = url.path.rstrip("/")
@@ -214,17 +218,36 @@ class CrtClient:
             call.keep = None  # the request and its callbacks form a cycle: no need for the collector
             done.put(call)
 
+        def send() -> None:
+            call.keep = self._client.make_request(
+                type=request_type,
+                request=request,
+                operation_name=op,
+                recv_filepath=recv_filepath,
+                on_headers=call.on_headers,
+                on_body=None if recv_filepath else call.on_body,
+                on_done=on_done,
+            )
+
         counting.note(op)
-        self._pacer.before_send()
-        call.keep = self._client.make_request(
-            type=request_type,
-            request=request,
-            operation_name=op,
-            recv_filepath=recv_filepath,
-            on_headers=call.on_headers,
-            on_body=None if recv_filepath else call.on_body,
-            on_done=on_done,
-        )
+        wait = self._pacer.turn()
+        if wait > 0:
+            self._send_later(time.monotonic() + wait, call, done, send)
+        else:
+            send()
+
+    def _send_later(self, due: float, call: _Call, done: Completions, send: Callable[[], None]) -> None:
+        """Send at `due` from the pacing thread: the caller's thread goes on settling and sending to other buckets.
+
+        A backup's GETs and PUTs go to two paced buckets from one thread; waiting
+        there for one bucket's turn would let the other's turns pass unused.
+        One bucket's turns come in order, so one thread sleeping to each in turn keeps them.
+        """
+        with self._later_lock:
+            if self._later is None:
+                self._later = queue.SimpleQueue()
+                threading.Thread(target=_send_in_turn, args=(self._later,), name="dr-pacing", daemon=True).start()
+            self._later.put((due, call, done, send))
 
     def _failure(self, op: str, bucket: str, key: str, call: _Call) -> tuple[S3Error, bool]:
         """The error a failed request becomes, and whether fetching again could help."""
@@ -306,6 +329,20 @@ class CrtClient:
             # request sent has landed, so a cleanup after this sees every write.
             done.wait_landed(sent)
             raise
+
+
+def _send_in_turn(later: queue.SimpleQueue[tuple[float, _Call, Completions, Callable[[], None]]]) -> None:
+    """Send each request at its turn, for the life of the process (a daemon: it holds nothing when idle)."""
+    while True:
+        due, call, done, send = later.get()
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            send()
+        except Exception as err:  # it must land, or its pump waits for it forever
+            call.error = err
+            done.put(call)
 
 
 _RETRIED_STATUS = {

@@ -5,7 +5,8 @@ rate. A run that keeps sending at its full pace spends its time in retry
 backoff (and may run out of retries); one that sends at the store's rate does
 not. So every request of one bucket, whichever engine sends it, first waits
 for its turn here: the botocore client through its `before-send` event (each
-attempt, retries included), the awscrt engine in `CrtClient._submit`.
+attempt, retries included), the awscrt engine in `CrtClient._submit` (which
+hands a request whose turn is later to its pacing thread rather than wait).
 
 - `max_requests_per_second` (config) is a ceiling: requests go out evenly
   spaced at most that fast, from the first one.
@@ -16,7 +17,7 @@ attempt, retries included), the awscrt engine in `CrtClient._submit`.
   awscrt retries inside C where no Python sees the 503, so its client runs
   awscrt's own `ADAPTIVE` retry mode, the same idea in C (crt_client.py).
 
-Off (no ceiling, no SlowDown yet), `before_send` is one attribute test and
+Off (no ceiling, no SlowDown yet), `turn` is one attribute test and
 an unlocked count, no lock and no clock: the pacer costs an unthrottled run
 nothing measurable. The count (approximate under threads, which is all it
 needs to be) gives the pace a first SlowDown starts backing off from.
@@ -52,6 +53,10 @@ BACKOFF = 0.7
 RECOVERY = 0.1
 # One cut per this many seconds: the 503s of requests sent before the cut are not news.
 COOLDOWN = 0.5
+# Turns a pacer that fell behind may catch up back to back: the awscrt engine waits for the turns of two
+# buckets (a backup's GET, then its PUT) on one thread, and a turn missed while waiting on the other is
+# not lost; small enough for a store's own burst allowance.
+CATCH_UP = 4
 # Never slower than this (requests a second): a store that throttles everything fails the run by its retries.
 MIN_RATE = 1.0
 
@@ -75,25 +80,30 @@ class Pacer:
         self._lock = threading.Lock()
         self._sent = 0
         self._first = 0.0
-        # When the next request may go (spacing them 1/rate apart, no burst).
+        # When the next request may go (spacing them 1/rate apart, see CATCH_UP).
         self._next = 0.0
         self._last_cut = float("-inf")
         self._last_grow = 0.0
 
-    def before_send(self, **_: Any) -> None:
-        """Wait for this request's turn (a botocore `before-send` handler; `CrtClient._submit` calls it too)."""
+    def turn(self) -> float:
+        """Take the next turn: seconds until this request may go (0.0: now)."""
         if not self.active:
             if not self._sent:
                 self._first = self._clock()
             self._sent += 1
-            return
+            return 0.0
         with self._lock:
             now = self._clock()
             self._grow(now)
-            at = max(self._next, now)
+            at = max(self._next, now - CATCH_UP / self.rate)
             self._next = at + 1.0 / self.rate
-        if at > now:
-            self._sleep(at - now)
+        return at - now
+
+    def before_send(self, **_: Any) -> None:
+        """Wait for this request's turn (a botocore `before-send` handler)."""
+        wait = self.turn()
+        if wait > 0:
+            self._sleep(wait)
 
     def slow_down(self) -> None:
         """The store said "too fast": cut the pace (the first time, from the pace so far)."""
