@@ -27,11 +27,12 @@ from tests.conftest import HostRepo, Server, live_objects, local_tree
 from tests.e2e.test_backup import backup_objects, configure_backup, primary_objects
 from tests.support.faultproxy import FaultProxy, Throttle
 
-RATE = 40
-# A backup moves each object through two stores, both served (with their proxies) from the test's own
-# process: on this shared 2-core machine that tops out near 45 requests a second unthrottled, so the
-# backup's stores allow half of RATE, and the limit, not the machine, sets the pace.
-BACKUP_RATE = RATE // 2
+# The stores' allowed rates sit below what this shared 2-core machine serves unthrottled with its
+# neighbours' load (the stores and their proxies run in the test's own process; a snapshot tops out
+# near 45 requests a second, a backup, each object through two stores, near half that), so the
+# limit, not the machine, sets the pace and the 90 % bound measures the client.
+RATE = 30
+BACKUP_RATE = 15
 PER_KEY = 2
 N = 200
 # Enough requests in flight that the client, not the (loaded, shared) test machine, sets the pace.
