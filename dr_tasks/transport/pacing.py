@@ -57,6 +57,10 @@ COOLDOWN = 0.5
 # buckets (a backup's GET, then its PUT) on one thread, and a turn missed while waiting on the other is
 # not lost; small enough for a store's own burst allowance.
 CATCH_UP = 4
+# Requests sent before a first SlowDown is taken for a rate limit: a store that limits a rate refuses
+# after a burst, while a 503 among the first few requests (a store starting up, a passing fault) says
+# nothing about a rate, and pacing from a pace measured on so few would crawl for the rest of the run.
+MIN_EVIDENCE = 50
 # Never slower than this (requests a second): a store that throttles everything fails the run by its retries.
 MIN_RATE = 1.0
 
@@ -114,6 +118,8 @@ class Pacer:
                 return
             if self.active:
                 pace = self.rate
+            elif self._sent < MIN_EVIDENCE:
+                return  # botocore's retry handles it
             else:
                 # The pace so far is the best guess of what the store was refusing.
                 pace = self._sent / max(now - self._first, 0.1)

@@ -55,6 +55,16 @@ def test_without_a_ceiling_the_first_slowdown_starts_from_the_pace_so_far() -> N
     p.needs_retry(response=(SimpleNamespace(status_code=503), {"Error": {"Code": "SlowDown"}}))
     assert p.active and p.rate == 100.0 * pacing.BACKOFF
     p2 = Pacer(None, clock=clock)
+    for _ in range(pacing.MIN_EVIDENCE):
+        p2.turn()
     p2.needs_retry(response=(SimpleNamespace(status_code=404), {"Error": {"Code": "NoSuchKey"}}))
     p2.needs_retry(response=None)
     assert not p2.active
+
+
+def test_a_slowdown_among_the_first_requests_is_no_rate_limit() -> None:
+    p = Pacer(None, clock=Clock())
+    for _ in range(pacing.MIN_EVIDENCE - 1):
+        p.turn()
+    p.slow_down()
+    assert not p.active and p.slowdowns == 1 and p.turn() == 0.0
