@@ -263,7 +263,10 @@ class CrtClient:
         # awscrt reports the retryable statuses by name only, after its own retries.
         known = _RETRIED_STATUS.get(name)
         if known is not None:
-            return S3Error(op, bucket, key, known, "run the same command again later, or lower dr.concurrency"), False
+            hint = "run the same command again later, or lower dr.concurrency"
+            if name == "AWS_ERROR_S3_SLOW_DOWN":
+                hint += " or set dr.max_requests_per_second to the store's limit"
+            return S3Error(op, bucket, key, known, hint), False
         detail = f"{name}: {getattr(err, 'message', err)}"
         hint = unreachable_hint(self._section) + "; run the same command again"
         return S3Error(op, bucket, key, detail, hint), True
