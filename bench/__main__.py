@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "seconds": t["seconds"],
                                     "client_user_s": t["client_user_s"],
                                     "client_sys_s": t["client_sys_s"],
+                                    "peak_rss_mib": t.get("peak_rss_mib"),
                                     "reused": reused,
                                 }
                             )

@@ -44,6 +44,38 @@ def against_baseline(results: dict[str, Any]) -> list[str]:
         return []
     head = ["", "## Against a baseline revision, as multiples of the boto3 floor (same rounds)", ""]
     head += ["| scenario | baseline | baseline/floor | ours/floor | change |", "|---|---|---:|---:|---:|"]
+    return head + rows + between_baselines(results)
+
+
+def between_baselines(results: dict[str, Any]) -> list[str]:
+    """The first `--baseline` against each later one: two revisions installed the same way.
+
+    "Ours" runs from the working tree's venv (an editable install beside the
+    test tools), so a start-up it pays that the installed baseline does not
+    (the editable finder, PyYAML's C loader) is the venv's, not the code's.
+    `--baseline=OLD --baseline=HEAD` compares the code alone.
+    """
+    labels = results["meta"].get("baselines") or []
+    if len(labels) < 2:
+        return []
+    first, later = labels[0], labels[1:]
+    rows = []
+    for sc in results["scenarios"]:
+        t = sc["tools"]
+        floor = (t.get(FLOOR) or {}).get("median_s")
+        before = (t.get(first) or {}).get("median_s")
+        for label in later:
+            after = (t.get(label) or {}).get("median_s")
+            if floor and before and after:
+                r_before, r_after = before / floor, after / floor
+                rows.append(
+                    f"| {sc['server']}: {sc['scenario']} | {label} | {r_before:.3f} | {r_after:.3f} | "
+                    f"{(r_after / r_before - 1) * 100:+.1f} % |"
+                )
+    if not rows:
+        return []
+    head = ["", f"## {first} against later baselines, all installed the same way (multiples of the floor)", ""]
+    head += [f"| scenario | revision | {first}/floor | revision/floor | change |", "|---|---|---:|---:|---:|"]
     return head + rows
 
 
@@ -119,6 +151,15 @@ def markdown(results: dict[str, Any]) -> str:
             lines += _per_n_table(
                 "Client user CPU seconds (median run) at each N, then ms of user CPU per extra object:", ns, cpu
             )
+        rss = _by_key([p for p in results["scaling"] if p.get("peak_rss_mib") is not None], "peak_rss_mib")
+        if rss:
+            lines.append("")
+            lines += _per_n_table(
+                "Peak RSS MiB (largest timed run) at each N, then MiB per 1,000 extra objects (bounded: about 0):",
+                ns,
+                rss,
+                unit="MiB/1000 objects",
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -130,15 +171,17 @@ def _by_key(points: list[dict[str, Any]], field: str) -> dict[tuple[str, str, st
     return series
 
 
-def _per_n_table(caption: str, ns: list[int], series: dict[tuple[str, str, str], dict[int, float]]) -> list[str]:
-    """A value at each N, then 1000 x its growth per extra object between neighbouring N."""
+def _per_n_table(
+    caption: str, ns: list[int], series: dict[tuple[str, str, str], dict[int, float]], unit: str = "ms/object"
+) -> list[str]:
+    """A value at each N, then 1000 x its growth per extra object between neighbouring N (`unit`)."""
     segs = [f"{a}→{b}" for a, b in itertools.pairwise(ns)]
     lines = [
         caption,
         "",
         "| server | scenario | tool | "
         + " | ".join(f"N={n}" for n in ns)
-        + "".join(f" | ms/object {s}" for s in segs)
+        + "".join(f" | {unit} {s}" for s in segs)
         + " |",
         "|---|---|---|" + "---:|" * (len(ns) + len(segs)),
     ]
@@ -206,41 +249,55 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     # One colour per tool across panels; dr-tasks black and thick.
     names = sorted({p["tool"] for p in pts} - {"dr-tasks"})
     colour = {name: f"C{i}" for i, name in enumerate(names)} | {"dr-tasks": "black"}
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
-    for ax, (srv, scn) in zip(axes[0], groups, strict=True):
-        tools = sorted({p["tool"] for p in pts if (p["server"], p["scenario"]) == (srv, scn)})
-        for tool in tools:
-            series = sorted(
-                (p["n"], p["median_s"], p.get("seconds") or [])
-                for p in pts
-                if (p["server"], p["scenario"], p["tool"]) == (srv, scn, tool) and p["median_s"] is not None
-            )
-            xs = [n for n, _, _ in series]
-            ys = [m for _, m, _ in series]
-            # Whiskers: the fastest and the slowest timed run (how much the machine moved the point).
-            lo = [m - min(r) if r else 0.0 for _, m, r in series]
-            hi = [max(r) - m if r else 0.0 for _, m, r in series]
-            ax.errorbar(
-                xs,
-                ys,
-                yerr=[lo, hi],
-                marker="o",
-                capsize=3,
-                label=tool,
-                color=colour[tool],
-                linewidth=2.5 if tool == "dr-tasks" else 1.2,
-            )
-        ax.set_title(f"{srv}: {scn}")
-        ax.set_xlabel("objects (N)")
-        ax.set_ylabel("seconds (median; whiskers: min-max of the timed runs)")
-        ax.set_xlim(left=0)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    # Time on the first row; peak RSS (the memory bound) on the second when the points carry it.
+    rows = [("median_s", "seconds (median; whiskers: min-max of the timed runs)")]
+    if any(p.get("peak_rss_mib") is not None for p in pts):
+        rows.append(("peak_rss_mib", "peak RSS MiB (largest of the timed runs)"))
+    fig, axes = plt.subplots(len(rows), len(groups), figsize=(6 * len(groups), 4.5 * len(rows)), squeeze=False)
+    for r, (field, ylabel) in enumerate(rows):
+        for ax, (srv, scn) in zip(axes[r], groups, strict=True):
+            _panel(ax, pts, srv, scn, field, colour)
+            ax.set_title(f"{srv}: {scn}")
+            ax.set_xlabel("objects (N)")
+            ax.set_ylabel(ylabel)
+            ax.set_xlim(left=0)
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _panel(ax: Any, pts: list[dict[str, Any]], srv: str, scn: str, field: str, colour: dict[str, str]) -> None:
+    """One tool's line per tool for (server, scenario): `field` against N."""
+    tools = sorted({p["tool"] for p in pts if (p["server"], p["scenario"]) == (srv, scn)})
+    for tool in tools:
+        series = sorted(
+            (p["n"], p[field], p.get("seconds") or [])
+            for p in pts
+            if (p["server"], p["scenario"], p["tool"]) == (srv, scn, tool) and p.get(field) is not None
+        )
+        xs = [n for n, _, _ in series]
+        ys = [m for _, m, _ in series]
+        if field == "median_s":
+            # Whiskers: the fastest and the slowest timed run (how much the machine moved the point).
+            lo = [m - min(r) if r else 0.0 for _, m, r in series]
+            hi = [max(r) - m if r else 0.0 for _, m, r in series]
+            yerr: Any = [lo, hi]
+        else:
+            yerr = None
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=yerr,
+            marker="o",
+            capsize=3,
+            label=tool,
+            color=colour[tool],
+            linewidth=2.5 if tool == "dr-tasks" else 1.2,
+        )
 
 
 def write(results: dict[str, Any], out: Path) -> list[Path]:

@@ -53,6 +53,12 @@ def command(task: str) -> str:
     return _call["prefix"] + task
 
 
+def help_command(task: str) -> str:
+    """The command that shows `task`'s help here: `inv --help dr.backup`, `dr --help backup`."""
+    program, _, rest = command(task).partition(" ")
+    return f"{program} --help {rest}"
+
+
 def task_label(task: str) -> str:
     """How a task names itself in its messages: `dr.backup`, `disaster.backup`, `dr backup`."""
     shown = command(task)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +51,17 @@ def load_config(c: Context, **overrides: Any) -> DrConfig:
     return config_mod.load(raw_config(c), project_dir(c), **overrides)
 
 
+def _rows_appended() -> list[str]:
+    """The index rows this process has appended so far.
+
+    Read from the index module only once something loaded it: a task that
+    writes no row (restore, list, verify) then never pays for the index and
+    its typed rows at start-up.
+    """
+    index = sys.modules.get(f"{__package__.rpartition('.')[0]}.index")
+    return list(index.APPENDED) if index is not None else []
+
+
 class DrTask(Task):
     """Invoke's Task, plus `-n` for `--dry-run` (our tasks turn automatic short flags off)."""
 
@@ -69,6 +81,21 @@ Writes = Callable[[dict[str, Any]], bool]
 def invoke_dry(c: Context) -> bool:
     run = c.config.get("run") if hasattr(c, "config") else None
     return bool(run and run.get("dry"))
+
+
+def _help_as_a_value(name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+    """Refuse `--help`/`-h` that Invoke handed a positional argument as its value.
+
+    Invoke fills a task's pending positional with the next word, a flag's
+    spelling included, so `inv dr.snapshot --help` would be a snapshot
+    labelled "--help" (refused as a label, but not the help that was asked for).
+    """
+    for value in (*args, *kw.values()):
+        if value in ("--help", "-h"):
+            raise DrError(
+                f"{value} was read as an argument's value, not as a request for help",
+                f"for this task's help run `{render.help_command(name)}`",
+            )
 
 
 def _dry_mode(c: Context, name: str, writes: str | Writes | None, kw: dict[str, Any]) -> None:
@@ -103,18 +130,17 @@ def dr_task(*args: Any, writes: str | Writes | None = None, **kwargs: Any) -> Ca
         @functools.wraps(fn)
         def wrapper(c: Context, *a: Any, **kw: Any) -> Any:
             freeze_heap_at_exit()
-            from .. import index
-
             render.called_as(called_as(wrapper))
             label = render.task_label(name)
-            rows_before = len(index.APPENDED)
+            rows_before = len(_rows_appended())
             try:
+                _help_as_a_value(name, a, kw)
                 _dry_mode(c, name, writes, kw)
                 # The operation's modules load here, lazily: let them keep their .pyc.
                 with caching_own_bytecode(), signals_raise():
                     result = fn(c, *a, **kw)
             except Interrupted as sig:
-                written = index.APPENDED[rows_before:]
+                written = _rows_appended()[rows_before:]
                 notes = sig.notes or [
                     f"it had written {', '.join(written)} to the index" if written else "no index row was written"
                 ]

@@ -6,6 +6,7 @@ No per-object HEAD where a listing already gave the answer; pages are read by
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import email.utils
 from collections.abc import Generator, Iterator
@@ -17,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .client import S3Base
 from .errors import S3Error
 from .listing_parse import _own_listing
+from .listing_split import Item, Partition, in_key_order
 from .model import ObjectVersion
 
 
@@ -58,7 +60,14 @@ class ListingMixin(S3Base):
             kwargs.update(nxt)
 
     def _listing(
-        self, operation: str, bucket: str, prefix: str, page_size: int, skip: tuple[str, ...], after: str = ""
+        self,
+        operation: str,
+        bucket: str,
+        prefix: str,
+        page_size: int,
+        skip: tuple[str, ...],
+        after: str = "",
+        split: bool = True,
     ) -> Iterator[list[ObjectVersion]]:
         """Pages of entries under `prefix` (only keys after `after`), in key order, going around `skip`.
 
@@ -72,15 +81,25 @@ class ListingMixin(S3Base):
         KeyMarker that is not a key is not: moto drops the key after it).
         So a skipped prefix costs at most one page of its keys and one
         delimited listing, whatever it holds. Callers still filter.
+
+        When `split` and the first page is not the last, the rest is listed
+        in partitions at once instead (see `_split`), unless the transfer
+        config's `listing_partitions` is 1.
         """
         skip = tuple(p for p in skip if p)
         if prefix.startswith(skip):
             return
         inner = tuple(p for p in skip if p.startswith(prefix) and p != prefix)
         pages = self._pages(operation, bucket, {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size})
+        width = self.config.listing_partitions if split and not after else 1
         last = ""
         for page in pages:
             entries = page["DrEntries"]
+            if width > 1 and page.get("IsTruncated") and _worth_splitting(entries, prefix, width):
+                pages.close()
+                yield from self._split(operation, bucket, prefix, page, page_size, skip, width)
+                return
+            width = 1  # only a listing's first page decides
             kept = [e for e in entries if e.key > after] if after else entries
             if kept:
                 yield kept
@@ -120,6 +139,93 @@ class ListingMixin(S3Base):
             yield from self._listing(operation, bucket, sub, page_size, skip, floor if floor.startswith(sub) else "")
         if i < len(direct):
             yield direct[i:]
+
+    def _split(
+        self,
+        operation: str,
+        bucket: str,
+        prefix: str,
+        first: dict[str, Any],
+        page_size: int,
+        skip: tuple[str, ...],
+        width: int,
+    ) -> Iterator[list[ObjectVersion]]:
+        """The listing after its first page `first`, in partitions listed `width` at a time, in key order.
+
+        The keys before where the server resumes are whole on the first
+        page (the key it resumes in may go on: versions of one key span
+        pages), so that is where the rest starts. One '/'-delimited listing
+        names the "directories" after it, which become the partitions, and
+        the keys beside them, handed on in their place; each partition is
+        listed plainly, going around skipped prefixes inside it.
+        """
+        entries: list[ObjectVersion] = first["DrEntries"]
+        start = first.get("NextKeyMarker") or max(e.key for e in entries)
+        done = [e for e in entries if e.key < start]
+        if done:
+            yield done
+        plan = self._plan(operation, bucket, prefix, page_size, skip, start, entries, width)
+
+        def run(part: Partition) -> Iterator[list[ObjectVersion]]:
+            for page in self._listing(operation, bucket, part.prefix, page_size, skip, split=False):
+                kept = [e for e in page if e.key >= part.start] if part.start else page
+                if kept:
+                    yield kept
+
+        yield from in_key_order(plan, run, width)
+
+    def _plan(
+        self,
+        operation: str,
+        bucket: str,
+        prefix: str,
+        page_size: int,
+        skip: tuple[str, ...],
+        start: str,
+        first: list[ObjectVersion],
+        width: int,
+        depth: int = 0,
+    ) -> Iterator[Item]:
+        """The partitions under `prefix` holding keys from `start` on, and the keys beside them, in key order.
+
+        Where everything after `start` is in one "directory" (a repo's
+        `state/`), that one is split in turn, unless the first page shows its
+        own directories too small to be worth a request each (more of them
+        on one page than partitions run at once). A level with more than
+        `max_split` directories, or more than a few pages of keys beside
+        them, is listed plainly instead: a request per directory would cost
+        more than the pages it saves waiting for (and what is held here stays
+        bounded).
+        """
+        held: list[Item] = []
+        subs: list[Partition] = []
+        beside = 0
+        last_sub = ""
+        delimited = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size, "Delimiter": "/"}
+        pages = self._pages(operation, bucket, delimited)
+        for page in pages:
+            names = [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+            ahead = [n for n in names if n > last_sub and not n.startswith(skip)]
+            ahead = [n for n in ahead if n >= start or start.startswith(n)]
+            if ahead:
+                last_sub = ahead[-1]
+            items = _interleave([e for e in page["DrEntries"] if e.key >= start], ahead, start)
+            held.extend(items)
+            subs.extend(i for i in items if isinstance(i, Partition))
+            beside += sum(len(i) for i in items if isinstance(i, list))
+            if len(subs) > self.config.max_split or beside > 4 * page_size:
+                pages.close()
+                yield Partition(prefix, start)
+                return
+        if len(subs) == 1 and depth < 16:
+            one = subs[0]
+            if len(_units([e for e in first if e.key.startswith(one.prefix)], one.prefix)) <= width:
+                at = held.index(one)
+                yield from held[:at]
+                yield from self._plan(operation, bucket, one.prefix, page_size, skip, start, first, width, depth + 1)
+                yield from held[at + 1 :]
+                return
+        yield from held
 
     def iter_versions(
         self, bucket: str, prefix: str, page_size: int = 1000, skip: tuple[str, ...] = ()
@@ -172,6 +278,43 @@ class ListingMixin(S3Base):
                         server_now = email.utils.parsedate_to_datetime(date)
             entries.extend(e for e in _merge_page(page["DrEntries"]) if e.key == key)
         return entries, server_now
+
+
+def _worth_splitting(entries: list[ObjectVersion], prefix: str, width: int) -> bool:
+    """Whether a first page shows directories under `prefix`, and few enough to be worth a request each.
+
+    Keys with no directory are listed best by the plain listing (a delimited
+    one would page through them the same way); directories more numerous on
+    one page than partitions run at once hold fewer keys each than a page.
+    """
+    units = _units(entries, prefix)
+    return any("/" in e.key[len(prefix) :] for e in entries) and len(units) <= width
+
+
+def _units(entries: list[ObjectVersion], prefix: str) -> set[str]:
+    """The "directories" (and keys) directly under `prefix` that `entries` fall in."""
+    return {e.key[len(prefix) :].partition("/")[0] for e in entries}
+
+
+def _interleave(direct: list[ObjectVersion], subs: list[str], start: str) -> list[Item]:
+    """One delimited page's keys and "directories" (sorted) as plan items in key order.
+
+    A key beside the directories never starts with one, so it sorts before
+    or after all of a directory's keys as it sorts against its name. The
+    keys keep the server's order within each gap (moto sends a page's
+    delete markers after its versions; `_merge_page` puts them back).
+    """
+    gaps: list[list[ObjectVersion]] = [[] for _ in range(len(subs) + 1)]
+    for e in direct:
+        gaps[bisect.bisect_left(subs, e.key)].append(e)
+    items: list[Item] = []
+    for gap, sub in zip(gaps, subs, strict=False):
+        if gap:
+            items.append(gap)
+        items.append(Partition(sub, start if start.startswith(sub) else ""))
+    if gaps[-1]:
+        items.append(gaps[-1])
+    return items
 
 
 def _merge_page(entries: list[ObjectVersion]) -> Iterator[ObjectVersion]:

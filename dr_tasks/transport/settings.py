@@ -35,6 +35,9 @@ MAX_PARTS_USED = 9000
 # A listing that goes around a skipped prefix lists each kept "directory"
 # after it on its own when there are at most this many (see listing.py).
 MAX_SPLIT = 64
+# Partitions of a long listing listed at once (see listing_split.py); 1 lists
+# serially, as one stream of pages.
+LISTING_PARTITIONS = 8
 # The in-memory bound of the awscrt engine: a backup copies objects up to this
 # size through it (bigger ones stream in parts), and a restore checks versions
 # up to this size in memory before writing them.
@@ -73,5 +76,6 @@ class TransferConfig:
     part_uploads: int = field(default_factory=lambda: PART_UPLOADS)
     max_parts_used: int = field(default_factory=lambda: MAX_PARTS_USED)
     max_split: int = field(default_factory=lambda: MAX_SPLIT)
+    listing_partitions: int = field(default_factory=lambda: LISTING_PARTITIONS)
     small_object: int = field(default_factory=lambda: SMALL_OBJECT)
     writers: int = field(default_factory=lambda: WRITERS)

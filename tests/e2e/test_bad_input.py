@@ -333,3 +333,18 @@ def test_wrong_credentials_are_named_and_the_secret_never_printed(rgw_server, ma
     for r in results:
         assert SECRET not in r.stdout + r.stderr
     assert state(repo) == before
+
+
+# ---------------------------------------------------------------------- --help after a task with a positional
+@pytest.mark.parametrize(
+    "args",
+    [("dr.snapshot", "--help"), ("dr.restore", "alpha", "-h"), ("dr.show", "--help"), ("dr.rollback", "-h")],
+)
+def test_help_given_where_a_positional_is_due_points_at_the_help(repo, args):
+    """Invoke gives a task's pending positional the next word, `--help` too; we say so instead of using it."""
+    before = state(repo)
+    r = repo.run(*args)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"inv --help {args[0]}" in r.stderr, r.stderr
+    assert "invalid label" not in r.stderr and "did not receive" not in r.stderr, r.stderr
+    assert state(repo) == before

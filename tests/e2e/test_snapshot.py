@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dr_tasks import hold_lease, take_snapshot
-from dr_tasks.transport import count_requests
+from dr_tasks.transport import count_requests, settings
 from tests.conftest import SAMPLE_FILES, assert_clean_refusal, bucket_state, live_objects, new_bucket
 from tests.support.faultproxy import Rule
 
@@ -353,7 +353,10 @@ def test_https_with_a_private_ca(rgw_server, make_repo):
     assert snapshot_objects(repo, json.loads(r.stdout)["id"]) == files
 
 
-def test_request_count_is_one_listing_page_per_thousand_keys_and_one_copy_per_object(server, make_repo):
+def test_request_count_is_one_listing_page_per_thousand_keys_and_one_copy_per_object(server, make_repo, monkeypatch):
+    # The serial listing's pages (TransferConfig.listing_partitions=1); the partitioned one adds a
+    # delimited listing per directory level and a request per directory (test_listing_split.py).
+    monkeypatch.setattr(settings, "LISTING_PARTITIONS", 1)
     bucket = new_bucket(server)
     repo = make_repo(server, bucket)
     c = server.client(max_pool_connections=32)

@@ -178,6 +178,9 @@ class FaultProxy:
         self.faults: Counter[str] = Counter()
         # (operation, key, listing prefix) of every request, in the order they arrived.
         self.log: list[tuple[str, str, str]] = []
+        # Requests being answered now, and the most ever at once, by operation.
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
         # Called with (operation, body) on every 200 or 206 answer forwarded; returns the body to send instead.
         self.rewrite: Callable[[str, bytes], bytes] | None = None
         self.throttle: Throttle | None = None
@@ -196,8 +199,14 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 # A client that went away (killed, timed out) is part of the game, not an error.
-                with contextlib.suppress(ConnectionError):
-                    proxy._serve(self)
+                self.dr_op: str | None = None
+                try:
+                    with contextlib.suppress(ConnectionError):
+                        proxy._serve(self)
+                finally:
+                    if self.dr_op is not None:
+                        with proxy._lock:
+                            proxy.in_flight[self.dr_op] -= 1
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
@@ -219,6 +228,7 @@ class FaultProxy:
             self.faults.clear()
             self.log.clear()
             self.timeline.clear()
+            self.peak.clear()
         self.release()
 
     def release(self) -> None:
@@ -286,6 +296,9 @@ class FaultProxy:
         prefix = query.get("prefix", [""])[0]
         with self._lock:
             self.log.append((op, key, prefix))
+            self.in_flight[op] += 1
+            self.peak[op] = max(self.peak[op], self.in_flight[op])
+        h.dr_op = op  # type: ignore[attr-defined]
         fault, delay, hold = self._decide(op, key, prefix)
         if delay:
             time.sleep(delay)

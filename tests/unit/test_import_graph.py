@@ -10,6 +10,8 @@ the operations.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import dr_tasks
@@ -180,3 +182,16 @@ def test_cycles_and_sideways_imports_are_found() -> None:
         ("recover", "backup"),
         ("recover", "restore"),
     }
+
+
+def test_a_restore_loads_neither_the_index_nor_the_lease() -> None:
+    # Start-up is most of a one-unit restore's time (bench/README.md finding 17):
+    # a reader that writes no row and takes no lease does not load their modules.
+    # Each is loaded where it is needed: a snapshot id as TS, a dead restore's staging dir.
+    code = (
+        "import sys, dr_tasks.tasks, dr_tasks.ops.restore, dr_tasks.transport.crt_engine;"
+        "print(' '.join(m for m in sys.modules if m.startswith(('dr_tasks.index', 'dr_tasks.rows',"
+        " 'dr_tasks.history', 'dr_tasks.lease'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []

@@ -35,7 +35,6 @@ from pathlib import Path
 
 from ...config import DrConfig
 from ...errors import DrError
-from ...history import snapshot_row
 from ...layout import parse_snapshot_id
 from ...progress import NULL_PROGRESS, Progress, counted
 from ...timeparse import compact_utc, iso_utc, parse_ts
@@ -133,6 +132,9 @@ def _snapshot_instant(cfg: DrConfig, snap_id: str) -> datetime:
     A pruned snapshot's instant still names the versions live had then (they
     are the bucket's history, not the snapshot's copies), so it is accepted.
     """
+    # Only a snapshot id as TS reads the index: a plain instant does not load it.
+    from ...history import snapshot_row
+
     row = snapshot_row(cfg, snap_id, allow_pruned=True)
     at = row.at
     if at is None:

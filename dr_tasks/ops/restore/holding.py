@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 
 from ...config import DrConfig
 from ...errors import DrError
-from ...lease import pid_alive
 
 T = TypeVar("T")
 
@@ -61,6 +60,9 @@ class Staging:
 
 def sweep_dead_staging(restore_path: Path) -> None:
     """Remove staging dirs of restores whose process is gone (killed mid-download)."""
+    # Loaded here, not at import: a restore is a reader and the lease package is not on its path.
+    from ...lease import pid_alive
+
     for d in restore_path.glob(".*.partial-*-*"):
         pid = d.name.rsplit(".partial-", 1)[-1].split("-", 1)[0]
         if d.is_dir() and not d.is_symlink() and pid.isdigit() and not pid_alive(int(pid)):
