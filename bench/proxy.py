@@ -16,6 +16,12 @@ wrote the response head and body in two sends without it, and Nagle plus the
 client's delayed ACK added ~40 ms to most requests (bench/README.md, "Is the
 proxy the bottleneck?").
 
+`--throttle RATE` makes it a store that limits request rates (DigitalOcean
+Spaces): above RATE requests a second (a small burst allowed), or to a write on
+a key with `--per-key-writes` writes in flight, it answers 503 SlowDown without
+forwarding (tests/support/faultproxy.py's `Throttle`, shared) and counts the
+refusal as `SlowDown` beside the operations. Not yet a mode of `inv bench`.
+
 It runs in a process of its own so its CPU is neither the bench's nor the
 client's. `GET /__bench__/counts` answers the counts as JSON and
 `POST /__bench__/reset` zeroes them; neither is counted.
@@ -32,13 +38,17 @@ import sys
 from collections import Counter
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.faultproxy import s3_operation
+from tests.support.faultproxy import Throttle, s3_operation
 
 _PIECE = 256 * 1024
 # Request headers that describe this hop only; the proxy manages its own connections.
 _HOP_REQUEST = frozenset(("connection", "keep-alive", "proxy-connection", "expect", "te", "upgrade"))
 _HOP_RESPONSE = frozenset(("connection", "keep-alive"))
 _NO_BODY_STATUS = frozenset((204, 304))
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 
 Headers = list[tuple[str, str]]
 
@@ -124,10 +134,11 @@ async def _dechunk(reader: asyncio.StreamReader) -> bytes:
 
 
 class Proxy:
-    def __init__(self, host: str, port: int, delay: float) -> None:
+    def __init__(self, host: str, port: int, delay: float, throttle: Throttle | None = None) -> None:
         self.host = host
         self.port = port
         self.delay = delay
+        self.throttle = throttle
         # One event loop, one thread: no lock needed around the counts.
         self.counts: Counter[str] = Counter()
 
@@ -144,6 +155,28 @@ class Proxy:
         )
         await writer.drain()
 
+    async def _slow_down(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, lower: dict[str, str]
+    ) -> None:
+        """Refuse one request as a throttling store does: its body read and dropped, 503 SlowDown."""
+        self.counts["SlowDown"] += 1
+        length = int(lower.get("content-length") or 0)
+        if "chunked" in lower.get("transfer-encoding", "").lower():
+            await _dechunk(reader)
+        elif lower.get("expect", "").lower() == "100-continue" and length:
+            # The client holds its body back until a 100 Continue that never comes: answer and hang up.
+            raise ConnectionError("refused before its body")
+        elif length:
+            await reader.readexactly(length)
+        writer.write(
+            _head_bytes(
+                "HTTP/1.1 503 Slow Down",
+                [("Content-Type", "application/xml"), ("Content-Length", str(len(_SLOW_DOWN)))],
+            )
+            + (b"" if method == "HEAD" else _SLOW_DOWN)
+        )
+        await writer.drain()
+
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
         _nodelay(writer)
@@ -153,6 +186,8 @@ class Proxy:
         """One client connection: requests one after another (keep-alive), over one upstream connection."""
         _nodelay(writer)
         up: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        # The (operation, key) the throttle admitted and this connection has not yet answered.
+        admitted: tuple[str, str] | None = None
         try:
             while True:
                 try:
@@ -169,7 +204,16 @@ class Proxy:
                 split = urlsplit(target)
                 query = parse_qs(split.query, keep_blank_values=True)
                 lower = {k.lower(): v for k, v in headers}
-                self.counts[s3_operation(method, split.path, query, lower)] += 1
+                op = s3_operation(method, split.path, query, lower)
+                if self.throttle is not None:
+                    key = split.path.split("/", 2)[2] if split.path.count("/") >= 2 else ""
+                    if self.throttle.admit(op, key) is not None:
+                        await self._slow_down(reader, writer, method, lower)
+                        if not keep_alive:
+                            return
+                        continue
+                    admitted = (op, key)
+                self.counts[op] += 1
                 if self.delay:
                     await asyncio.sleep(self.delay)
 
@@ -233,6 +277,9 @@ class Proxy:
                         writer.write(piece)
                         await writer.drain()
                 await writer.drain()
+                if admitted is not None and self.throttle is not None:
+                    self.throttle.done(*admitted)
+                    admitted = None
                 if up_closes:
                     up[1].close()
                     up = None
@@ -242,14 +289,16 @@ class Proxy:
             # A client or server that hung up mid-message: drop this connection, as a real hop would.
             return
         finally:
+            if admitted is not None and self.throttle is not None:
+                self.throttle.done(*admitted)
             if up is not None:
                 up[1].close()
             writer.close()
 
 
-async def serve(upstream: str, delay: float, port: int = 0) -> None:
+async def serve(upstream: str, delay: float, port: int = 0, throttle: Throttle | None = None) -> None:
     u = urlsplit(upstream)
-    proxy = Proxy(u.hostname or "127.0.0.1", u.port or 80, delay)
+    proxy = Proxy(u.hostname or "127.0.0.1", u.port or 80, delay, throttle)
     server = await asyncio.start_server(proxy.handle, "127.0.0.1", port, limit=1 << 20, backlog=1024)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     sys.stdout.close()
@@ -262,9 +311,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--delay", type=float, default=0.0, help="seconds added before each request")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--throttle", type=float, metavar="RATE", help="answer 503 SlowDown above RATE requests/s")
+    ap.add_argument("--per-key-writes", type=int, default=2, help="with --throttle: writes in flight per key")
     args = ap.parse_args(argv)
+    throttle = Throttle(args.throttle, per_key_writes=args.per_key_writes) if args.throttle else None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.upstream, args.delay, args.port))
+        asyncio.run(serve(args.upstream, args.delay, args.port, throttle))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     # "crt": bulk GETs and small cross-region copies go through awscrt (C, far
     # less client CPU per request); "classic": everything through boto3.
     "transfer_client": "crt",
+    # Requests a second to each bucket at most (null: as fast as concurrency allows, slowing on 503 SlowDown);
+    # for stores with published limits, e.g. 500 on DigitalOcean Spaces (README.md).
+    "max_requests_per_second": None,
     "backup": {
         "bucket": None,
         "prefix": "",
@@ -125,6 +128,8 @@ class Endpoint:
     profile: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
+    # `dr.max_requests_per_second`: how fast to talk to it, not where it is (not part of equality).
+    max_requests_per_second: float | None = field(default=None, compare=False)
     # The config section the settings came from (`dr` or `dr.backup`), so an
     # error's hint names the keys the operator has to fix. Where the settings
     # came from does not change where they point: not part of equality.
@@ -315,6 +320,7 @@ def _backup(raw: Mapping[str, Any]) -> BackupConfig:
             profile=_str(b, "profile", name="backup.profile"),
             access_key_id=_str(b, "access_key_id", name="backup.access_key_id"),
             secret_access_key=_str(b, "secret_access_key", name="backup.secret_access_key"),
+            max_requests_per_second=_max_rate(raw),
             section="dr.backup",
         )
     return BackupConfig(endpoint=endpoint, prefix=_prefix(b, "prefix", "backup.prefix"), max_age_days=max_age)
@@ -483,6 +489,7 @@ def load(raw: Mapping[str, Any] | None, base: Path | None = None, **overrides: A
             endpoint_url=_endpoint_url(merged, "endpoint_url"),
             region=_str(merged, "region"),
             profile=_str(merged, "profile"),
+            max_requests_per_second=_max_rate(merged),
         ),
         prefix=prefix,
         snapshot_prefix=snapshot_prefix,
@@ -572,6 +579,23 @@ def _refuse_snapshot_prefix_over_pushed_paths(
                 "and keys there would never be snapshotted, rolled back or restored",
                 f"keep snapshots apart from live state, e.g. the default `snapshots/`, or add `{rel}**` to sync_deny",
             )
+
+
+def _max_rate(raw: Mapping[str, Any]) -> float | None:
+    value = raw.get("max_requests_per_second")
+    if value is None or value == "":
+        return None
+    try:
+        rate = float(value)  # INVOKE_DR_MAX_REQUESTS_PER_SECOND arrives as text
+    except (TypeError, ValueError):
+        rate = math.nan
+    if isinstance(value, bool) or not math.isfinite(rate) or rate <= 0:
+        raise ConfigError(
+            "max_requests_per_second",
+            f"must be a positive number of requests a second, got {value!r}",
+            "set e.g. `max_requests_per_second: 500` (DigitalOcean Spaces), or null for no limit",
+        )
+    return rate
 
 
 def _transfer_client(raw: Mapping[str, Any]) -> str:

@@ -14,6 +14,7 @@ Modules by job:
 - `jobs`: the per-object work items and their outcomes.
 - `crt_client` / `crt_engine`: the awscrt engine.
 - `counting`: request counts, whichever engine sends them.
+- `pacing`: one bucket's request pace, whichever engine sends: `max_requests_per_second` and backing off on SlowDown.
 """
 
 from __future__ import annotations

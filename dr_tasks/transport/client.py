@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .. import internals
 from ..config import Endpoint
 from ..errors import DrError
-from . import listing_parse, session
+from . import listing_parse, pacing, session
 from .errors import S3Error, credentials_hint, describe
 from .settings import TransferConfig
 
@@ -28,8 +28,13 @@ class S3Base:
         self.concurrency = concurrency
         self.config = config or TransferConfig()
         self._buffers = threading.BoundedSemaphore(self.config.stream_buffers)
+        # Shared with the awscrt client of this endpoint (crt_client.py) and every other client of the bucket.
+        self.pacer = pacing.pacer_for(
+            endpoint.endpoint_url, endpoint.region, endpoint.bucket, endpoint.max_requests_per_second
+        )
         self.client: Any
         self.client, self._session = session.new_client(endpoint, concurrency, self.config.request_attempts)
+        self.pacer.install(self.client.meta.events)
         listing_parse.install(self.client.meta.events)
 
     def _transfer_manager(self, threshold: int = 8 * 1024**2, part_size: int = 8 * 1024**2) -> Any:

@@ -22,6 +22,7 @@ import io
 import os
 import queue
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,10 @@ class CrtClient:
         self.config = s3.config
         # The botocore client of the same endpoint, for the odd HEAD a check needs.
         self.s3 = s3
+        self._pacer = s3.pacer
+        # Requests waiting for their turn (pacing.py), and the thread that sends them; made on first need.
+        self._later: queue.SimpleQueue[tuple[float, _Call, Completions, Callable[[], None]]] | None = None
+        self._later_lock = threading.Lock()
         url = urlsplit(s3.client.meta.endpoint_url)
         self._netloc = url.netloc
         self._base = url.path.rstrip("/")
@@ -164,7 +169,10 @@ class CrtClient:
             tls_connection_options=tls_options,
             signing_config=crt_s3.create_default_s3_signing_config(region=region, credential_provider=provider),
             max_active_connections_override=self.concurrency,
-            retry_config=crt_s3.S3RetryConfig(max_retries=max(0, s3.config.request_attempts - 1)),
+            # ADAPTIVE: awscrt retries a SlowDown in C, where the pacer never hears of it (pacing.py).
+            retry_config=crt_s3.S3RetryConfig(
+                max_retries=max(0, s3.config.request_attempts - 1), retry_mode=crt_s3.S3RetryMode.ADAPTIVE
+            ),
             connect_timeout_ms=10_000,
             # Bounds awscrt's own part buffers (it splits big GETs into ranged parts).
             memory_limit=1024 * 1024 * 1024,
@@ -210,16 +218,36 @@ class CrtClient:
             call.keep = None  # the request and its callbacks form a cycle: no need for the collector
             done.put(call)
 
+        def send() -> None:
+            call.keep = self._client.make_request(
+                type=request_type,
+                request=request,
+                operation_name=op,
+                recv_filepath=recv_filepath,
+                on_headers=call.on_headers,
+                on_body=None if recv_filepath else call.on_body,
+                on_done=on_done,
+            )
+
         counting.note(op)
-        call.keep = self._client.make_request(
-            type=request_type,
-            request=request,
-            operation_name=op,
-            recv_filepath=recv_filepath,
-            on_headers=call.on_headers,
-            on_body=None if recv_filepath else call.on_body,
-            on_done=on_done,
-        )
+        wait = self._pacer.turn()
+        if wait > 0:
+            self._send_later(time.monotonic() + wait, call, done, send)
+        else:
+            send()
+
+    def _send_later(self, due: float, call: _Call, done: Completions, send: Callable[[], None]) -> None:
+        """Send at `due` from the pacing thread: the caller's thread goes on settling and sending to other buckets.
+
+        A backup's GETs and PUTs go to two paced buckets from one thread; waiting
+        there for one bucket's turn would let the other's turns pass unused.
+        One bucket's turns come in order, so one thread sleeping to each in turn keeps them.
+        """
+        with self._later_lock:
+            if self._later is None:
+                self._later = queue.SimpleQueue()
+                threading.Thread(target=_send_in_turn, args=(self._later,), name="dr-pacing", daemon=True).start()
+            self._later.put((due, call, done, send))
 
     def _failure(self, op: str, bucket: str, key: str, call: _Call) -> tuple[S3Error, bool]:
         """The error a failed request becomes, and whether fetching again could help."""
@@ -235,7 +263,10 @@ class CrtClient:
         # awscrt reports the retryable statuses by name only, after its own retries.
         known = _RETRIED_STATUS.get(name)
         if known is not None:
-            return S3Error(op, bucket, key, known, "run the same command again later, or lower dr.concurrency"), False
+            hint = "run the same command again later, or lower dr.concurrency"
+            if name == "AWS_ERROR_S3_SLOW_DOWN":
+                hint += " or set dr.max_requests_per_second to the store's limit"
+            return S3Error(op, bucket, key, known, hint), False
         detail = f"{name}: {getattr(err, 'message', err)}"
         hint = unreachable_hint(self._section) + "; run the same command again"
         return S3Error(op, bucket, key, detail, hint), True
@@ -301,6 +332,20 @@ class CrtClient:
             # request sent has landed, so a cleanup after this sees every write.
             done.wait_landed(sent)
             raise
+
+
+def _send_in_turn(later: queue.SimpleQueue[tuple[float, _Call, Completions, Callable[[], None]]]) -> None:
+    """Send each request at its turn, for the life of the process (a daemon: it holds nothing when idle)."""
+    while True:
+        due, call, done, send = later.get()
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            send()
+        except Exception as err:  # it must land, or its pump waits for it forever
+            call.error = err
+            done.put(call)
 
 
 _RETRIED_STATUS = {

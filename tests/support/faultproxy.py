@@ -20,6 +20,11 @@ Faults that need the real response or time (see `Rule.fault`):
 
 `rewrite`, when set, edits every 200 body on its way back (a store that
 stamps versions differently, without a store that does).
+
+`throttle`, when set (a `Throttle`), makes the proxy a store that limits
+request rates as DigitalOcean Spaces does: 503 SlowDown above a rate, and to
+a write on a key that already has a few writes in flight. `timeline` says
+when each request came and whether it was throttled.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -88,6 +93,47 @@ def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: d
     return method
 
 
+_WRITES = frozenset({"PutObject", "CopyObject", "UploadPart", "UploadPartCopy"})
+
+
+@dataclass
+class Throttle:
+    """Admit at most `rate` requests a second (a token bucket holding `burst`), and `per_key_writes` writes per key.
+
+    Not thread-safe on its own: `FaultProxy` calls it under its lock.
+    A refused request takes no token, as a store's limiter does not
+    count what it turned away.
+    """
+
+    rate: float
+    burst: float = 5.0
+    per_key_writes: int = 2
+    clock: Callable[[], float] = time.monotonic
+    tokens: float | None = None
+    last: float = 0.0
+    writing: Counter[str] = field(default_factory=Counter)
+
+    def admit(self, op: str, key: str) -> str | None:
+        """None when `op` on `key` may go through now (the caller then owes `done`), else why not."""
+        now = self.clock()
+        if self.tokens is None:  # first request: a full bucket
+            self.tokens, self.last = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if op in _WRITES and self.writing[key] >= self.per_key_writes:
+            return "key"
+        if self.tokens < 1 - 1e-9:  # a request right on the rate is not refused for rounding
+            return "rate"
+        self.tokens -= 1
+        if op in _WRITES:
+            self.writing[key] += 1
+        return None
+
+    def done(self, op: str, key: str) -> None:
+        if op in _WRITES:
+            self.writing[key] -= 1
+
+
 @dataclass
 class Rule:
     """Answer `fault` (503, 500, 403, "reset", "cut", "stall", "hold", "hold-after", "200-error", "200-garbage").
@@ -137,6 +183,9 @@ class FaultProxy:
         self.peak: Counter[str] = Counter()
         # Called with (operation, body) on every 200 or 206 answer forwarded; returns the body to send instead.
         self.rewrite: Callable[[str, bytes], bytes] | None = None
+        self.throttle: Throttle | None = None
+        # (monotonic time, operation, answered 503 by `throttle`) of every request past the rules.
+        self.timeline: list[tuple[float, str, bool]] = []
         self._lock = threading.Lock()
         # Parked requests ("stall", "hold", "hold-after") wait on this; `release()` swaps in a fresh one.
         self._release = threading.Event()
@@ -178,6 +227,7 @@ class FaultProxy:
             self.counts.clear()
             self.faults.clear()
             self.log.clear()
+            self.timeline.clear()
             self.peak.clear()
         self.release()
 
@@ -252,6 +302,25 @@ class FaultProxy:
         fault, delay, hold = self._decide(op, key, prefix)
         if delay:
             time.sleep(delay)
+        admitted = False
+        if fault is None and self.throttle is not None:
+            with self._lock:
+                why = self.throttle.admit(op, key)
+                self.timeline.append((time.monotonic(), op, why is not None))
+                if why is not None:
+                    self.faults[f"{op}:503-{why}"] += 1
+            fault, admitted = (503, False) if why is not None else (None, True)
+        try:
+            self._answer(h, op, key, body, fault, hold)
+        finally:
+            if admitted:
+                with self._lock:
+                    assert self.throttle is not None
+                    self.throttle.done(op, key)
+
+    def _answer(
+        self, h: BaseHTTPRequestHandler, op: str, key: str, body: bytes, fault: int | str | None, hold: float
+    ) -> None:
         if fault == "reset":
             self._reset(h)
             return
