@@ -12,8 +12,9 @@ refuses.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from .errors import DrError
 
@@ -102,6 +103,38 @@ def format_manifest(manifest: Manifest) -> bytes:
     data = json.dumps(manifest.to_dict(), separators=(",", ":")).encode()
     parse_manifest(data, manifest.id)
     return data
+
+
+def write_manifest(out: IO[bytes], manifest: Manifest, entries: Iterable[ManifestEntry]) -> int:
+    """Write `manifest` with `entries` as its objects to `out`, one entry at a time; the number of entries.
+
+    The same bytes `format_manifest` gives for the whole manifest, without
+    holding it: each entry is checked as `parse_manifest` checks it, and the
+    rest by parsing the manifest without its objects. Keys named twice are
+    the caller's to exclude (a snapshot's listing keeps each key once).
+    """
+    head = manifest.to_dict()
+    parse_manifest(json.dumps({**head, "objects": []}).encode(), manifest.id)
+    count = 0
+    out.write(b"{")
+    for i, (name, value) in enumerate(head.items()):
+        # As json.dumps writes a dict with these separators: key, ':', value, ',' between.
+        out.write((("," if i else "") + json.dumps(name) + ":").encode())
+        if name != "objects":
+            out.write(json.dumps(value, separators=(",", ":")).encode())
+            continue
+        out.write(b"[")
+        for entry in entries:
+            doc = entry.to_dict()
+            try:
+                _entry(count, doc)
+            except ValueError as err:
+                raise ManifestError(manifest.id, str(err)) from None
+            out.write((b"," if count else b"") + json.dumps(doc, separators=(",", ":")).encode())
+            count += 1
+        out.write(b"]")
+    out.write(b"}")
+    return count
 
 
 def _shown(value: Any) -> str:

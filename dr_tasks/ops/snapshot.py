@@ -2,15 +2,18 @@
 
 Order of work, which is what makes it safe to interrupt:
 1. list the current version of every live key once (the snapshot's contents),
-2. copy exactly those version ids in parallel,
+   into a temporary on-disk table (`listing_spill`), not memory,
+2. copy exactly those version ids in parallel, a chunk of the table at a time,
 3. write the manifest beside the snapshot (the bucket alone can rebuild the index),
+   streamed from the table through an unlinked temporary file,
 4. append the `snapshot` row: the commit point. No row, no snapshot.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +24,8 @@ from ..index import Index, IndexRead, IndexWriteError, utc_now
 from ..interrupt import Interrupted, shielded
 from ..layout import LABEL_RULE, format_snapshot_id, is_label, manifest_key, snapshot_dir
 from ..lease import Lease, Notify
-from ..manifest import Manifest, ManifestEntry, format_manifest
+from ..listing_spill import ListingSpill
+from ..manifest import Manifest, ManifestEntry, write_manifest
 from ..progress import NULL_PROGRESS, Progress, counted
 from ..timeparse import iso_utc
 from ..transport import S3, ObjectVersion, engine_for
@@ -91,22 +95,8 @@ def list_live(cfg: DrConfig, s3: S3, versioned: bool, progress: Progress = NULL_
     return [o for o in listing if cfg.is_live_key(o.key)]
 
 
-def build_manifest(
-    cfg: DrConfig,
-    snap_id: str,
-    label: str,
-    ts: str,
-    versioned: bool,
-    objects: list[ObjectVersion],
-    copy_etags: dict[str, str] | None = None,
-) -> Manifest:
-    """The manifest; `copy_etags` (live key -> ETag the server gave the snapshot's copy) become `copy_etag`.
-
-    A server-side copy of a multipart object gets another ETag than its
-    source on AWS and moto (the MD5 of the bytes): the copy's own ETag,
-    recorded here, is what later checks accept by exact equality.
-    """
-    copy_etags = copy_etags or {}
+def manifest_head(cfg: DrConfig, snap_id: str, label: str, ts: str, versioned: bool) -> Manifest:
+    """The manifest without its objects (`write_manifest` streams those in)."""
     return Manifest(
         id=snap_id,
         label=label,
@@ -116,19 +106,27 @@ def build_manifest(
         source=f"s3://{cfg.bucket}/{cfg.prefix}",
         dest=f"s3://{cfg.bucket}/{snapshot_dir(cfg, snap_id)}",
         versioned=versioned,
-        objects=[
-            # No store returns a sha256 in a listing; `dr.verify --deep` fills it in.
-            ManifestEntry(
-                cfg.rel_for(o.key),
-                o.size,
-                o.etag_plain,
-                o.version_id,
-                iso_utc(o.last_modified, whole_seconds=True),
-                copy_etag=copy_etags.get(o.key),
-            )
-            for o in objects
-        ],
+        objects=[],
     )
+
+
+def manifest_entries(cfg: DrConfig, listing: ListingSpill) -> Iterator[ManifestEntry]:
+    """One entry per listed object, with `copy_etag` the ETag the server gave the snapshot's copy.
+
+    A server-side copy of a multipart object gets another ETag than its
+    source on AWS and moto (the MD5 of the bytes): the copy's own ETag,
+    recorded here, is what later checks accept by exact equality.
+    """
+    for o, copy_etag in listing.objects():
+        # No store returns a sha256 in a listing; `dr.verify --deep` fills it in.
+        yield ManifestEntry(
+            cfg.rel_for(o.key),
+            o.size,
+            o.etag_plain,
+            o.version_id,
+            iso_utc(o.last_modified, whole_seconds=True),
+            copy_etag=copy_etag,
+        )
 
 
 @dataclass
@@ -144,9 +142,12 @@ class SnapshotPlan:
     label: str
     ts: str
     versioned: bool
-    objects: list[ObjectVersion]
+    listing: ListingSpill  # on disk: the plan's memory does not grow with the keys
     existing: IndexRead
     started: float
+
+    def close(self) -> None:
+        self.listing.close()
 
 
 def plan_snapshot(
@@ -176,37 +177,54 @@ def plan_snapshot(
             f"snapshot {snap_id} already exists in the bucket (s3://{cfg.bucket}/{mkey})", "pick another label"
         )
     progress.start("listing live keys")
+    listing = ListingSpill()
+    too_long: list[str] = []
     try:
-        objects = list_live(cfg, s3, versioned, progress)
+        skip = cfg.reserved_prefixes()
+        live = (o for o in counted(s3.iter_current(cfg.bucket, cfg.prefix, versioned, skip), progress))
+        listing.add(_note_too_long(cfg, snap_id, (o for o in live if cfg.is_live_key(o.key)), too_long))
+        _check_key_lengths(cfg, snap_id, too_long)
+        _check_unique(cfg, snap_id, listing)
+    except BaseException:
+        listing.close()
+        raise
     finally:
         progress.stop()
-    _check_key_lengths(cfg, snap_id, objects)
-    _check_unique(cfg, snap_id, objects)
-    return SnapshotPlan(snap_id, label, iso_utc(ts_dt, whole_seconds=True), versioned, objects, existing, started)
+    return SnapshotPlan(snap_id, label, iso_utc(ts_dt, whole_seconds=True), versioned, listing, existing, started)
 
 
-def _check_unique(cfg: DrConfig, snap_id: str, objects: list[ObjectVersion]) -> None:
+def _check_unique(cfg: DrConfig, snap_id: str, listing: ListingSpill) -> None:
     """Refuse, before any copy, a listing that named a key twice: its manifest could not say which copy is right."""
-    twice = sorted(k for k, n in Counter(o.key for o in objects).items() if n > 1)
-    if twice:
+    count, twice = listing.named_twice()
+    if count:
         raise DrError(
             f"snapshot {snap_id} cannot be taken: the listing of s3://{cfg.bucket}/{cfg.prefix} named "
-            f"{len(twice)} keys more than once ({', '.join(repr(k) for k in twice[:3])}"
-            f"{' ...' if len(twice) > 3 else ''}); nothing was copied",
+            f"{count} keys more than once ({', '.join(repr(k) for k in twice)}"
+            f"{' ...' if count > 3 else ''}); nothing was copied",
             "this S3 server's version listing is inconsistent; report it (with the keys) to its operator",
         )
 
 
-def _check_key_lengths(cfg: DrConfig, snap_id: str, objects: list[ObjectVersion]) -> None:
-    """Refuse, before any copy, a snapshot whose copies would pass S3's 1,024-byte key limit.
+def _note_too_long(
+    cfg: DrConfig, snap_id: str, objects: Iterator[ObjectVersion], too_long: list[str]
+) -> Iterator[ObjectVersion]:
+    """`objects`, appending to `too_long` each key whose copy would pass S3's 1,024-byte key limit.
 
     Every copy's key is the live key behind `<snapshot_prefix><id>/`, so a
     live key that fits can be too long as a snapshot key, and the store would
     only say "InvalidObjectName" copy by copy (moto does not even check).
     """
     base = len(snapshot_dir(cfg, snap_id).encode())
-    too_long = [o.key for o in objects if base + len(cfg.rel_for(o.key).encode()) > MAX_KEY_BYTES]
+    for o in objects:
+        if base + len(cfg.rel_for(o.key).encode()) > MAX_KEY_BYTES:
+            too_long.append(o.key)
+        yield o
+
+
+def _check_key_lengths(cfg: DrConfig, snap_id: str, too_long: list[str]) -> None:
+    """Refuse, before any copy, a snapshot whose copies would pass S3's 1,024-byte key limit."""
     if too_long:
+        base = len(snapshot_dir(cfg, snap_id).encode())
         shown = ", ".join(repr(k[:60] + "...") for k in too_long[:3]) + (" ..." if len(too_long) > 3 else "")
         raise DrError(
             f"snapshot {snap_id} cannot be taken: {len(too_long)} live keys would be longer than S3's "
@@ -248,14 +266,18 @@ def take_snapshot(
         # Read-only: the lease runs it while it settles (the last run counts).
         plans.append(plan_snapshot(cfg, label, progress=progress, s3=s3, now=now, check_label=False))
 
-    with operation_lease(
-        cfg, s3, "snapshot", lease=lease, break_lock=break_lock, notify=notify, prepare=None if plans else prepare
-    ) as held:
-        return _take_snapshot(cfg, s3, plans[-1], progress, held)
+    try:
+        with operation_lease(
+            cfg, s3, "snapshot", lease=lease, break_lock=break_lock, notify=notify, prepare=None if plans else prepare
+        ) as held:
+            return _take_snapshot(cfg, s3, plans[-1], progress, held)
+    finally:
+        for made in plans:
+            made.close()
 
 
 def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress, lease: Lease) -> SnapshotResult:
-    snap_id, ts, versioned, objects, existing = plan.id, plan.ts, plan.versioned, plan.objects, plan.existing
+    snap_id, ts, versioned, listing, existing = plan.id, plan.ts, plan.versioned, plan.listing, plan.existing
     mkey = manifest_key(cfg, snap_id)
     dest_dir = snapshot_dir(cfg, snap_id)
     try:
@@ -265,42 +287,52 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
     # Each write phase starts only while the lease is ours (see Lease.ensure).
     lease.ensure(f"snapshot {snap_id} copied nothing; no index row was written")
 
-    progress.start(f"copying {len(objects)} objects to {dest_dir}", total=len(objects))
+    progress.start(f"copying {listing.count} objects to {dest_dir}", total=listing.count)
+    copied, failures = 0, _Failures()
     try:
-        pairs = [(o, o, dest_dir + cfg.rel_for(o.key)) for o in objects]
-        done, failed = engine_for(s3, cfg.transfer_client, cfg.concurrency).copy_versions(cfg.bucket, pairs, progress)
+        engine = engine_for(s3, cfg.transfer_client, cfg.concurrency)
+        # A chunk of the listing at a time: what is held is one chunk, whatever the number of keys.
+        for chunk in listing.chunks():
+            pairs = [(n, o, dest_dir + cfg.rel_for(o.key)) for n, o, _ in chunk]
+            done, failed = engine.copy_versions(cfg.bucket, pairs, progress)
+            listing.record_copies((n, etag) for n, _, etag in done)
+            copied += len(done)
+            keys = {n: o.key for n, o, _ in chunk} if failed else {}
+            failures.add([(keys[f.item], f.error) for f in failed])
     except Interrupted as sig:
         sig.notes.append(_remove_interrupted(cfg, s3, snap_id))
         raise
     finally:
         progress.stop()
-    if failed:
+    if failures.count:
         # Leave no half snapshot behind; what cannot be removed now is garbage
         # without a manifest or row, which no operation ever reads.
-        s3.delete_keys(cfg.bucket, [dest_dir + cfg.rel_for(o.key) for o, _, _ in done])
-        names = ", ".join(f.item.key for f in failed[:5]) + (" ..." if len(failed) > 5 else "")
+        s3.delete_keys(cfg.bucket, (dest_dir + cfg.rel_for(k) for k in listing.copied_keys()))
+        names = ", ".join(failures.keys) + (" ..." if failures.count > len(failures.keys) else "")
         raise DrError(
-            f"snapshot {snap_id} failed: {len(failed)} of {len(objects)} copies failed ({names}); "
-            f"first error: {failed[0].error.message}; no index row was written",
+            f"snapshot {snap_id} failed: {failures.count} of {listing.count} copies failed ({names}); "
+            f"first error: {failures.first_error}; no index row was written",
             "run the same command again once the cause is fixed",
         )
 
     left = (
-        f"{len(done)} copies are left under s3://{cfg.bucket}/{dest_dir} with no manifest and no index row "
+        f"{copied} copies are left under s3://{cfg.bucket}/{dest_dir} with no manifest and no index row "
         "(no operation reads them; `inv dr.prune --apply` removes them once they are a day old)"
     )
     lease.ensure(left)
-    copy_etags = {o.key: etag for o, _, etag in done}
-    manifest = build_manifest(cfg, snap_id, plan.label, ts, versioned, objects, copy_etags)
-    # One entry per listed object (so as many as the listing, none twice:
-    # `_check_unique`), checked by the parser every reader uses before it is
-    # stored: what is committed is what verify, rollback and reindex accept.
-    data = format_manifest(manifest)
-    try:
-        s3.put_bytes(cfg.bucket, mkey, data, "application/json")
-    except Interrupted as sig:
-        sig.notes.append(_remove_interrupted(cfg, s3, snap_id))
-        raise
+    # One entry per listed object (so as many as the listing, none twice: the
+    # spill keeps each key once, `_check_unique` refused the rest), each checked
+    # as the parser every reader uses checks it, before it is stored: what is
+    # committed is what verify, rollback and reindex accept. Written to an
+    # unlinked temporary file, not memory: a manifest is ~250 bytes per key.
+    with tempfile.TemporaryFile() as data:
+        write_manifest(data, manifest_head(cfg, snap_id, plan.label, ts, versioned), manifest_entries(cfg, listing))
+        data.seek(0)
+        try:
+            s3.put_bytes(cfg.bucket, mkey, data, "application/json")
+        except Interrupted as sig:
+            sig.notes.append(_remove_interrupted(cfg, s3, snap_id))
+            raise
     result = SnapshotResult(
         id=snap_id,
         label=plan.label,
@@ -308,8 +340,8 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
         bucket=cfg.bucket,
         source=f"s3://{cfg.bucket}/{cfg.prefix}",
         dest=f"s3://{cfg.bucket}/{dest_dir}",
-        objects=len(objects),
-        bytes=sum(o.size for o in objects),
+        objects=listing.count,
+        bytes=listing.bytes,
         manifest=mkey,
         versioned=versioned,
         seconds=round(time.monotonic() - plan.started, 3),
@@ -336,6 +368,24 @@ def _take_snapshot(cfg: DrConfig, s3: S3, plan: SnapshotPlan, progress: Progress
             "once the index is writable, `inv dr.reindex --apply` records it from its manifest",
         ) from None
     return result
+
+
+class _Failures:
+    """The copies that failed: how many, the first few keys, and the first error (not every failure)."""
+
+    def __init__(self, shown: int = 5) -> None:
+        self.count = 0
+        self.keys: list[str] = []
+        self.first_error = ""
+        self._shown = shown
+
+    def add(self, failed: list[tuple[str, DrError]]) -> None:
+        for key, error in failed:
+            if not self.count:
+                self.first_error = error.message
+            self.count += 1
+            if len(self.keys) < self._shown:
+                self.keys.append(key)
 
 
 def _remove_interrupted(cfg: DrConfig, s3: S3, snap_id: str) -> str:

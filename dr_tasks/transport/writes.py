@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -99,7 +99,7 @@ class WritesMixin(S3Base):
         return proof.plain(etag)
 
     def put_bytes(
-        self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
+        self, bucket: str, key: str, data: bytes | IO[bytes], content_type: str = "application/octet-stream"
     ) -> dict[str, Any]:
         return self.call(
             "PutObject",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
 
-from dr_tasks.manifest import Manifest, ManifestEntry, ManifestError, format_manifest, parse_manifest
+from dr_tasks.manifest import Manifest, ManifestEntry, ManifestError, format_manifest, parse_manifest, write_manifest
 
 SNAP = "2026-04-15T18:00:00Z-good"
 
@@ -92,3 +93,30 @@ def test_format_refuses_what_parse_would_refuse() -> None:
     m.objects.append(m.objects[0])
     with pytest.raises(ManifestError, match="more than once"):
         format_manifest(m)
+
+
+def _streamed(m: Manifest) -> bytes:
+    out = io.BytesIO()
+    head = Manifest(m.id, m.label, m.ts, m.bucket, m.prefix, m.source, m.dest, m.versioned, [], m.extra)
+    assert write_manifest(out, head, iter(m.objects)) == len(m.objects)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_a_manifest_written_entry_by_entry_is_the_same_bytes_as_one_formatted_whole(count: int) -> None:
+    """`dr.snapshot` streams its manifest from disk: readers must see the bytes `format_manifest` gives."""
+    objects = [
+        ManifestEntry(f"state/caf\u00e9/\u2603 {i}\"q\\", i, "e" * 32, None if i else "v", "2026-04-15T18:00:00Z")
+        for i in range(count)
+    ]
+    m = Manifest(SNAP, "good", "2026-04-15T18:00:00Z", "b", "", "s3://b/", "s3://b/snapshots/x/", True, objects)
+    assert _streamed(m) == format_manifest(m)
+    m.extra = {"later": {"a": [1, "\u00e9"]}}
+    assert _streamed(m) == format_manifest(m)
+
+
+def test_a_streamed_entry_the_parser_would_refuse_is_refused_before_it_is_written() -> None:
+    m = Manifest(SNAP, "good", "t", "b", "", "s", "d", True, [])
+    bad = ManifestEntry("state/a", -1, "e", None, None)
+    with pytest.raises(ManifestError, match="size -1"):
+        write_manifest(io.BytesIO(), m, [bad])
