@@ -188,8 +188,14 @@ def test_a_restore_loads_neither_the_index_nor_the_lease() -> None:
     # Start-up is most of a one-unit restore's time (bench/README.md finding 17):
     # a reader that writes no row and takes no lease does not load their modules.
     # Each is loaded where it is needed: a snapshot id as TS, a dead restore's staging dir.
+    # The sweep for dead restores' staging dirs runs as a restore ends, over its own staging dir too.
     code = (
-        "import sys, dr_tasks.tasks, dr_tasks.ops.restore, dr_tasks.transport.crt_engine;"
+        "import os, sys, tempfile, pathlib, dr_tasks.tasks, dr_tasks.ops.restore, dr_tasks.transport.crt_engine\n"
+        "from dr_tasks.ops.restore.holding import sweep_dead_staging\n"
+        "root = pathlib.Path(tempfile.mkdtemp())\n"
+        "(root / f'.u07.partial-{os.getpid()}-x').mkdir()\n"
+        "sweep_dead_staging(root)\n"
+        "assert (root / f'.u07.partial-{os.getpid()}-x').is_dir()\n"
         "print(' '.join(m for m in sys.modules if m.startswith(('dr_tasks.index', 'dr_tasks.rows',"
         " 'dr_tasks.history', 'dr_tasks.lease'))))"
     )

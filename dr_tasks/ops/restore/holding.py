@@ -60,12 +60,15 @@ class Staging:
 
 def sweep_dead_staging(restore_path: Path) -> None:
     """Remove staging dirs of restores whose process is gone (killed mid-download)."""
-    # Loaded here, not at import: a restore is a reader and the lease package is not on its path.
-    from ...lease import pid_alive
-
     for d in restore_path.glob(".*.partial-*-*"):
         pid = d.name.rsplit(".partial-", 1)[-1].split("-", 1)[0]
-        if d.is_dir() and not d.is_symlink() and pid.isdigit() and not pid_alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or not d.is_dir() or d.is_symlink():
+            continue
+        # Loaded only for another process's dir: a restore is a reader, and
+        # the lease package (with the index it writes to) is not on its path.
+        from ...lease import pid_alive
+
+        if not pid_alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
 
 
