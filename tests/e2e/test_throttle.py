@@ -40,9 +40,9 @@ CONCURRENCY = 16
 
 
 @pytest.fixture
-def throttled(server: Server) -> Iterator[FaultProxy]:
-    with FaultProxy(server.endpoint) as proxy:
-        yield proxy
+def throttled(fault_proxy: FaultProxy) -> FaultProxy:
+    """conftest's fault proxy in front of the server under test, named for what it does here."""
+    return fault_proxy
 
 
 @pytest.fixture
