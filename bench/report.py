@@ -24,22 +24,29 @@ def _ops(rpo: dict[str, float]) -> str:
     return ", ".join(f"{op} {v:g}" for op, v in sorted(rpo.items(), key=lambda kv: -kv[1]) if v >= 0.0005)
 
 
-def against_baseline(results: dict[str, Any]) -> list[str]:
-    """`--baseline REV`: ours and each baseline as a ratio to the boto3 floor timed in the same rounds."""
-    labels = results["meta"].get("baselines") or []
+def _change_rows(results: dict[str, Any], pairs: list[tuple[str, str, str]]) -> list[str]:
+    """Table rows for each (name shown, before tool, after tool): both as multiples of the floor of the
+    same rounds, and the change between them."""
     rows = []
     for sc in results["scenarios"]:
         t = sc["tools"]
         floor = (t.get(FLOOR) or {}).get("median_s")
-        ours = (t.get(OURS) or {}).get("median_s")
-        for label in labels:
-            base = (t.get(label) or {}).get("median_s")
-            if floor and ours and base:
-                r_ours, r_base = ours / floor, base / floor
+        for shown, before_tool, after_tool in pairs:
+            before = (t.get(before_tool) or {}).get("median_s")
+            after = (t.get(after_tool) or {}).get("median_s")
+            if floor and before and after:
+                r_before, r_after = before / floor, after / floor
                 rows.append(
-                    f"| {sc['server']}: {sc['scenario']} | {label} | {r_base:.3f} | {r_ours:.3f} | "
-                    f"{(r_ours / r_base - 1) * 100:+.1f} % |"
+                    f"| {sc['server']}: {sc['scenario']} | {shown} | {r_before:.3f} | {r_after:.3f} | "
+                    f"{(r_after / r_before - 1) * 100:+.1f} % |"
                 )
+    return rows
+
+
+def against_baseline(results: dict[str, Any]) -> list[str]:
+    """`--baseline REV`: ours and each baseline as a ratio to the boto3 floor timed in the same rounds."""
+    labels = results["meta"].get("baselines") or []
+    rows = _change_rows(results, [(label, label, OURS) for label in labels])
     if not rows:
         return []
     head = ["", "## Against a baseline revision, as multiples of the boto3 floor (same rounds)", ""]
@@ -58,20 +65,8 @@ def between_baselines(results: dict[str, Any]) -> list[str]:
     labels = results["meta"].get("baselines") or []
     if len(labels) < 2:
         return []
-    first, later = labels[0], labels[1:]
-    rows = []
-    for sc in results["scenarios"]:
-        t = sc["tools"]
-        floor = (t.get(FLOOR) or {}).get("median_s")
-        before = (t.get(first) or {}).get("median_s")
-        for label in later:
-            after = (t.get(label) or {}).get("median_s")
-            if floor and before and after:
-                r_before, r_after = before / floor, after / floor
-                rows.append(
-                    f"| {sc['server']}: {sc['scenario']} | {label} | {r_before:.3f} | {r_after:.3f} | "
-                    f"{(r_after / r_before - 1) * 100:+.1f} % |"
-                )
+    first = labels[0]
+    rows = _change_rows(results, [(label, first, label) for label in labels[1:]])
     if not rows:
         return []
     head = ["", f"## {first} against later baselines, all installed the same way (multiples of the floor)", ""]
