@@ -59,7 +59,7 @@ def _rows_appended() -> list[str]:
     its typed rows at start-up.
     """
     index = sys.modules.get(f"{__package__.rpartition('.')[0]}.index")
-    return list(index.APPENDED) if index is not None else []
+    return index.APPENDED if index is not None else []
 
 
 class DrTask(Task):
